@@ -1,0 +1,72 @@
+#pragma once
+// The seam between the runtime and a transport (the seed's "communication layer").
+//
+// A transport receives bytes and an optional notification id from somewhere,
+// turns them into Messages and feeds them in through the Ingress the manager
+// gives it in on_attach(). For each such message that carries a notify_id, the
+// manager calls deliver() with the notification and the peer token the transport
+// attached, on a worker thread, so the transport can route it back to where the
+// message came from. Notifications of routed messages do not appear on the
+// manager's own notification channel.
+//
+// Lifetime: the manager holds a shared_ptr to each attached layer, and every
+// routed message holds one too, so a layer outlives every message it fed in.
+// On shutdown the manager calls on_detach() after its last deliver().
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <asio/awaitable.hpp>
+
+#include "amsg/message.hpp"
+#include "amsg/notification.hpp"
+#include "amsg/send_status.hpp"
+
+namespace amsg {
+
+class Ingress;
+namespace detail {
+class Core;
+}
+
+class CommunicationLayer : public std::enable_shared_from_this<CommunicationLayer> {
+ public:
+  virtual ~CommunicationLayer() = default;
+
+  // Called once by Manager::attach(). Keep the ingress; it stays valid until on_detach().
+  virtual void on_attach(Ingress ingress) = 0;
+  // Route one notification back to `peer`. Called on a worker thread, possibly
+  // concurrently: it must be thread-safe, must not throw (exceptions are logged and
+  // swallowed) and should not block for long (it holds a worker).
+  virtual void deliver(std::uint64_t peer, Notification&& notification) = 0;
+  // The manager has shut down: every delivery has been made, submit() now returns closed.
+  virtual void on_detach() {}
+};
+
+// A transport's handle for feeding messages in. Cheap to copy.
+// Thread-safety: any member from any thread.
+class Ingress {
+ public:
+  Ingress() = default;
+
+  // The same semantics as Manager::send / try_send / async_send, with the
+  // notification (if notify_id is set) routed back to `peer` through the layer.
+  SendStatus submit(Message&& message, std::uint64_t peer) const;
+  SendStatus try_submit(Message&& message, std::uint64_t peer) const;
+  [[nodiscard]] asio::awaitable<SendStatus> async_submit(Message message, std::uint64_t peer) const;
+
+  [[nodiscard]] bool valid() const noexcept { return core_ != nullptr; }
+
+ private:
+  friend class detail::Core;
+  Ingress(std::shared_ptr<detail::Core> core, std::weak_ptr<CommunicationLayer> layer)
+      : core_{std::move(core)}, layer_{std::move(layer)} {}
+  [[nodiscard]] bool route(Message& message, std::uint64_t peer) const;
+
+  std::shared_ptr<detail::Core> core_;  // keeps the inbox alive; closed after shutdown
+  std::weak_ptr<CommunicationLayer> layer_;
+};
+
+}  // namespace amsg

@@ -1,0 +1,101 @@
+#pragma once
+// amsg::Manager: the in-process active message manager.
+//
+//   senders --send()--> [bounded inbox] --> N worker lanes on a thread pool
+//        handler coroutine per message --> [bounded notification channel] --> receive()
+//                                     \--> CommunicationLayer::deliver() for routed messages
+//
+// Lifecycle: construct, register handlers, start(), send..., shutdown(). Messages
+// sent before start() wait in the inbox. shutdown() (1) closes intake: later sends
+// return SendStatus::closed; (2) lets queued and running messages finish until the
+// drain deadline; (3) cancels what remains: queued messages end as cancelled
+// without running, running handlers get asio cancellation. Every message that asked
+// for a notification gets exactly one. The destructor calls shutdown(0ms) if needed.
+//
+// Thread-safety: every member may be called from any thread, except that a
+// handler must not call the blocking send() of its own manager (it could wait
+// for a slot only it would free): use co_await async_send() there.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include "amsg/communication_layer.hpp"
+#include "amsg/handler.hpp"
+#include "amsg/handler_registry.hpp"
+#include "amsg/manager_options.hpp"
+#include "amsg/message.hpp"
+#include "amsg/notification.hpp"
+#include "amsg/send_status.hpp"
+#include "amsg/stats.hpp"
+
+namespace amsg {
+
+namespace detail {
+class Core;
+}
+
+struct ShutdownReport {
+  bool drained = false;            // everything finished before the drain deadline
+  std::uint64_t cancelled = 0;     // messages ended as cancelled by this shutdown
+  std::chrono::nanoseconds took{0};
+};
+
+class Manager {
+ public:
+  explicit Manager(ManagerOptions options = {});
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  // --- handlers (safe at any time, also while messages flow) ---
+  HandlerRegistry& handlers() noexcept;
+  void register_handler(std::string type, std::shared_ptr<Handler> handler);  // throws HandlerExistsError
+  void register_handlers(HandlerMap handlers);                                // all or none
+  bool replace_handler(std::string type, std::shared_ptr<Handler> handler);
+  bool remove_handler(std::string_view type);
+
+  // --- lifecycle ---
+  void start();  // throws LifecycleError if already started or shut down
+  // Idempotent; later calls return the first call's report.
+  ShutdownReport shutdown(std::chrono::milliseconds drain_deadline = std::chrono::seconds{5});
+  [[nodiscard]] bool running() const noexcept;
+
+  // --- sending (the message is moved from only when the status is ok) ---
+  // Waits while the inbox is full. Returns ok or closed.
+  SendStatus send(Message&& message);
+  // Never waits. Returns ok, full or closed.
+  SendStatus try_send(Message&& message);
+  // Suspends the coroutine while the inbox is full. Returns ok or closed.
+  [[nodiscard]] asio::awaitable<SendStatus> async_send(Message message);
+
+  // --- notifications (when no on_notification callback is set) ---
+  // nullopt when nothing is waiting.
+  std::optional<Notification> try_receive();
+  // Waits for one; nullopt once the manager has shut down and the channel is empty.
+  std::optional<Notification> receive();
+  // As receive(), but also nullopt when `timeout` passes first.
+  std::optional<Notification> receive_for(std::chrono::nanoseconds timeout);
+  [[nodiscard]] asio::awaitable<std::optional<Notification>> async_receive();
+
+  // --- communication layers (transports) ---
+  // Hands the layer an Ingress; the manager keeps the layer until shutdown.
+  void attach(std::shared_ptr<CommunicationLayer> layer);
+
+  [[nodiscard]] Stats stats() const;
+  [[nodiscard]] const ManagerOptions& options() const noexcept;
+  // The pool's executor: for timers and work that handlers start.
+  [[nodiscard]] asio::any_io_executor executor() const;
+
+ private:
+  std::shared_ptr<detail::Core> core_;
+};
+
+}  // namespace amsg

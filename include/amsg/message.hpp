@@ -1,0 +1,55 @@
+#pragma once
+// amsg::Message: one active message: a type, a payload and an optional
+// notification id (the seed's "response notification prefix").
+//
+// When `notify_id` is set, exactly one Notification with that id is produced
+// when the message's handler ends (ok, error or cancelled), or when the runtime
+// refuses the message (unknown type, payload over the limit, shutdown).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "amsg/payload.hpp"
+
+namespace amsg {
+
+class CommunicationLayer;
+namespace detail {
+struct MessageAccess;
+}
+
+// Where a notification goes back to: the layer that fed the message in and an
+// opaque peer token that the layer chose (a connection, a routing id...).
+struct ReplyRoute {
+  std::shared_ptr<CommunicationLayer> layer;
+  std::uint64_t peer = 0;
+};
+
+class Message {
+ public:
+  Message() = default;
+  Message(std::string type, Payload payload, std::optional<std::string> notify_id = std::nullopt)
+      : type{std::move(type)}, payload{std::move(payload)}, notify_id{std::move(notify_id)} {}
+
+  Message(Message&&) noexcept = default;
+  Message& operator=(Message&&) noexcept = default;
+  Message(const Message&) = delete;
+  Message& operator=(const Message&) = delete;
+  ~Message() = default;
+
+  std::string type;
+  Payload payload;
+  std::optional<std::string> notify_id;
+
+  // Set by a communication layer through Ingress; empty for local messages.
+  [[nodiscard]] const ReplyRoute& reply_route() const noexcept { return route_; }
+
+ private:
+  friend struct detail::MessageAccess;
+  ReplyRoute route_;
+  std::int64_t enqueued_ns_ = 0;  // steady_clock stamp taken when the inbox accepted it
+};
+
+}  // namespace amsg

@@ -1,0 +1,37 @@
+#pragma once
+// amsg::Notification: the outcome of one message that asked for one.
+//
+// Text form, exactly as in the seed:  "{id}:ok"  or  "{id}:err({message})".
+// Cancellation is its own outcome; its text form is "{id}:err(cancelled)".
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace amsg {
+
+enum class Outcome : std::uint8_t { ok, error, cancelled };
+
+[[nodiscard]] std::string_view to_string(Outcome outcome) noexcept;
+
+struct Notification {
+  std::string id;            // the message's notify_id
+  Outcome outcome = Outcome::ok;
+  std::string error;         // empty when outcome == ok; "cancelled" when cancelled
+  std::string message_type;  // the type of the message this answers
+
+  [[nodiscard]] bool is_success() const noexcept { return outcome == Outcome::ok; }
+  // "{id}:ok" / "{id}:err({error})" / "{id}:err(cancelled)". Built on demand, so the
+  // hot path never formats text nobody reads.
+  [[nodiscard]] std::string text() const;
+};
+
+// Parses the text form. The id ends at the last ":ok" suffix, or at the first
+// ":err(" for errors, so ids may contain ':' (but not the sequence ":err(") and
+// error messages may contain anything, parentheses included. "err(cancelled)"
+// parses as Outcome::cancelled. The message type is not part of the text form and
+// stays empty. Returns nullopt for text that is neither form.
+[[nodiscard]] std::optional<Notification> parse_notification(std::string_view text);
+
+}  // namespace amsg

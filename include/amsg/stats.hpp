@@ -1,0 +1,41 @@
+#pragma once
+// amsg::Stats: a manager's counters, readable at any time without stopping it.
+//
+// Accounting: once every received message has ended (after shutdown, or whenever
+// in_flight and queue_depth are both 0),
+//   received == ok + failed + cancelled + rejected
+// and each message with a notify_id produced exactly one notification.
+
+#include <cstdint>
+#include <string>
+
+namespace amsg {
+
+struct LatencySummary {
+  std::uint64_t count = 0;
+  double mean_us = 0;
+  double p50_us = 0;
+  double p90_us = 0;
+  double p99_us = 0;
+  double p999_us = 0;
+  double max_us = 0;
+};
+
+struct Stats {
+  std::uint64_t received = 0;      // accepted into the inbox
+  std::uint64_t dispatched = 0;    // handler started
+  std::uint64_t ok = 0;            // handler finished normally
+  std::uint64_t failed = 0;        // handler threw, or the type was unknown
+  std::uint64_t unknown_type = 0;  // of `failed`: no handler for the type
+  std::uint64_t rejected = 0;      // refused before lookup: payload over the limit
+  std::uint64_t cancelled = 0;     // ended by shutdown, queued or running
+  std::uint64_t notifications = 0; // notifications produced (one per notify_id)
+  std::uint64_t in_flight = 0;     // workers busy with a message right now
+  std::uint64_t max_in_flight = 0; // highest in_flight seen; never above the concurrency limit
+  std::uint64_t queue_depth = 0;   // messages waiting in the inbox
+  LatencySummary latency;          // inbox accepted -> notification produced (or message ended)
+
+  [[nodiscard]] std::string to_string() const;
+};
+
+}  // namespace amsg

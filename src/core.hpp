@@ -1,0 +1,162 @@
+#pragma once
+// detail::Core: the shared state behind a Manager (and the Ingress handles that
+// transports hold). Private to the library.
+//
+// Threads and ownership:
+//  - `threads` pool threads run io_context::run(). On them run `concurrency` lanes:
+//    coroutines, each on its own strand, that pop a message, run its handler to
+//    completion (inline when it never suspends) and publish its notification.
+//    N lanes is the concurrency limit: it cannot be exceeded by construction.
+//  - Senders push into the bounded inbox from any thread. A parked lane is woken
+//    only when one is parked and no other wake-up is already on its way, so a
+//    burst costs one wake-up, not one per message.
+//  - Every counter has a single writer (its lane); stats() sums them.
+
+#include <array>
+#include <asio/cancellation_signal.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/strand.hpp>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "amsg/communication_layer.hpp"
+#include "amsg/handler_registry.hpp"
+#include "amsg/manager.hpp"
+#include "amsg/manager_options.hpp"
+#include "amsg/message.hpp"
+#include "amsg/notification.hpp"
+#include "amsg/send_status.hpp"
+#include "amsg/stats.hpp"
+#include "detail/async_wait_list.hpp"
+#include "detail/bounded_queue.hpp"
+#include "detail/event_count.hpp"
+#include "detail/histogram.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace amsg::detail {
+
+struct MessageAccess {
+  static ReplyRoute& route(Message& m) noexcept { return m.route_; }
+  static std::int64_t& enqueued_ns(Message& m) noexcept { return m.enqueued_ns_; }
+};
+
+// Both kinds of waiter for one condition: plain threads and coroutines.
+struct Signal {
+  EventCount threads;
+  AsyncWaitList coroutines;
+  // After making the condition true for one waiter: wakes every parked thread
+  // (they re-check) and one coroutine. One fence and two loads when nobody waits.
+  void notify_one() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (threads.has_waiters()) threads.notify_all();
+    if (coroutines.waiting() != 0) coroutines.notify_one();
+  }
+  void notify_all() {
+    threads.notify_all();
+    coroutines.notify_all();
+  }
+};
+
+struct alignas(kCacheLine) LaneStats {
+  SingleWriterCounter dispatched, ok, failed, unknown_type, rejected, cancelled, notifications;
+  LatencyHistogram latency;
+};
+
+struct Lane {
+  Lane(std::size_t i, asio::io_context& io) : index{i}, strand{asio::make_strand(io)} {}
+  std::size_t index;
+  asio::strand<asio::io_context::executor_type> strand;
+  asio::cancellation_signal cancel;
+  std::shared_ptr<const HandlerRegistry::Snapshot> handlers;
+  LaneStats stats;
+  bool busy = false;
+};
+
+class Core : public std::enable_shared_from_this<Core> {
+ public:
+  explicit Core(ManagerOptions opts);
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  void start();
+  ShutdownReport shutdown(std::chrono::milliseconds drain_deadline);
+  [[nodiscard]] bool running() const noexcept { return state_.load(std::memory_order_acquire) == kRunning; }
+
+  SendStatus try_send(Message&& message);
+  SendStatus send(Message&& message);
+  asio::awaitable<SendStatus> async_send(Message message);
+
+  std::optional<Notification> try_receive();
+  std::optional<Notification> receive_until(std::chrono::steady_clock::time_point deadline);
+  asio::awaitable<std::optional<Notification>> async_receive();
+
+  void attach(const std::shared_ptr<CommunicationLayer>& layer);
+  [[nodiscard]] Stats stats() const;
+  [[nodiscard]] asio::any_io_executor executor() { return io_.get_executor(); }
+
+  const ManagerOptions options;
+  HandlerRegistry registry;
+
+ private:
+  enum State : int { kCreated, kRunning, kStopping, kStopped };
+
+  asio::awaitable<void> run_lane(Lane& lane);
+  asio::awaitable<void> spin_for_work(Lane& lane);
+  void wake_a_lane();
+  void on_popped(Lane& lane);
+  void set_idle(Lane& lane);
+  // Counts, logs and builds the notification of a finished message; returns
+  // nullopt when it asked for none.
+  std::optional<Notification> finish(LaneStats& stats, Message& msg, Outcome outcome, std::string&& error);
+  // Routes a notification; false when the channel is full (the caller waits for room).
+  bool try_deliver(Notification& n, const ReplyRoute& route, bool may_overflow);
+  void push_overflow(Notification&& n);
+  void run_io_thread();
+
+  std::shared_ptr<spdlog::logger> log_;
+  std::atomic<int> state_{kCreated};
+
+  BoundedQueue<Message> inbox_;
+  Signal inbox_space_;            // senders waiting for room
+  AsyncWaitList lanes_idle_;      // parked lanes
+  std::atomic<bool> wake_pending_{false};
+
+  BoundedQueue<Notification> notifications_;
+  Signal notifications_ready_;    // receivers
+  AsyncWaitList notification_space_;  // lanes waiting for room
+  std::atomic<bool> notifications_closed_{false};
+  std::atomic<bool> cancelling_{false};
+  std::atomic<bool> overflow_allowed_{false};
+  std::mutex overflow_mutex_;
+  std::deque<Notification> overflow_;
+  std::atomic<std::size_t> overflow_size_{0};
+
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::atomic<std::size_t> lanes_running_{0};
+  EventCount lanes_done_;
+  std::atomic<std::uint64_t> busy_lanes_{0};
+  std::atomic<std::uint64_t> max_busy_lanes_{0};
+  LaneStats shutdown_stats_;  // messages ended by shutdown() itself (never taken by a lane)
+
+  std::mutex layers_mutex_;
+  std::vector<std::shared_ptr<CommunicationLayer>> layers_;
+
+  std::mutex lifecycle_mutex_;
+  std::optional<ShutdownReport> report_;
+};
+
+}  // namespace amsg::detail

@@ -1,0 +1,114 @@
+#pragma once
+// AsyncWaitList: the coroutine counterpart of EventCount. A coroutine parks its
+// completion handler here until another thread makes a condition true. The
+// notifying side pays one fence and one load when the list is empty; the mutex
+// is only taken when somebody is parked (the slow path by definition).
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+
+namespace amsg::detail {
+
+class AsyncWaitList {
+ public:
+  AsyncWaitList() = default;
+  AsyncWaitList(const AsyncWaitList&) = delete;
+  AsyncWaitList& operator=(const AsyncWaitList&) = delete;
+
+  // co_await list.async_wait(ready): resumes (on the coroutine's own executor) after
+  // a notify, or at once if ready() is already true once the waiter is registered.
+  template <typename Ready>
+  auto async_wait(Ready ready) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [this, ready = std::move(ready)](auto handler) mutable { park(std::move(handler), ready); },
+        asio::use_awaitable);
+  }
+
+  // Wakes one parked coroutine (the most recent: its memory is the warmest).
+  bool notify_one() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (count_.load(std::memory_order_relaxed) == 0) return false;
+    std::unique_ptr<Waiter> waiter;
+    {
+      std::lock_guard lock{mutex_};
+      if (waiters_.empty()) return false;
+      waiter = std::move(waiters_.back());
+      waiters_.pop_back();
+      count_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    waiter->resume();
+    return true;
+  }
+
+  void notify_all() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (count_.load(std::memory_order_relaxed) == 0) return;
+    std::vector<std::unique_ptr<Waiter>> woken;
+    {
+      std::lock_guard lock{mutex_};
+      woken.swap(waiters_);
+      count_.store(0, std::memory_order_relaxed);
+    }
+    for (auto& waiter : woken) waiter->resume();
+  }
+
+  [[nodiscard]] std::size_t waiting() const noexcept { return count_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Waiter {
+    virtual ~Waiter() = default;
+    virtual void resume() = 0;
+  };
+  template <typename Handler>
+  struct HandlerWaiter final : Waiter {
+    explicit HandlerWaiter(Handler&& h) : handler{std::move(h)} {}
+    void resume() override {
+      auto executor = asio::get_associated_executor(handler);
+      asio::post(executor, std::move(handler));
+    }
+    Handler handler;
+  };
+
+  template <typename Handler, typename Ready>
+  void park(Handler&& handler, Ready& ready) {
+    auto owned = std::make_unique<HandlerWaiter<std::decay_t<Handler>>>(std::move(handler));
+    Waiter* self = owned.get();
+    {
+      std::lock_guard lock{mutex_};
+      waiters_.push_back(std::move(owned));
+      count_.fetch_add(1, std::memory_order_seq_cst);
+    }
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!ready()) return;
+    // The condition came true while we registered: take ourselves back, unless a
+    // notifier already did (then it resumes us).
+    std::unique_ptr<Waiter> mine;
+    {
+      std::lock_guard lock{mutex_};
+      for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
+        if (it->get() == self) {
+          mine = std::move(*it);
+          waiters_.erase(it);
+          count_.fetch_sub(1, std::memory_order_relaxed);
+          break;
+        }
+      }
+    }
+    if (mine) mine->resume();
+  }
+
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Waiter>> waiters_;
+  std::atomic<std::size_t> count_{0};
+};
+
+}  // namespace amsg::detail

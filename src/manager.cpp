@@ -1,0 +1,547 @@
+#include "amsg/manager.hpp"
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <exception>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "amsg/errors.hpp"
+#include "amsg/log.hpp"
+#include "core.hpp"
+
+namespace amsg {
+namespace detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+ManagerOptions validated(ManagerOptions o) {
+  if (o.concurrency == 0) throw InvalidOptionsError("amsg: concurrency must be at least 1");
+  if (o.inbox_capacity == 0) throw InvalidOptionsError("amsg: inbox_capacity must be at least 1");
+  if (o.notification_capacity == 0) throw InvalidOptionsError("amsg: notification_capacity must be at least 1");
+  if (o.inbox_capacity > (std::size_t{1} << 30) || o.notification_capacity > (std::size_t{1} << 30)) {
+    throw InvalidOptionsError("amsg: capacities are limited to 2^30 entries");
+  }
+  if (o.idle_spin.count() < 0) throw InvalidOptionsError("amsg: idle_spin must not be negative");
+  if (o.threads == 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
+  return o;
+}
+
+// How many messages a lane runs back to back before it lets other work on its
+// thread run (a lane whose handlers never suspend would otherwise hold the thread).
+constexpr unsigned kYieldEvery = 256;
+
+}  // namespace
+
+Core::Core(ManagerOptions opts)
+    : options{validated(std::move(opts))},
+      log_{logger(options.logger_name)},
+      inbox_{options.inbox_capacity},
+      notifications_{options.notification_capacity},
+      io_{static_cast<int>(options.threads)} {
+  lanes_.reserve(options.concurrency);
+  for (std::size_t i = 0; i < options.concurrency; ++i) lanes_.push_back(std::make_unique<Lane>(i, io_));
+}
+
+Core::~Core() {
+  // Manager::~Manager shut us down; this only covers a core that never ran.
+  if (!threads_.empty()) {
+    io_.stop();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+}
+
+void Core::start() {
+  std::lock_guard lock{lifecycle_mutex_};
+  int expected = kCreated;
+  if (!state_.compare_exchange_strong(expected, kRunning)) {
+    throw LifecycleError("amsg: start() on a manager that was already started or shut down");
+  }
+  work_.emplace(io_.get_executor());
+  lanes_running_.store(lanes_.size(), std::memory_order_release);
+  for (auto& lane_ptr : lanes_) {
+    Lane& lane = *lane_ptr;
+    asio::co_spawn(lane.strand, run_lane(lane),
+                   asio::bind_cancellation_slot(lane.cancel.slot(), [this](const std::exception_ptr& e) {
+                     if (!e) return;
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       log_->critical("worker lane ended by an exception: {}", ex.what());
+                     }
+                   }));
+  }
+  threads_.reserve(options.threads);
+  for (std::size_t i = 0; i < options.threads; ++i) threads_.emplace_back([this] { run_io_thread(); });
+  log_->debug("manager started: concurrency={} threads={} inbox={} notifications={}", options.concurrency,
+              options.threads, inbox_.capacity(), notifications_.capacity());
+}
+
+void Core::run_io_thread() {
+  for (;;) {
+    try {
+      io_.run();
+      return;
+    } catch (const std::exception& e) {
+      // Work that handlers started on our executor (not the handlers themselves,
+      // whose exceptions become notifications) threw: log and keep serving.
+      log_->error("exception escaped a task on the manager's pool: {}", e.what());
+    } catch (...) {
+      log_->error("unknown exception escaped a task on the manager's pool");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- sending
+
+SendStatus Core::try_send(Message&& message) {
+  MessageAccess::enqueued_ns(message) = now_ns();
+  switch (inbox_.try_push(message)) {
+    case PushResult::ok:
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (lanes_idle_.waiting() != 0) wake_a_lane();
+      return SendStatus::ok;
+    case PushResult::full: return SendStatus::full;
+    case PushResult::closed: return SendStatus::closed;
+  }
+  return SendStatus::closed;
+}
+
+SendStatus Core::send(Message&& message) {
+  for (;;) {
+    const SendStatus s = try_send(std::move(message));
+    if (s != SendStatus::full) return s;
+    inbox_space_.threads.wait([this] { return !inbox_.full() || inbox_.closed(); }, options.idle_spin);
+  }
+}
+
+asio::awaitable<SendStatus> Core::async_send(Message message) {
+  auto self = shared_from_this();
+  for (;;) {
+    const SendStatus s = try_send(std::move(message));
+    if (s != SendStatus::full) co_return s;
+    co_await inbox_space_.coroutines.async_wait([this] { return !inbox_.full() || inbox_.closed(); });
+  }
+}
+
+// Wakes one parked lane unless a wake-up (or a spinning lane) is already on its
+// way: that lane will chain-wake another if it finds more work than it takes.
+void Core::wake_a_lane() {
+  if (wake_pending_.load(std::memory_order_relaxed) || wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  if (!lanes_idle_.notify_one()) wake_pending_.store(false, std::memory_order_seq_cst);
+}
+
+// ---------------------------------------------------------------- lanes
+
+void Core::on_popped(Lane& lane) {
+  inbox_space_.notify_one();
+  if (!lane.busy) {
+    lane.busy = true;
+    const auto busy = busy_lanes_.fetch_add(1, std::memory_order_relaxed) + 1;
+    auto max = max_busy_lanes_.load(std::memory_order_relaxed);
+    while (busy > max && !max_busy_lanes_.compare_exchange_weak(max, busy, std::memory_order_relaxed)) {
+    }
+  }
+  if (!inbox_.empty() && lanes_idle_.waiting() != 0) wake_a_lane();
+}
+
+void Core::set_idle(Lane& lane) {
+  if (lane.busy) {
+    lane.busy = false;
+    busy_lanes_.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+asio::awaitable<void> Core::spin_for_work(Lane& lane) {
+  // One lane at a time spins, holding the wake-up token so senders do not wake others.
+  if (wake_pending_.load(std::memory_order_relaxed) || wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+    co_return;
+  }
+  const auto end = Clock::now() + options.idle_spin;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) {
+      if (!inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed)) {
+        wake_pending_.store(false, std::memory_order_seq_cst);
+        co_return;
+      }
+      cpu_relax();
+    }
+    if (Clock::now() >= end) break;
+    co_await asio::post(lane.strand, asio::use_awaitable);  // let other work on this thread run
+  }
+  wake_pending_.store(false, std::memory_order_seq_cst);
+}
+
+asio::awaitable<void> Core::run_lane(Lane& lane) {
+  auto self = shared_from_this();
+  lane.handlers = registry.snapshot();
+  unsigned since_yield = 0;
+  for (;;) {
+    Message msg;
+    if (!inbox_.try_pop(msg)) {
+      set_idle(lane);
+      if (inbox_.closed() && inbox_.empty()) break;
+      bool aborted = false;
+      try {
+        if (options.idle_spin.count() > 0 && !inbox_.closed()) co_await spin_for_work(lane);
+        if (inbox_.empty()) {
+          co_await lanes_idle_.async_wait([this] {
+            return !inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed);
+          });
+          wake_pending_.store(false, std::memory_order_seq_cst);
+        }
+      } catch (const std::exception&) {
+        aborted = true;  // shutdown's cancellation reached the lane itself
+      }
+      if (aborted) co_await asio::this_coro::reset_cancellation_state();
+      continue;
+    }
+    on_popped(lane);
+
+    Outcome outcome = Outcome::ok;
+    std::string error;
+    if (cancelling_.load(std::memory_order_acquire)) {
+      outcome = Outcome::cancelled;
+    } else if (msg.payload.size() > options.max_payload_bytes) {
+      outcome = Outcome::error;
+      error = fmt::format("payload of {} bytes exceeds the limit of {} bytes", msg.payload.size(),
+                          options.max_payload_bytes);
+      lane.stats.rejected.add();
+    } else {
+      if (lane.handlers->version != registry.version()) lane.handlers = registry.snapshot();
+      Handler* handler = lane.handlers->find(msg.type);
+      if (handler == nullptr) {
+        outcome = Outcome::error;
+        error = fmt::format("unknown message type '{}'", msg.type);
+        lane.stats.unknown_type.add();
+        lane.stats.failed.add();
+      } else {
+        lane.stats.dispatched.add();
+        bool aborted = false;
+        try {
+          co_await handler->handle(msg);
+        } catch (const std::exception& e) {
+          error = e.what();
+          outcome = Outcome::error;
+          aborted = true;
+        } catch (...) {
+          error = "unknown exception";
+          outcome = Outcome::error;
+          aborted = true;
+        }
+        if (aborted) {
+          if (cancelling_.load(std::memory_order_acquire)) {
+            outcome = Outcome::cancelled;
+            co_await asio::this_coro::reset_cancellation_state();
+          } else {
+            lane.stats.failed.add();
+          }
+        }
+      }
+    }
+    if (outcome == Outcome::ok) lane.stats.ok.add();
+    if (outcome == Outcome::cancelled) lane.stats.cancelled.add();
+
+    const ReplyRoute route = std::move(MessageAccess::route(msg));
+    if (auto n = finish(lane.stats, msg, outcome, std::move(error))) {
+      while (!try_deliver(*n, route, false)) {
+        bool aborted = false;
+        try {
+          co_await notification_space_.async_wait([this] {
+            return !notifications_.full() || overflow_allowed_.load(std::memory_order_relaxed);
+          });
+        } catch (const std::exception&) {
+          aborted = true;
+        }
+        if (aborted) co_await asio::this_coro::reset_cancellation_state();
+        if (overflow_allowed_.load(std::memory_order_acquire) && try_deliver(*n, route, true)) break;
+      }
+    }
+    if (++since_yield == kYieldEvery) {
+      since_yield = 0;
+      bool aborted = false;
+      try {
+        co_await asio::post(lane.strand, asio::use_awaitable);
+      } catch (const std::exception&) {
+        aborted = true;
+      }
+      if (aborted) co_await asio::this_coro::reset_cancellation_state();
+    }
+  }
+  lane.handlers.reset();
+  lanes_running_.fetch_sub(1, std::memory_order_acq_rel);
+  lanes_done_.notify_all();
+}
+
+std::optional<Notification> Core::finish(LaneStats& stats, Message& msg, Outcome outcome, std::string&& error) {
+  const std::int64_t enqueued = MessageAccess::enqueued_ns(msg);
+  if (enqueued != 0) stats.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ns() - enqueued)));
+  if (outcome == Outcome::error) {
+    log_->warn("message type='{}' id='{}' failed: {}", msg.type, msg.notify_id.value_or(""), error);
+  } else if (outcome == Outcome::cancelled) {
+    log_->info("message type='{}' id='{}' cancelled by shutdown", msg.type, msg.notify_id.value_or(""));
+    error = "cancelled";
+  }
+  if (!msg.notify_id) return std::nullopt;
+  stats.notifications.add();
+  return Notification{std::move(*msg.notify_id), outcome, std::move(error), std::move(msg.type)};
+}
+
+bool Core::try_deliver(Notification& n, const ReplyRoute& route, bool may_overflow) {
+  if (route.layer) {
+    try {
+      route.layer->deliver(route.peer, std::move(n));
+    } catch (const std::exception& e) {
+      log_->error("communication layer failed to deliver notification '{}': {}", n.id, e.what());
+    }
+    return true;
+  }
+  if (options.on_notification) {
+    try {
+      options.on_notification(std::move(n));
+    } catch (const std::exception& e) {
+      log_->error("on_notification callback threw: {}", e.what());
+    } catch (...) {
+      log_->error("on_notification callback threw an unknown exception");
+    }
+    return true;
+  }
+  if (notifications_.try_push(n) == PushResult::ok) {
+    notifications_ready_.notify_one();
+    return true;
+  }
+  if (!may_overflow) return false;
+  push_overflow(std::move(n));
+  return true;
+}
+
+void Core::push_overflow(Notification&& n) {
+  {
+    std::lock_guard lock{overflow_mutex_};
+    overflow_.push_back(std::move(n));
+    overflow_size_.fetch_add(1, std::memory_order_release);
+  }
+  notifications_ready_.notify_one();
+}
+
+// ---------------------------------------------------------------- receiving
+
+std::optional<Notification> Core::try_receive() {
+  Notification n;
+  if (notifications_.try_pop(n)) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (notification_space_.waiting() != 0) notification_space_.notify_one();
+    return n;
+  }
+  if (overflow_size_.load(std::memory_order_acquire) != 0) {
+    std::lock_guard lock{overflow_mutex_};
+    if (!overflow_.empty()) {
+      n = std::move(overflow_.front());
+      overflow_.pop_front();
+      overflow_size_.fetch_sub(1, std::memory_order_relaxed);
+      return n;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Notification> Core::receive_until(Clock::time_point deadline) {
+  for (;;) {
+    if (auto n = try_receive()) return n;
+    if (notifications_closed_.load(std::memory_order_acquire)) return try_receive();
+    const bool ready = notifications_ready_.threads.wait_until(
+        [this] {
+          return !notifications_.empty() || overflow_size_.load(std::memory_order_relaxed) != 0 ||
+                 notifications_closed_.load(std::memory_order_relaxed);
+        },
+        deadline, options.idle_spin);
+    if (!ready) return try_receive();
+  }
+}
+
+asio::awaitable<std::optional<Notification>> Core::async_receive() {
+  auto self = shared_from_this();
+  for (;;) {
+    if (auto n = try_receive()) co_return n;
+    if (notifications_closed_.load(std::memory_order_acquire)) co_return try_receive();
+    co_await notifications_ready_.coroutines.async_wait([this] {
+      return !notifications_.empty() || overflow_size_.load(std::memory_order_relaxed) != 0 ||
+             notifications_closed_.load(std::memory_order_relaxed);
+    });
+  }
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
+  std::lock_guard lock{lifecycle_mutex_};
+  if (report_) return *report_;
+  const auto t0 = Clock::now();
+  const bool was_running = state_.exchange(kStopping) == kRunning;
+  ShutdownReport report;
+
+  // Phase 1: stop intake. From here every send returns closed.
+  inbox_.close();
+  inbox_space_.notify_all();
+  lanes_idle_.notify_all();
+  log_->debug("shutdown: intake closed, {} queued", inbox_.size());
+
+  // Phase 2: drain queued and running messages until the deadline.
+  report.drained = true;
+  if (was_running) {
+    auto lanes_finished = [this] { return lanes_running_.load(std::memory_order_acquire) == 0; };
+    report.drained = lanes_done_.wait_until(lanes_finished, t0 + drain_deadline);
+    if (!report.drained) {
+      // Phase 3: cancel what remains. Queued messages end without running; running
+      // handlers get asio cancellation at their pending (or next) co_await.
+      const auto running = busy_lanes_.load();
+      const auto queued = inbox_.size();
+      log_->log(running + queued > 0 ? spdlog::level::warn : spdlog::level::debug,
+                "shutdown: drain deadline passed with {} running and {} queued; cancelling", running, queued);
+      overflow_allowed_.store(true, std::memory_order_seq_cst);
+      cancelling_.store(true, std::memory_order_seq_cst);
+      notification_space_.notify_all();
+      lanes_idle_.notify_all();
+      for (auto& lane : lanes_) {
+        asio::post(lane->strand, [l = lane.get()] { l->cancel.emit(asio::cancellation_type::terminal); });
+      }
+      while (!lanes_done_.wait_until(lanes_finished, Clock::now() + std::chrono::seconds{5})) {
+        log_->warn("shutdown: still waiting for {} handler(s) that ignore cancellation", busy_lanes_.load());
+      }
+    }
+  }
+  // Messages no lane took (the manager never started): they end here, cancelled.
+  overflow_allowed_.store(true, std::memory_order_seq_cst);
+  cancelling_.store(true, std::memory_order_seq_cst);
+  while (!inbox_.empty()) {
+    Message msg;
+    if (!inbox_.try_pop(msg)) {
+      std::this_thread::yield();  // a sender reserved a slot and is still writing it
+      continue;
+    }
+    shutdown_stats_.cancelled.add();
+    const ReplyRoute route = std::move(MessageAccess::route(msg));
+    if (auto n = finish(shutdown_stats_, msg, Outcome::cancelled, {})) try_deliver(*n, route, true);
+  }
+
+  if (was_running) {
+    work_.reset();
+    io_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  std::vector<std::shared_ptr<CommunicationLayer>> layers;
+  {
+    std::lock_guard layers_lock{layers_mutex_};
+    layers.swap(layers_);
+  }
+  for (auto& layer : layers) {
+    try {
+      layer->on_detach();
+    } catch (const std::exception& e) {
+      log_->error("communication layer on_detach threw: {}", e.what());
+    }
+  }
+  notifications_closed_.store(true, std::memory_order_seq_cst);
+  notifications_ready_.notify_all();
+  inbox_space_.notify_all();
+
+  const Stats s = stats();
+  report.cancelled = s.cancelled;
+  report.took = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0);
+  state_.store(kStopped, std::memory_order_release);
+  log_->debug("shutdown complete in {} us: {}", report.took.count() / 1000, s.to_string());
+  report_ = report;
+  return report;
+}
+
+void Core::attach(const std::shared_ptr<CommunicationLayer>& layer) {
+  if (!layer) throw std::invalid_argument("amsg: attach(nullptr)");
+  {
+    std::lock_guard lock{layers_mutex_};
+    if (state_.load() >= kStopping) throw LifecycleError("amsg: attach() on a manager that is shut down");
+    layers_.push_back(layer);
+  }
+  layer->on_attach(Ingress{shared_from_this(), layer});
+}
+
+Stats Core::stats() const {
+  Stats s;
+  std::array<std::uint64_t, LatencyHistogram::kBuckets> buckets{};
+  std::uint64_t sum = 0;
+  std::uint64_t max = 0;
+  auto add = [&](const LaneStats& l) {
+    s.dispatched += l.dispatched.get();
+    s.ok += l.ok.get();
+    s.failed += l.failed.get();
+    s.unknown_type += l.unknown_type.get();
+    s.rejected += l.rejected.get();
+    s.cancelled += l.cancelled.get();
+    s.notifications += l.notifications.get();
+    l.latency.merge_into(buckets, sum, max);
+  };
+  for (const auto& lane : lanes_) add(lane->stats);
+  add(shutdown_stats_);
+  s.received = inbox_.pushed();
+  s.queue_depth = inbox_.size();
+  s.in_flight = busy_lanes_.load(std::memory_order_relaxed);
+  s.max_in_flight = max_busy_lanes_.load(std::memory_order_relaxed);
+  s.latency = LatencyHistogram::summarize(buckets, sum, max);
+  return s;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- Manager
+
+Manager::Manager(ManagerOptions options) : core_{std::make_shared<detail::Core>(std::move(options))} {}
+
+Manager::~Manager() {
+  try {
+    core_->shutdown(std::chrono::milliseconds{0});
+  } catch (const std::exception& e) {
+    logger(core_->options.logger_name)->error("shutdown in ~Manager failed: {}", e.what());
+  }
+}
+
+HandlerRegistry& Manager::handlers() noexcept { return core_->registry; }
+void Manager::register_handler(std::string type, std::shared_ptr<Handler> handler) {
+  core_->registry.add(std::move(type), std::move(handler));
+}
+void Manager::register_handlers(HandlerMap handlers) { core_->registry.add_all(std::move(handlers)); }
+bool Manager::replace_handler(std::string type, std::shared_ptr<Handler> handler) {
+  return core_->registry.replace(std::move(type), std::move(handler));
+}
+bool Manager::remove_handler(std::string_view type) { return core_->registry.remove(type); }
+
+void Manager::start() { core_->start(); }
+ShutdownReport Manager::shutdown(std::chrono::milliseconds drain_deadline) { return core_->shutdown(drain_deadline); }
+bool Manager::running() const noexcept { return core_->running(); }
+
+SendStatus Manager::send(Message&& message) { return core_->send(std::move(message)); }
+SendStatus Manager::try_send(Message&& message) { return core_->try_send(std::move(message)); }
+asio::awaitable<SendStatus> Manager::async_send(Message message) { return core_->async_send(std::move(message)); }
+
+std::optional<Notification> Manager::try_receive() { return core_->try_receive(); }
+std::optional<Notification> Manager::receive() { return core_->receive_until(std::chrono::steady_clock::time_point::max()); }
+std::optional<Notification> Manager::receive_for(std::chrono::nanoseconds timeout) {
+  return core_->receive_until(std::chrono::steady_clock::now() + timeout);
+}
+asio::awaitable<std::optional<Notification>> Manager::async_receive() { return core_->async_receive(); }
+
+void Manager::attach(std::shared_ptr<CommunicationLayer> layer) { core_->attach(layer); }
+Stats Manager::stats() const { return core_->stats(); }
+const ManagerOptions& Manager::options() const noexcept { return core_->options; }
+asio::any_io_executor Manager::executor() const { return core_->executor(); }
+
+}  // namespace amsg

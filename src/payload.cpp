@@ -1,0 +1,171 @@
+#include "amsg/payload.hpp"
+
+#include <array>
+#include <bit>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <vector>
+
+// Payload buffers up to kMaxPooled bytes come from size classes (powers of two
+// from 64 B). Each thread keeps a free list per class; a thread that frees more
+// than it allocates (a worker) hands whole chains to a global pool, and a thread
+// that allocates more than it frees (a sender) takes whole chains back. So the
+// usual cross-thread pattern costs one mutex operation per kChain buffers
+// instead of contended malloc/free on every message. Under AddressSanitizer the
+// pool is bypassed so that use-after-free stays detectable.
+
+#if defined(__SANITIZE_ADDRESS__)
+#define AMSG_PAYLOAD_POOL 0
+#else
+#define AMSG_PAYLOAD_POOL 1
+#endif
+
+namespace amsg {
+namespace {
+
+constexpr std::size_t kMinClassBytes = 64;
+constexpr std::size_t kClasses = 7;  // 64 B .. 4 KiB
+constexpr std::size_t kMaxPooled = kMinClassBytes << (kClasses - 1);
+constexpr std::size_t kChain = 128;         // buffers moved per global-pool operation
+constexpr std::size_t kLocalMax = 2 * kChain;
+constexpr std::size_t kGlobalMaxChains = 64;  // per class; beyond that chains go back to malloc
+
+struct FreeBlock {
+  FreeBlock* next;
+};
+
+struct Chain {
+  FreeBlock* head = nullptr;
+  std::size_t length = 0;
+};
+
+std::size_t class_of(std::size_t size) noexcept {
+  const std::size_t rounded = std::bit_ceil(size < kMinClassBytes ? kMinClassBytes : size);
+  return static_cast<std::size_t>(std::countr_zero(rounded) - std::countr_zero(kMinClassBytes));
+}
+std::size_t class_bytes(std::size_t cls) noexcept { return kMinClassBytes << cls; }
+
+void free_chain(Chain chain) noexcept {
+  while (chain.head != nullptr) {
+    FreeBlock* next = chain.head->next;
+    std::free(chain.head);
+    chain.head = next;
+  }
+}
+
+class GlobalPool {
+ public:
+  bool take(std::size_t cls, Chain& out) {
+    std::lock_guard lock{mutex_};
+    auto& chains = chains_[cls];
+    if (chains.empty()) return false;
+    out = chains.back();
+    chains.pop_back();
+    return true;
+  }
+  void give(std::size_t cls, Chain chain) {
+    {
+      std::lock_guard lock{mutex_};
+      auto& chains = chains_[cls];
+      if (chains.size() < kGlobalMaxChains) {
+        chains.push_back(chain);
+        return;
+      }
+    }
+    free_chain(chain);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::array<std::vector<Chain>, kClasses> chains_;
+};
+
+// Never destroyed: thread caches may flush into it during program exit.
+GlobalPool& global_pool() {
+  static auto* pool = new GlobalPool;
+  return *pool;
+}
+
+class ThreadCache {
+ public:
+  ThreadCache(const ThreadCache&) = delete;
+  ThreadCache& operator=(const ThreadCache&) = delete;
+  ThreadCache() = default;
+  ~ThreadCache() {
+    for (std::size_t cls = 0; cls < kClasses; ++cls) {
+      if (lists_[cls].head != nullptr) global_pool().give(cls, lists_[cls]);
+      lists_[cls] = {};
+    }
+  }
+
+  void* allocate(std::size_t cls) {
+    Chain& list = lists_[cls];
+    if (list.head == nullptr && !global_pool().take(cls, list)) {
+      void* p = std::malloc(class_bytes(cls));
+      if (p == nullptr) throw std::bad_alloc{};
+      return p;
+    }
+    FreeBlock* block = list.head;
+    list.head = block->next;
+    --list.length;
+    return block;
+  }
+
+  void deallocate(std::size_t cls, void* p) noexcept {
+    Chain& list = lists_[cls];
+    auto* block = static_cast<FreeBlock*>(p);
+    block->next = list.head;
+    list.head = block;
+    if (++list.length < kLocalMax) return;
+    // Keep kChain here, hand the older kChain to the pool.
+    FreeBlock* cut = list.head;
+    for (std::size_t i = 1; i < kChain; ++i) cut = cut->next;
+    Chain spill{cut->next, list.length - kChain};
+    cut->next = nullptr;
+    list.length = kChain;
+    global_pool().give(cls, spill);
+  }
+
+ private:
+  std::array<Chain, kClasses> lists_{};
+};
+
+ThreadCache& thread_cache() {
+  thread_local ThreadCache cache;
+  return cache;
+}
+
+std::byte* allocate_bytes(std::size_t size) {
+  if (size == 0) return nullptr;
+  if (AMSG_PAYLOAD_POOL && size <= kMaxPooled) return static_cast<std::byte*>(thread_cache().allocate(class_of(size)));
+  void* p = std::malloc(size);
+  if (p == nullptr) throw std::bad_alloc{};
+  return static_cast<std::byte*>(p);
+}
+
+}  // namespace
+
+Payload::Payload(std::size_t size) : data_{allocate_bytes(size)}, size_{size} {}
+
+Payload Payload::copy_of(std::span<const std::byte> bytes) {
+  Payload p{bytes.size()};
+  if (!bytes.empty()) std::memcpy(p.data_, bytes.data(), bytes.size());
+  return p;
+}
+
+Payload Payload::copy_of(std::string_view text) { return copy_of(std::as_bytes(std::span{text.data(), text.size()})); }
+
+void Payload::release() noexcept {
+  if (data_ == nullptr) return;
+  if (AMSG_PAYLOAD_POOL && size_ <= kMaxPooled) {
+    thread_cache().deallocate(class_of(size_), data_);
+  } else {
+    std::free(data_);
+  }
+  data_ = nullptr;
+  size_ = 0;
+}
+
+}  // namespace amsg

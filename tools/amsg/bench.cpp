@@ -1,0 +1,331 @@
+#include "bench.hpp"
+
+#include <amsg/amsg.hpp>
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fmt/format.h>
+#include <fstream>
+#include <optional>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace amsg::tool {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Result {
+  std::string scenario;
+  std::size_t messages = 0;
+  std::size_t concurrency = 0;
+  std::size_t threads = 0;
+  long spin_us = 0;
+  std::optional<double> msgs_per_s;
+  std::optional<double> cpu_us_per_msg;
+  std::optional<double> offered_rate;
+  std::optional<double> p50_us, p99_us, p999_us, mean_us;
+  long peak_rss_kb = 0;
+  bool all_notified = false;
+};
+
+long peak_rss_kb() {
+  std::ifstream status{"/proc/self/status"};
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
+}
+
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](timeval tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+
+// Exact percentiles from all samples (nanoseconds in, microseconds out).
+void percentiles(std::vector<std::int64_t>& ns, Result& r) {
+  if (ns.empty()) return;
+  std::sort(ns.begin(), ns.end());
+  auto at = [&](double q) {
+    const auto i = static_cast<std::size_t>(std::min<double>(static_cast<double>(ns.size() - 1), q * static_cast<double>(ns.size())));
+    return static_cast<double>(ns[i]) / 1000.0;
+  };
+  r.p50_us = at(0.50);
+  r.p99_us = at(0.99);
+  r.p999_us = at(0.999);
+  double sum = 0;
+  for (auto v : ns) sum += static_cast<double>(v);
+  r.mean_us = sum / static_cast<double>(ns.size()) / 1000.0;
+}
+
+class Progress {
+ public:
+  Progress(bool enabled, std::string label, std::size_t total)
+      : enabled_{enabled && isatty(STDERR_FILENO) != 0}, label_{std::move(label)}, total_{total} {
+    if (enabled_) thread_ = std::thread{[this] { loop(); }};
+  }
+  ~Progress() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (enabled_) std::fprintf(stderr, "\r\033[K");
+  }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  std::atomic<std::size_t> count{0};
+
+ private:
+  void loop() {
+    while (!done_) {
+      const std::size_t c = count.load(std::memory_order_relaxed);
+      const double f = total_ ? static_cast<double>(c) / static_cast<double>(total_) : 0.0;
+      const int width = 30;
+      const int filled = static_cast<int>(f * width);
+      std::fprintf(stderr, "\r%-10s [%s%s] %5.1f%% %zu/%zu", label_.c_str(), std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                   std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), f * 100, c, total_);
+      std::fflush(stderr);
+      std::this_thread::sleep_for(std::chrono::milliseconds{150});
+    }
+  }
+  bool enabled_;
+  std::string label_;
+  std::size_t total_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+ManagerOptions manager_options(const BenchOptions& o, std::size_t concurrency) {
+  ManagerOptions m;
+  m.concurrency = concurrency;
+  m.threads = o.threads;
+  m.idle_spin = std::chrono::microseconds{o.spin_us};
+  m.logger_name = "amsg.bench";
+  return m;
+}
+
+void register_noop(Manager& m) {
+  m.register_handler("noop", make_handler([](Message&) -> asio::awaitable<void> { co_return; }));
+}
+
+Payload make_payload(std::size_t size) {
+  Payload p{size};
+  if (size > 0) std::memset(p.data(), 0x5a, size);
+  return p;
+}
+
+std::string id_of(std::size_t i) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, i);
+  return std::string{buf, end};
+}
+
+std::size_t index_of(const std::string& id) {
+  std::size_t i = 0;
+  std::from_chars(id.data(), id.data() + id.size(), i);
+  return i;
+}
+
+// Throughput: a producer thread sends as fast as the inbox takes messages, a
+// consumer thread reads every notification; from the first send to the last read.
+Result run_thr(const BenchOptions& o, std::size_t concurrency) {
+  Manager m{manager_options(o, concurrency)};
+  register_noop(m);
+  m.start();
+  const std::size_t n = o.messages;
+  Progress progress{o.progress, fmt::format("thr N={}", concurrency), n};
+  std::size_t ok = 0;
+  const double cpu0 = cpu_seconds();
+  const auto t0 = Clock::now();
+  std::thread consumer{[&] {
+    for (std::size_t i = 0; i < n; ++i) {
+      auto note = m.receive();
+      if (!note) break;
+      ok += note->is_success() ? 1 : 0;
+      if ((i & 0x3fff) == 0) progress.count.store(i, std::memory_order_relaxed);
+    }
+  }};
+  for (std::size_t i = 0; i < n; ++i) m.send(Message{"noop", make_payload(o.payload), id_of(i)});
+  consumer.join();
+  const auto t1 = Clock::now();
+  const double cpu1 = cpu_seconds();
+  m.shutdown();
+  Result r;
+  r.scenario = "thr";
+  r.messages = n;
+  r.concurrency = concurrency;
+  r.threads = m.options().threads;
+  r.spin_us = o.spin_us;
+  const double secs = std::chrono::duration<double>(t1 - t0).count();
+  r.msgs_per_s = static_cast<double>(n) / secs;
+  r.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / static_cast<double>(n);
+  r.all_notified = ok == n;
+  r.peak_rss_kb = peak_rss_kb();
+  return r;
+}
+
+// Latency at a fixed offered rate: an open-loop producer stamps each message just
+// before send(); latency is stamp -> the consumer reads its notification.
+Result run_rate(const BenchOptions& o) {
+  const std::size_t concurrency = 64;
+  Manager m{manager_options(o, concurrency)};
+  register_noop(m);
+  m.start();
+  const auto n = static_cast<std::size_t>(o.rate * o.rate_secs);
+  std::vector<std::int64_t> sent_ns(n, 0);
+  std::vector<std::int64_t> latency_ns(n, 0);
+  Progress progress{o.progress, "rate", n};
+  std::size_t received = 0;
+  std::thread consumer{[&] {
+    for (std::size_t i = 0; i < n; ++i) {
+      auto note = m.receive();
+      if (!note) break;
+      const auto now = Clock::now().time_since_epoch().count();
+      const std::size_t idx = index_of(note->id);
+      latency_ns[idx] = now - sent_ns[idx];
+      ++received;
+      if ((i & 0x3ff) == 0) progress.count.store(i, std::memory_order_relaxed);
+    }
+  }};
+  prctl(PR_SET_TIMERSLACK, 1UL);
+  const double cpu0 = cpu_seconds();
+  const auto start = Clock::now();
+  const double interval_ns = 1e9 / o.rate;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto due = start + std::chrono::nanoseconds{static_cast<std::int64_t>(interval_ns * static_cast<double>(i))};
+    if (Clock::now() < due) {
+      const auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count();
+      timespec ts{static_cast<time_t>(since_epoch / 1'000'000'000), static_cast<long>(since_epoch % 1'000'000'000)};
+      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+    }
+    Message msg{"noop", make_payload(o.payload), id_of(i)};
+    sent_ns[i] = Clock::now().time_since_epoch().count();
+    m.send(std::move(msg));
+  }
+  consumer.join();
+  const auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu1 = cpu_seconds();
+  m.shutdown();
+  Result r;
+  r.scenario = "rate";
+  r.messages = n;
+  r.concurrency = concurrency;
+  r.threads = m.options().threads;
+  r.spin_us = o.spin_us;
+  r.offered_rate = o.rate;
+  r.msgs_per_s = static_cast<double>(received) / elapsed;
+  r.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / static_cast<double>(n);
+  r.all_notified = received == n;
+  std::vector<std::int64_t> kept(latency_ns.begin() + static_cast<std::ptrdiff_t>(n / 10), latency_ns.end());
+  percentiles(kept, r);
+  r.peak_rss_kb = peak_rss_kb();
+  return r;
+}
+
+// One message outstanding at a time: send, wait for its notification, repeat.
+Result run_pingpong(const BenchOptions& o) {
+  const std::size_t concurrency = 64;
+  Manager m{manager_options(o, concurrency)};
+  register_noop(m);
+  m.start();
+  const std::size_t n = o.pingpong_messages;
+  std::vector<std::int64_t> rtt(n, 0);
+  Progress progress{o.progress, "pingpong", n};
+  std::size_t ok = 0;
+  const double cpu0 = cpu_seconds();
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto t0 = Clock::now();
+    m.send(Message{"noop", make_payload(o.payload), id_of(i)});
+    auto note = m.receive();
+    rtt[i] = (Clock::now() - t0).count();
+    if (note && note->is_success()) ++ok;
+    if ((i & 0x3fff) == 0) progress.count.store(i, std::memory_order_relaxed);
+  }
+  const auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu1 = cpu_seconds();
+  m.shutdown();
+  Result r;
+  r.scenario = "pingpong";
+  r.messages = n;
+  r.concurrency = concurrency;
+  r.threads = m.options().threads;
+  r.spin_us = o.spin_us;
+  r.msgs_per_s = static_cast<double>(n) / elapsed;
+  r.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / static_cast<double>(n);
+  r.all_notified = ok == n;
+  std::vector<std::int64_t> kept(rtt.begin() + static_cast<std::ptrdiff_t>(n / 10), rtt.end());
+  percentiles(kept, r);
+  r.peak_rss_kb = peak_rss_kb();
+  return r;
+}
+
+void print(const Result& r, bool json) {
+  if (json) {
+    std::string out = fmt::format(R"({{"scenario":"{}","transport":"inproc","messages":{},"concurrency":{},"threads":{},"spin_us":{})",
+                                  r.scenario, r.messages, r.concurrency, r.threads, r.spin_us);
+    auto add = [&](const char* key, const std::optional<double>& v) {
+      if (v) out += fmt::format(R"(,"{}":{:.3f})", key, *v);
+    };
+    add("offered_rate", r.offered_rate);
+    add("msgs_per_s", r.msgs_per_s);
+    add("cpu_us_per_msg", r.cpu_us_per_msg);
+    add("mean_us", r.mean_us);
+    add("p50_us", r.p50_us);
+    add("p99_us", r.p99_us);
+    add("p999_us", r.p999_us);
+    out += fmt::format(R"(,"peak_rss_kb":{},"all_notified":{}}})", r.peak_rss_kb, r.all_notified ? "true" : "false");
+    std::puts(out.c_str());
+  } else {
+    std::string line = fmt::format("{:<9} N={:<3} threads={} spin={}us messages={}", r.scenario, r.concurrency, r.threads,
+                                   r.spin_us, r.messages);
+    if (r.offered_rate) line += fmt::format(" offered={:.0f}/s", *r.offered_rate);
+    if (r.msgs_per_s) line += fmt::format(" {:.3f} M msg/s", *r.msgs_per_s / 1e6);
+    if (r.cpu_us_per_msg) line += fmt::format(" cpu={:.2f}us/msg", *r.cpu_us_per_msg);
+    if (r.p50_us) line += fmt::format(" p50={:.2f}us p99={:.2f}us p999={:.2f}us", *r.p50_us, *r.p99_us, *r.p999_us);
+    line += fmt::format(" peak_rss={:.1f}MB {}", static_cast<double>(r.peak_rss_kb) / 1024.0,
+                        r.all_notified ? "all notified" : "NOT ALL NOTIFIED");
+    std::puts(line.c_str());
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int run_bench(const BenchOptions& o) {
+  // Quiet unless something goes wrong.
+  auto log = std::make_shared<spdlog::logger>("amsg.bench");
+  log->set_level(spdlog::level::err);
+  spdlog::register_logger(log);
+  bool all_ok = true;
+  for (const auto& scenario : o.scenarios) {
+    if (scenario == "thr") {
+      for (auto n : o.concurrency) {
+        auto r = run_thr(o, n);
+        all_ok = all_ok && r.all_notified;
+        print(r, o.json);
+      }
+    } else if (scenario == "rate") {
+      auto r = run_rate(o);
+      all_ok = all_ok && r.all_notified;
+      print(r, o.json);
+    } else if (scenario == "pingpong") {
+      auto r = run_pingpong(o);
+      all_ok = all_ok && r.all_notified;
+      print(r, o.json);
+    }
+  }
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace amsg::tool

@@ -1,0 +1,26 @@
+#pragma once
+// `amsg bench`: the in-process benchmark of the core runtime.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace amsg::tool {
+
+struct BenchOptions {
+  std::vector<std::string> scenarios{"thr", "rate", "pingpong"};
+  std::vector<std::size_t> concurrency{4, 64};  // thr runs once per value
+  std::size_t messages = 1'000'000;             // thr
+  std::size_t pingpong_messages = 220'000;      // the first 10 % are warm-up
+  double rate = 50'000;                         // rate: offered messages/s
+  double rate_secs = 4;
+  std::size_t payload = 64;
+  std::size_t threads = 0;  // 0 = hardware threads
+  long spin_us = 0;         // ManagerOptions::idle_spin
+  bool json = false;
+  bool progress = true;  // only drawn when stderr is a terminal
+};
+
+int run_bench(const BenchOptions& options);
+
+}  // namespace amsg::tool
