@@ -114,6 +114,8 @@ class Core : public std::enable_shared_from_this<Core> {
   asio::awaitable<void> run_lane(Lane& lane);
   asio::awaitable<void> spin_for_work(Lane& lane);
   void wake_a_lane();
+  [[nodiscard]] bool inbox_has_room() const noexcept;
+  [[nodiscard]] bool notifications_have_room() const noexcept;
   void on_popped(Lane& lane);
   void set_idle(Lane& lane);
   // Counts, logs and builds the notification of a finished message; returns

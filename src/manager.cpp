@@ -121,7 +121,7 @@ SendStatus Core::send(Message&& message) {
   for (;;) {
     const SendStatus s = try_send(std::move(message));
     if (s != SendStatus::full) return s;
-    inbox_space_.threads.wait([this] { return !inbox_.full() || inbox_.closed(); }, options.idle_spin);
+    inbox_space_.threads.wait([this] { return inbox_has_room(); }, options.idle_spin);
   }
 }
 
@@ -130,7 +130,7 @@ asio::awaitable<SendStatus> Core::async_send(Message message) {
   for (;;) {
     const SendStatus s = try_send(std::move(message));
     if (s != SendStatus::full) co_return s;
-    co_await inbox_space_.coroutines.async_wait([this] { return !inbox_.full() || inbox_.closed(); });
+    co_await inbox_space_.coroutines.async_wait([this] { return inbox_has_room(); });
   }
 }
 
@@ -143,8 +143,21 @@ void Core::wake_a_lane() {
 
 // ---------------------------------------------------------------- lanes
 
+// Waiting senders are woken once the inbox has drained to half, not on every pop:
+// a full inbox then costs one wake-up per capacity/2 messages instead of one each.
+bool Core::inbox_has_room() const noexcept {
+  return inbox_.size() <= inbox_.capacity() / 2 || inbox_.closed();
+}
+
+bool Core::notifications_have_room() const noexcept {
+  return notifications_.size() <= notifications_.capacity() / 2 || overflow_allowed_.load(std::memory_order_relaxed);
+}
+
 void Core::on_popped(Lane& lane) {
-  inbox_space_.notify_one();
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if ((inbox_space_.threads.has_waiters() || inbox_space_.coroutines.waiting() != 0) && inbox_has_room()) {
+    inbox_space_.notify_all();
+  }
   if (!lane.busy) {
     lane.busy = true;
     const auto busy = busy_lanes_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -257,9 +270,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       while (!try_deliver(*n, route, false)) {
         bool aborted = false;
         try {
-          co_await notification_space_.async_wait([this] {
-            return !notifications_.full() || overflow_allowed_.load(std::memory_order_relaxed);
-          });
+          co_await notification_space_.async_wait([this] { return notifications_have_room(); });
         } catch (const std::exception&) {
           aborted = true;
         }
@@ -340,7 +351,7 @@ std::optional<Notification> Core::try_receive() {
   Notification n;
   if (notifications_.try_pop(n)) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (notification_space_.waiting() != 0) notification_space_.notify_one();
+    if (notification_space_.waiting() != 0 && notifications_have_room()) notification_space_.notify_all();
     return n;
   }
   if (overflow_size_.load(std::memory_order_acquire) != 0) {

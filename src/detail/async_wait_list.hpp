@@ -13,7 +13,7 @@
 
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
-#include <asio/post.hpp>
+#include <asio/defer.hpp>
 #include <asio/use_awaitable.hpp>
 
 namespace amsg::detail {
@@ -73,7 +73,9 @@ class AsyncWaitList {
     explicit HandlerWaiter(Handler&& h) : handler{std::move(h)} {}
     void resume() override {
       auto executor = asio::get_associated_executor(handler);
-      asio::post(executor, std::move(handler));
+      // defer, not post: when the notifier runs on the same pool (a worker waking a
+      // coroutine consumer) the waiter runs on this thread next, without waking another.
+      asio::defer(executor, std::move(handler));
     }
     Handler handler;
   };

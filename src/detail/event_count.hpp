@@ -5,6 +5,7 @@
 // Optional spinning before parking trades CPU for wake-up latency.
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <climits>
 #include <cstdint>
@@ -26,16 +27,20 @@ inline void cpu_relax() noexcept {
 
 class EventCount {
  public:
-  // Call after making the condition true.
+  // Call after making the condition true. Only the first notifier after a thread
+  // went to sleep pays for the futex wake; the rest see no waiters.
   void notify_all() noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiters_.load(std::memory_order_relaxed) == 0) return;
-    epoch_.fetch_add(1, std::memory_order_release);
-    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&epoch_), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr,
-            nullptr, 0);
+    std::uint64_t state = state_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((state & kWaiterMask) == 0) return;
+      const std::uint64_t next = (state & ~kWaiterMask) + kEpochOne;  // new epoch, no waiters
+      if (state_.compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) break;
+    }
+    syscall(SYS_futex, epoch_word(), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
   }
 
-  [[nodiscard]] bool has_waiters() const noexcept { return waiters_.load(std::memory_order_relaxed) != 0; }
+  [[nodiscard]] bool has_waiters() const noexcept { return (state_.load(std::memory_order_relaxed) & kWaiterMask) != 0; }
 
   // Waits until ready() is true or the deadline passes; returns ready()'s last value.
   template <typename Ready>
@@ -53,16 +58,16 @@ class EventCount {
       } while (clock::now() < spin_end);
     }
     for (;;) {
-      waiters_.fetch_add(1, std::memory_order_seq_cst);
-      const std::uint32_t epoch = epoch_.load(std::memory_order_acquire);
+      const std::uint64_t registered = state_.fetch_add(1, std::memory_order_seq_cst) + 1;
+      const auto epoch = static_cast<std::uint32_t>(registered >> 32);
       std::atomic_thread_fence(std::memory_order_seq_cst);
       if (ready()) {
-        waiters_.fetch_sub(1, std::memory_order_relaxed);
+        cancel_wait(epoch);
         return true;
       }
       const auto now = clock::now();
       if (now >= deadline) {
-        waiters_.fetch_sub(1, std::memory_order_relaxed);
+        cancel_wait(epoch);
         return false;
       }
       const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
@@ -70,9 +75,8 @@ class EventCount {
       ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
       ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
       const bool forever = deadline == clock::time_point::max();
-      syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&epoch_), FUTEX_WAIT_PRIVATE, epoch,
-              forever ? nullptr : &ts, nullptr, 0);
-      waiters_.fetch_sub(1, std::memory_order_relaxed);
+      syscall(SYS_futex, epoch_word(), FUTEX_WAIT_PRIVATE, epoch, forever ? nullptr : &ts, nullptr, 0);
+      cancel_wait(epoch);
       if (ready()) return true;
     }
   }
@@ -83,9 +87,24 @@ class EventCount {
   }
 
  private:
-  std::atomic<std::uint32_t> epoch_{0};
-  std::atomic<std::uint32_t> waiters_{0};
-  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  static constexpr std::uint64_t kWaiterMask = 0xffff'ffffULL;
+  static constexpr std::uint64_t kEpochOne = std::uint64_t{1} << 32;
+
+  // Removes our registration unless a notifier already did (it moved the epoch on).
+  void cancel_wait(std::uint32_t epoch) noexcept {
+    std::uint64_t state = state_.load(std::memory_order_relaxed);
+    while (static_cast<std::uint32_t>(state >> 32) == epoch && (state & kWaiterMask) != 0) {
+      if (state_.compare_exchange_weak(state, state - 1, std::memory_order_relaxed)) return;
+    }
+  }
+
+  // The futex word is the epoch: the high half of the state (little-endian layout).
+  std::uint32_t* epoch_word() noexcept { return reinterpret_cast<std::uint32_t*>(&state_) + 1; }
+
+  // High 32 bits: epoch, bumped by each notify that found waiters. Low 32: waiters.
+  std::atomic<std::uint64_t> state_{0};
+  static_assert(sizeof(std::atomic<std::uint64_t>) == sizeof(std::uint64_t));
+  static_assert(std::endian::native == std::endian::little, "the futex word is the high half of state_");
 };
 
 }  // namespace amsg::detail

@@ -11,6 +11,9 @@
 #include <ctime>
 #include <fmt/format.h>
 #include <fstream>
+#include <future>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <optional>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
@@ -26,6 +29,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Result {
   std::string scenario;
+  std::string consumer;
   std::size_t messages = 0;
   std::size_t concurrency = 0;
   std::size_t threads = 0;
@@ -105,6 +109,46 @@ class Progress {
   std::thread thread_;
 };
 
+// Reads `n` notifications, calling on_note for each: from a plain thread with
+// blocking receive(), or from a coroutine on the manager's own executor.
+template <typename OnNote>
+class Consumer {
+ public:
+  Consumer(Manager& m, const std::string& mode, std::size_t n, OnNote on_note) : m_{m}, n_{n}, on_note_{on_note} {
+    if (mode == "coroutine") {
+      asio::co_spawn(m.executor(), run_coroutine(), asio::detached);
+    } else {
+      thread_ = std::thread{[this] {
+        for (std::size_t i = 0; i < n_; ++i) {
+          auto note = m_.receive();
+          if (!note) break;
+          on_note_(i, *note);
+        }
+        done_.set_value();
+      }};
+    }
+  }
+  void wait() {
+    done_.get_future().wait();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  asio::awaitable<void> run_coroutine() {
+    for (std::size_t i = 0; i < n_; ++i) {
+      auto note = co_await m_.async_receive();
+      if (!note) break;
+      on_note_(i, *note);
+    }
+    done_.set_value();
+  }
+  Manager& m_;
+  std::size_t n_;
+  OnNote on_note_;
+  std::promise<void> done_;
+  std::thread thread_;
+};
+
 ManagerOptions manager_options(const BenchOptions& o, std::size_t concurrency) {
   ManagerOptions m;
   m.concurrency = concurrency;
@@ -147,21 +191,18 @@ Result run_thr(const BenchOptions& o, std::size_t concurrency) {
   std::size_t ok = 0;
   const double cpu0 = cpu_seconds();
   const auto t0 = Clock::now();
-  std::thread consumer{[&] {
-    for (std::size_t i = 0; i < n; ++i) {
-      auto note = m.receive();
-      if (!note) break;
-      ok += note->is_success() ? 1 : 0;
-      if ((i & 0x3fff) == 0) progress.count.store(i, std::memory_order_relaxed);
-    }
-  }};
+  Consumer consumer{m, o.consumer, n, [&](std::size_t i, const Notification& note) {
+                      ok += note.is_success() ? 1 : 0;
+                      if ((i & 0x3fff) == 0) progress.count.store(i, std::memory_order_relaxed);
+                    }};
   for (std::size_t i = 0; i < n; ++i) m.send(Message{"noop", make_payload(o.payload), id_of(i)});
-  consumer.join();
+  consumer.wait();
   const auto t1 = Clock::now();
   const double cpu1 = cpu_seconds();
   m.shutdown();
   Result r;
   r.scenario = "thr";
+  r.consumer = o.consumer;
   r.messages = n;
   r.concurrency = concurrency;
   r.threads = m.options().threads;
@@ -186,17 +227,13 @@ Result run_rate(const BenchOptions& o) {
   std::vector<std::int64_t> latency_ns(n, 0);
   Progress progress{o.progress, "rate", n};
   std::size_t received = 0;
-  std::thread consumer{[&] {
-    for (std::size_t i = 0; i < n; ++i) {
-      auto note = m.receive();
-      if (!note) break;
-      const auto now = Clock::now().time_since_epoch().count();
-      const std::size_t idx = index_of(note->id);
-      latency_ns[idx] = now - sent_ns[idx];
-      ++received;
-      if ((i & 0x3ff) == 0) progress.count.store(i, std::memory_order_relaxed);
-    }
-  }};
+  Consumer consumer{m, o.consumer, n, [&](std::size_t i, const Notification& note) {
+                      const auto now = Clock::now().time_since_epoch().count();
+                      const std::size_t idx = index_of(note.id);
+                      latency_ns[idx] = now - sent_ns[idx];
+                      ++received;
+                      if ((i & 0x3ff) == 0) progress.count.store(i, std::memory_order_relaxed);
+                    }};
   prctl(PR_SET_TIMERSLACK, 1UL);
   const double cpu0 = cpu_seconds();
   const auto start = Clock::now();
@@ -212,12 +249,13 @@ Result run_rate(const BenchOptions& o) {
     sent_ns[i] = Clock::now().time_since_epoch().count();
     m.send(std::move(msg));
   }
-  consumer.join();
+  consumer.wait();
   const auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   const double cpu1 = cpu_seconds();
   m.shutdown();
   Result r;
   r.scenario = "rate";
+  r.consumer = o.consumer;
   r.messages = n;
   r.concurrency = concurrency;
   r.threads = m.options().threads;
@@ -257,6 +295,7 @@ Result run_pingpong(const BenchOptions& o) {
   m.shutdown();
   Result r;
   r.scenario = "pingpong";
+  r.consumer = "thread";
   r.messages = n;
   r.concurrency = concurrency;
   r.threads = m.options().threads;
@@ -272,8 +311,8 @@ Result run_pingpong(const BenchOptions& o) {
 
 void print(const Result& r, bool json) {
   if (json) {
-    std::string out = fmt::format(R"({{"scenario":"{}","transport":"inproc","messages":{},"concurrency":{},"threads":{},"spin_us":{})",
-                                  r.scenario, r.messages, r.concurrency, r.threads, r.spin_us);
+    std::string out = fmt::format(R"({{"scenario":"{}","transport":"inproc","consumer":"{}","messages":{},"concurrency":{},"threads":{},"spin_us":{})",
+                                  r.scenario, r.consumer, r.messages, r.concurrency, r.threads, r.spin_us);
     auto add = [&](const char* key, const std::optional<double>& v) {
       if (v) out += fmt::format(R"(,"{}":{:.3f})", key, *v);
     };
@@ -287,8 +326,8 @@ void print(const Result& r, bool json) {
     out += fmt::format(R"(,"peak_rss_kb":{},"all_notified":{}}})", r.peak_rss_kb, r.all_notified ? "true" : "false");
     std::puts(out.c_str());
   } else {
-    std::string line = fmt::format("{:<9} N={:<3} threads={} spin={}us messages={}", r.scenario, r.concurrency, r.threads,
-                                   r.spin_us, r.messages);
+    std::string line = fmt::format("{:<9} N={:<3} threads={} spin={}us consumer={} messages={}", r.scenario, r.concurrency,
+                                   r.threads, r.spin_us, r.consumer, r.messages);
     if (r.offered_rate) line += fmt::format(" offered={:.0f}/s", *r.offered_rate);
     if (r.msgs_per_s) line += fmt::format(" {:.3f} M msg/s", *r.msgs_per_s / 1e6);
     if (r.cpu_us_per_msg) line += fmt::format(" cpu={:.2f}us/msg", *r.cpu_us_per_msg);
