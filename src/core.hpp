@@ -47,7 +47,7 @@ namespace amsg::detail {
 
 struct MessageAccess {
   static ReplyRoute& route(Message& m) noexcept { return m.route_; }
-  static std::int64_t& enqueued_ns(Message& m) noexcept { return m.enqueued_ns_; }
+  static std::int64_t& enqueued_ticks(Message& m) noexcept { return m.enqueued_ticks_; }
 };
 
 // Both kinds of waiter for one condition: plain threads and coroutines.
@@ -130,12 +130,12 @@ class Core : public std::enable_shared_from_this<Core> {
   std::atomic<int> state_{kCreated};
 
   BoundedQueue<Message> inbox_;
-  Signal inbox_space_;            // senders waiting for room
-  AsyncWaitList lanes_idle_;      // parked lanes
+  Signal inbox_space_;        // senders waiting for room
+  AsyncWaitList lanes_idle_;  // parked lanes
   std::atomic<bool> wake_pending_{false};
 
   BoundedQueue<Notification> notifications_;
-  Signal notifications_ready_;    // receivers
+  Signal notifications_ready_;        // receivers
   AsyncWaitList notification_space_;  // lanes waiting for room
   std::atomic<bool> notifications_closed_{false};
   std::atomic<bool> cancelling_{false};

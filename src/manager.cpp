@@ -1,27 +1,24 @@
 #include "amsg/manager.hpp"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/post.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <exception>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "amsg/errors.hpp"
 #include "amsg/log.hpp"
 #include "core.hpp"
+#include "detail/ticks.hpp"
 
 namespace amsg {
 namespace detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::int64_t now_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-}
 
 ManagerOptions validated(ManagerOptions o) {
   if (o.concurrency == 0) throw InvalidOptionsError("amsg: concurrency must be at least 1");
@@ -105,14 +102,16 @@ void Core::run_io_thread() {
 // ---------------------------------------------------------------- sending
 
 SendStatus Core::try_send(Message&& message) {
-  MessageAccess::enqueued_ns(message) = now_ns();
+  MessageAccess::enqueued_ticks(message) = static_cast<std::int64_t>(ticks());
   switch (inbox_.try_push(message)) {
     case PushResult::ok:
       std::atomic_thread_fence(std::memory_order_seq_cst);
       if (lanes_idle_.waiting() != 0) wake_a_lane();
       return SendStatus::ok;
-    case PushResult::full: return SendStatus::full;
-    case PushResult::closed: return SendStatus::closed;
+    case PushResult::full:
+      return SendStatus::full;
+    case PushResult::closed:
+      return SendStatus::closed;
   }
   return SendStatus::closed;
 }
@@ -145,9 +144,7 @@ void Core::wake_a_lane() {
 
 // Waiting senders are woken once the inbox has drained to half, not on every pop:
 // a full inbox then costs one wake-up per capacity/2 messages instead of one each.
-bool Core::inbox_has_room() const noexcept {
-  return inbox_.size() <= inbox_.capacity() / 2 || inbox_.closed();
-}
+bool Core::inbox_has_room() const noexcept { return inbox_.size() <= inbox_.capacity() / 2 || inbox_.closed(); }
 
 bool Core::notifications_have_room() const noexcept {
   return notifications_.size() <= notifications_.capacity() / 2 || overflow_allowed_.load(std::memory_order_relaxed);
@@ -165,7 +162,7 @@ void Core::on_popped(Lane& lane) {
     while (busy > max && !max_busy_lanes_.compare_exchange_weak(max, busy, std::memory_order_relaxed)) {
     }
   }
-  if (!inbox_.empty() && lanes_idle_.waiting() != 0) wake_a_lane();
+  if (lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane();
 }
 
 void Core::set_idle(Lane& lane) {
@@ -180,19 +177,19 @@ asio::awaitable<void> Core::spin_for_work(Lane& lane) {
   if (wake_pending_.load(std::memory_order_relaxed) || wake_pending_.exchange(true, std::memory_order_acq_rel)) {
     co_return;
   }
+  struct ReleaseToken {  // also when a yield below throws (shutdown's cancellation)
+    std::atomic<bool>& token;
+    ~ReleaseToken() { token.store(false, std::memory_order_seq_cst); }
+  } release{wake_pending_};
   const auto end = Clock::now() + options.idle_spin;
   for (;;) {
     for (int i = 0; i < 32; ++i) {
-      if (!inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed)) {
-        wake_pending_.store(false, std::memory_order_seq_cst);
-        co_return;
-      }
+      if (!inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed)) co_return;
       cpu_relax();
     }
-    if (Clock::now() >= end) break;
+    if (Clock::now() >= end) co_return;
     co_await asio::post(lane.strand, asio::use_awaitable);  // let other work on this thread run
   }
-  wake_pending_.store(false, std::memory_order_seq_cst);
 }
 
 asio::awaitable<void> Core::run_lane(Lane& lane) {
@@ -208,9 +205,8 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       try {
         if (options.idle_spin.count() > 0 && !inbox_.closed()) co_await spin_for_work(lane);
         if (inbox_.empty()) {
-          co_await lanes_idle_.async_wait([this] {
-            return !inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed);
-          });
+          co_await lanes_idle_.async_wait(
+              [this] { return !inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed); });
           wake_pending_.store(false, std::memory_order_seq_cst);
         }
       } catch (const std::exception&) {
@@ -295,8 +291,11 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
 }
 
 std::optional<Notification> Core::finish(LaneStats& stats, Message& msg, Outcome outcome, std::string&& error) {
-  const std::int64_t enqueued = MessageAccess::enqueued_ns(msg);
-  if (enqueued != 0) stats.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ns() - enqueued)));
+  const auto enqueued = static_cast<std::uint64_t>(MessageAccess::enqueued_ticks(msg));
+  if (enqueued != 0) {
+    const std::uint64_t now = ticks();
+    stats.latency.record(now > enqueued ? now - enqueued : 0);
+  }
   if (outcome == Outcome::error) {
     log_->warn("message type='{}' id='{}' failed: {}", msg.type, msg.notify_id.value_or(""), error);
   } else if (outcome == Outcome::cancelled) {
@@ -348,8 +347,8 @@ void Core::push_overflow(Notification&& n) {
 // ---------------------------------------------------------------- receiving
 
 std::optional<Notification> Core::try_receive() {
-  Notification n;
-  if (notifications_.try_pop(n)) {
+  std::optional<Notification> n{std::in_place};
+  if (notifications_.try_pop(*n)) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (notification_space_.waiting() != 0 && notifications_have_room()) notification_space_.notify_all();
     return n;
@@ -357,7 +356,7 @@ std::optional<Notification> Core::try_receive() {
   if (overflow_size_.load(std::memory_order_acquire) != 0) {
     std::lock_guard lock{overflow_mutex_};
     if (!overflow_.empty()) {
-      n = std::move(overflow_.front());
+      *n = std::move(overflow_.front());
       overflow_.pop_front();
       overflow_size_.fetch_sub(1, std::memory_order_relaxed);
       return n;
@@ -507,7 +506,7 @@ Stats Core::stats() const {
   s.queue_depth = inbox_.size();
   s.in_flight = busy_lanes_.load(std::memory_order_relaxed);
   s.max_in_flight = max_busy_lanes_.load(std::memory_order_relaxed);
-  s.latency = LatencyHistogram::summarize(buckets, sum, max);
+  s.latency = LatencyHistogram::summarize(buckets, sum, max, ns_per_tick());
   return s;
 }
 
@@ -544,7 +543,9 @@ SendStatus Manager::try_send(Message&& message) { return core_->try_send(std::mo
 asio::awaitable<SendStatus> Manager::async_send(Message message) { return core_->async_send(std::move(message)); }
 
 std::optional<Notification> Manager::try_receive() { return core_->try_receive(); }
-std::optional<Notification> Manager::receive() { return core_->receive_until(std::chrono::steady_clock::time_point::max()); }
+std::optional<Notification> Manager::receive() {
+  return core_->receive_until(std::chrono::steady_clock::time_point::max());
+}
 std::optional<Notification> Manager::receive_for(std::chrono::nanoseconds timeout) {
   return core_->receive_until(std::chrono::steady_clock::now() + timeout);
 }

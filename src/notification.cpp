@@ -4,9 +4,12 @@ namespace amsg {
 
 std::string_view to_string(Outcome outcome) noexcept {
   switch (outcome) {
-    case Outcome::ok: return "ok";
-    case Outcome::error: return "error";
-    case Outcome::cancelled: return "cancelled";
+    case Outcome::ok:
+      return "ok";
+    case Outcome::error:
+      return "error";
+    case Outcome::cancelled:
+      return "cancelled";
   }
   return "?";
 }

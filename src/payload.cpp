@@ -28,7 +28,7 @@ namespace {
 constexpr std::size_t kMinClassBytes = 64;
 constexpr std::size_t kClasses = 7;  // 64 B .. 4 KiB
 constexpr std::size_t kMaxPooled = kMinClassBytes << (kClasses - 1);
-constexpr std::size_t kChain = 128;         // buffers moved per global-pool operation
+constexpr std::size_t kChain = 128;  // buffers moved per global-pool operation
 constexpr std::size_t kLocalMax = 2 * kChain;
 constexpr std::size_t kGlobalMaxChains = 64;  // per class; beyond that chains go back to malloc
 

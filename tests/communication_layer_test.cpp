@@ -39,8 +39,7 @@ TEST(CommunicationLayer, NotificationsAreRoutedToThePeerThatSentTheMessage) {
   m.start();
   for (std::uint64_t peer = 1; peer <= 3; ++peer) {
     for (int i = 0; i < 100; ++i) {
-      ASSERT_EQ(layer->ingress_.submit(msg("t", "", fmt::format("{}/{}", peer, i)), peer),
-                SendStatus::ok);
+      ASSERT_EQ(layer->ingress_.submit(msg("t", "", fmt::format("{}/{}", peer, i)), peer), SendStatus::ok);
     }
   }
   // try_submit and async_submit take the same route.

@@ -49,7 +49,7 @@ TEST(Lifecycle, ShutdownClosesIntakeAndSendsReturnClosed) {
   EXPECT_EQ(m.try_send(std::move(late)), SendStatus::closed);
   EXPECT_EQ(m.send(std::move(late)), SendStatus::closed);
   EXPECT_EQ(late.payload.as_string_view(), "still mine");  // NOLINT(bugprone-use-after-move)
-  EXPECT_FALSE(m.receive());  // closed and empty: returns at once
+  EXPECT_FALSE(m.receive());                               // closed and empty: returns at once
 }
 
 TEST(Lifecycle, GracefulShutdownDrainsQueuedAndRunningMessages) {

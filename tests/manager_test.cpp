@@ -253,7 +253,9 @@ TEST(Manager, FullNotificationChannelBackpressuresToSenders) {
 TEST(Manager, ManyProducerThreadsEveryIdExactlyOnce) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 20000;
-  Manager m{ManagerOptions{.concurrency = 8, .inbox_capacity = 256, .notification_capacity = 256,
+  Manager m{ManagerOptions{.concurrency = 8,
+                           .inbox_capacity = 256,
+                           .notification_capacity = 256,
                            .logger_name = quiet_logger("amsg.test.producers")}};
   m.register_handler("ok", noop());
   m.register_handler("fail", make_handler([](Message&) -> asio::awaitable<void> {
@@ -336,7 +338,8 @@ TEST(Manager, RemovedHandlerLivesUntilItsCoroutineEnds) {
   auto alive = std::make_shared<int>(7);
   std::weak_ptr<int> watch = alive;
   std::atomic<int> value_seen{0};
-  m.register_handler("t", make_handler([alive = std::move(alive), &gate, &value_seen](Message&) -> asio::awaitable<void> {
+  m.register_handler("t",
+                     make_handler([alive = std::move(alive), &gate, &value_seen](Message&) -> asio::awaitable<void> {
                        co_await gate.wait();
                        value_seen = *alive;  // the capture must still be valid
                      }));

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <asio/experimental/concurrent_channel.hpp>
 #include <asio/use_awaitable.hpp>
 #include <chrono>
@@ -11,8 +13,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
 #include <string>
 #include <thread>
 #include <vector>

@@ -37,9 +37,8 @@ class Handler {
 // Wraps a callable `asio::awaitable<void>(Message&)` (a coroutine lambda with
 // captures is fine: the lambda object lives inside the returned handler).
 template <typename F>
-  requires std::invocable<F&, Message&> &&
-           std::same_as<std::invoke_result_t<F&, Message&>, asio::awaitable<void>>
-std::shared_ptr<Handler> make_handler(F&& fn) {
+requires std::invocable<F&, Message&> && std::same_as<std::invoke_result_t<F&, Message&>, asio::awaitable<void>>
+    std::shared_ptr<Handler> make_handler(F&& fn) {
   struct FunctionHandler final : Handler {
     explicit FunctionHandler(F&& f) : fn{std::forward<F>(f)} {}
     asio::awaitable<void> handle(Message& message) override { return fn(message); }

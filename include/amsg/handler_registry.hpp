@@ -29,8 +29,7 @@ struct TransparentStringHash {
   std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
 };
 
-using HandlerMap =
-    std::unordered_map<std::string, std::shared_ptr<Handler>, TransparentStringHash, std::equal_to<>>;
+using HandlerMap = std::unordered_map<std::string, std::shared_ptr<Handler>, TransparentStringHash, std::equal_to<>>;
 
 class HandlerRegistry {
  public:

@@ -43,8 +43,8 @@ class Core;
 }
 
 struct ShutdownReport {
-  bool drained = false;            // everything finished before the drain deadline
-  std::uint64_t cancelled = 0;     // messages ended as cancelled by this shutdown
+  bool drained = false;         // everything finished before the drain deadline
+  std::uint64_t cancelled = 0;  // messages ended as cancelled by this shutdown
   std::chrono::nanoseconds took{0};
 };
 

@@ -49,7 +49,7 @@ class Message {
  private:
   friend struct detail::MessageAccess;
   ReplyRoute route_;
-  std::int64_t enqueued_ns_ = 0;  // steady_clock stamp taken when the inbox accepted it
+  std::int64_t enqueued_ticks_ = 0;  // detail::ticks() when the inbox accepted it (latency stats)
 };
 
 }  // namespace amsg

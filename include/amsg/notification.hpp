@@ -16,7 +16,7 @@ enum class Outcome : std::uint8_t { ok, error, cancelled };
 [[nodiscard]] std::string_view to_string(Outcome outcome) noexcept;
 
 struct Notification {
-  std::string id;            // the message's notify_id
+  std::string id;  // the message's notify_id
   Outcome outcome = Outcome::ok;
   std::string error;         // empty when outcome == ok; "cancelled" when cancelled
   std::string message_type;  // the type of the message this answers

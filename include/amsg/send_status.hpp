@@ -14,9 +14,12 @@ enum class SendStatus : std::uint8_t {
 
 [[nodiscard]] constexpr std::string_view to_string(SendStatus s) noexcept {
   switch (s) {
-    case SendStatus::ok: return "ok";
-    case SendStatus::full: return "full";
-    case SendStatus::closed: return "closed";
+    case SendStatus::ok:
+      return "ok";
+    case SendStatus::full:
+      return "full";
+    case SendStatus::closed:
+      return "closed";
   }
   return "?";
 }

@@ -22,18 +22,18 @@ struct LatencySummary {
 };
 
 struct Stats {
-  std::uint64_t received = 0;      // accepted into the inbox
-  std::uint64_t dispatched = 0;    // handler started
-  std::uint64_t ok = 0;            // handler finished normally
-  std::uint64_t failed = 0;        // handler threw, or the type was unknown
-  std::uint64_t unknown_type = 0;  // of `failed`: no handler for the type
-  std::uint64_t rejected = 0;      // refused before lookup: payload over the limit
-  std::uint64_t cancelled = 0;     // ended by shutdown, queued or running
-  std::uint64_t notifications = 0; // notifications produced (one per notify_id)
-  std::uint64_t in_flight = 0;     // workers busy with a message right now
-  std::uint64_t max_in_flight = 0; // highest in_flight seen; never above the concurrency limit
-  std::uint64_t queue_depth = 0;   // messages waiting in the inbox
-  LatencySummary latency;          // inbox accepted -> notification produced (or message ended)
+  std::uint64_t received = 0;       // accepted into the inbox
+  std::uint64_t dispatched = 0;     // handler started
+  std::uint64_t ok = 0;             // handler finished normally
+  std::uint64_t failed = 0;         // handler threw, or the type was unknown
+  std::uint64_t unknown_type = 0;   // of `failed`: no handler for the type
+  std::uint64_t rejected = 0;       // refused before lookup: payload over the limit
+  std::uint64_t cancelled = 0;      // ended by shutdown, queued or running
+  std::uint64_t notifications = 0;  // notifications produced (one per notify_id)
+  std::uint64_t in_flight = 0;      // workers busy with a message right now
+  std::uint64_t max_in_flight = 0;  // highest in_flight seen; never above the concurrency limit
+  std::uint64_t queue_depth = 0;    // messages waiting in the inbox
+  LatencySummary latency;           // inbox accepted -> notification produced (or message ended)
 
   [[nodiscard]] std::string to_string() const;
 };

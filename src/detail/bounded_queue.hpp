@@ -82,13 +82,9 @@ class BoundedQueue {
 
   // After close() every try_push returns closed; items already in stay poppable.
   void close() noexcept { tail_.fetch_or(kClosedBit, std::memory_order_seq_cst); }
-  [[nodiscard]] bool closed() const noexcept {
-    return (tail_.load(std::memory_order_acquire) & kClosedBit) != 0;
-  }
+  [[nodiscard]] bool closed() const noexcept { return (tail_.load(std::memory_order_acquire) & kClosedBit) != 0; }
   // Total pushes ever accepted.
-  [[nodiscard]] std::uint64_t pushed() const noexcept {
-    return tail_.load(std::memory_order_acquire) & ~kClosedBit;
-  }
+  [[nodiscard]] std::uint64_t pushed() const noexcept { return tail_.load(std::memory_order_acquire) & ~kClosedBit; }
   [[nodiscard]] std::uint64_t popped() const noexcept { return head_.load(std::memory_order_acquire); }
   // Accepted and not yet popped (including pushes still being written).
   [[nodiscard]] std::size_t size() const noexcept {

@@ -40,12 +40,13 @@ class EventCount {
     syscall(SYS_futex, epoch_word(), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
   }
 
-  [[nodiscard]] bool has_waiters() const noexcept { return (state_.load(std::memory_order_relaxed) & kWaiterMask) != 0; }
+  [[nodiscard]] bool has_waiters() const noexcept {
+    return (state_.load(std::memory_order_relaxed) & kWaiterMask) != 0;
+  }
 
   // Waits until ready() is true or the deadline passes; returns ready()'s last value.
   template <typename Ready>
-  bool wait_until(Ready&& ready, std::chrono::steady_clock::time_point deadline,
-                  std::chrono::microseconds spin = {}) {
+  bool wait_until(Ready&& ready, std::chrono::steady_clock::time_point deadline, std::chrono::microseconds spin = {}) {
     using clock = std::chrono::steady_clock;
     if (ready()) return true;
     if (spin.count() > 0) {

@@ -1,6 +1,7 @@
 #pragma once
 // A log-linear latency histogram (16 sub-buckets per power of two: ~6 % error),
 // written by one thread at a time and readable by any thread at any time.
+// Values are recorded in ticks (see ticks.hpp) and converted when summarised.
 
 #include <array>
 #include <atomic>
@@ -14,7 +15,9 @@ namespace amsg::detail {
 // A counter with one writer at a time: a relaxed load and store, no locked RMW.
 class SingleWriterCounter {
  public:
-  void add(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void add(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   [[nodiscard]] std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
 
  private:
@@ -38,7 +41,8 @@ class LatencyHistogram {
     if (index < kSub) return index;
     const int exp = index / kSub + kSubBits - 1;
     const int sub = index % kSub;
-    const double low = static_cast<double>((std::uint64_t{1} << exp) + (static_cast<std::uint64_t>(sub) << (exp - kSubBits)));
+    const double low =
+        static_cast<double>((std::uint64_t{1} << exp) + (static_cast<std::uint64_t>(sub) << (exp - kSubBits)));
     const double width = static_cast<double>(std::uint64_t{1} << (exp - kSubBits));
     return low + width / 2;
   }
@@ -58,12 +62,13 @@ class LatencyHistogram {
   }
 
   static LatencySummary summarize(const std::array<std::uint64_t, kBuckets>& buckets, std::uint64_t sum,
-                                  std::uint64_t max) noexcept {
+                                  std::uint64_t max, double ns_per_tick) noexcept {
+    const double us_per_tick = ns_per_tick / 1000.0;
     LatencySummary s;
     for (auto c : buckets) s.count += c;
     if (s.count == 0) return s;
-    s.mean_us = static_cast<double>(sum) / static_cast<double>(s.count) / 1000.0;
-    s.max_us = static_cast<double>(max) / 1000.0;
+    s.mean_us = static_cast<double>(sum) / static_cast<double>(s.count) * us_per_tick;
+    s.max_us = static_cast<double>(max) * us_per_tick;
     const double qs[] = {0.50, 0.90, 0.99, 0.999};
     double* outs[] = {&s.p50_us, &s.p90_us, &s.p99_us, &s.p999_us};
     std::uint64_t seen = 0;
@@ -71,7 +76,7 @@ class LatencyHistogram {
     for (int i = 0; i < kBuckets && q < 4; ++i) {
       seen += buckets[static_cast<std::size_t>(i)];
       while (q < 4 && static_cast<double>(seen) >= qs[q] * static_cast<double>(s.count)) {
-        *outs[q] = value_of(i) / 1000.0;
+        *outs[q] = value_of(i) * us_per_tick;
         ++q;
       }
     }

@@ -1,7 +1,14 @@
 #include "bench.hpp"
 
-#include <amsg/amsg.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <algorithm>
+#include <amsg/amsg.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -9,17 +16,10 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fmt/format.h>
 #include <fstream>
 #include <future>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <optional>
-#include <spdlog/spdlog.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 namespace amsg::tool {
@@ -63,7 +63,8 @@ void percentiles(std::vector<std::int64_t>& ns, Result& r) {
   if (ns.empty()) return;
   std::sort(ns.begin(), ns.end());
   auto at = [&](double q) {
-    const auto i = static_cast<std::size_t>(std::min<double>(static_cast<double>(ns.size() - 1), q * static_cast<double>(ns.size())));
+    const auto i = static_cast<std::size_t>(
+        std::min<double>(static_cast<double>(ns.size() - 1), q * static_cast<double>(ns.size())));
     return static_cast<double>(ns[i]) / 1000.0;
   };
   r.p50_us = at(0.50);
@@ -96,7 +97,8 @@ class Progress {
       const double f = total_ ? static_cast<double>(c) / static_cast<double>(total_) : 0.0;
       const int width = 30;
       const int filled = static_cast<int>(f * width);
-      std::fprintf(stderr, "\r%-10s [%s%s] %5.1f%% %zu/%zu", label_.c_str(), std::string(static_cast<std::size_t>(filled), '#').c_str(),
+      std::fprintf(stderr, "\r%-10s [%s%s] %5.1f%% %zu/%zu", label_.c_str(),
+                   std::string(static_cast<std::size_t>(filled), '#').c_str(),
                    std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), f * 100, c, total_);
       std::fflush(stderr);
       std::this_thread::sleep_for(std::chrono::milliseconds{150});
@@ -271,6 +273,7 @@ Result run_rate(const BenchOptions& o) {
 }
 
 // One message outstanding at a time: send, wait for its notification, repeat.
+// From a plain thread (blocking send/receive) or from a coroutine on the pool.
 Result run_pingpong(const BenchOptions& o) {
   const std::size_t concurrency = 64;
   Manager m{manager_options(o, concurrency)};
@@ -282,20 +285,39 @@ Result run_pingpong(const BenchOptions& o) {
   std::size_t ok = 0;
   const double cpu0 = cpu_seconds();
   const auto start = Clock::now();
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto t0 = Clock::now();
-    m.send(Message{"noop", make_payload(o.payload), id_of(i)});
-    auto note = m.receive();
-    rtt[i] = (Clock::now() - t0).count();
-    if (note && note->is_success()) ++ok;
-    if ((i & 0x3fff) == 0) progress.count.store(i, std::memory_order_relaxed);
+  if (o.consumer == "coroutine") {
+    std::promise<void> done;
+    asio::co_spawn(
+        m.executor(),
+        [&]() -> asio::awaitable<void> {
+          for (std::size_t i = 0; i < n; ++i) {
+            const auto t0 = Clock::now();
+            co_await m.async_send(Message{"noop", make_payload(o.payload), id_of(i)});
+            auto note = co_await m.async_receive();
+            rtt[i] = (Clock::now() - t0).count();
+            if (note && note->is_success()) ++ok;
+            if ((i & 0x3fff) == 0) progress.count.store(i, std::memory_order_relaxed);
+          }
+          done.set_value();
+        },
+        asio::detached);
+    done.get_future().wait();
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto t0 = Clock::now();
+      m.send(Message{"noop", make_payload(o.payload), id_of(i)});
+      auto note = m.receive();
+      rtt[i] = (Clock::now() - t0).count();
+      if (note && note->is_success()) ++ok;
+      if ((i & 0x3fff) == 0) progress.count.store(i, std::memory_order_relaxed);
+    }
   }
   const auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   const double cpu1 = cpu_seconds();
   m.shutdown();
   Result r;
   r.scenario = "pingpong";
-  r.consumer = "thread";
+  r.consumer = o.consumer;
   r.messages = n;
   r.concurrency = concurrency;
   r.threads = m.options().threads;
@@ -311,8 +333,9 @@ Result run_pingpong(const BenchOptions& o) {
 
 void print(const Result& r, bool json) {
   if (json) {
-    std::string out = fmt::format(R"({{"scenario":"{}","transport":"inproc","consumer":"{}","messages":{},"concurrency":{},"threads":{},"spin_us":{})",
-                                  r.scenario, r.consumer, r.messages, r.concurrency, r.threads, r.spin_us);
+    std::string out = fmt::format(
+        R"({{"scenario":"{}","transport":"inproc","consumer":"{}","messages":{},"concurrency":{},"threads":{},"spin_us":{})",
+        r.scenario, r.consumer, r.messages, r.concurrency, r.threads, r.spin_us);
     auto add = [&](const char* key, const std::optional<double>& v) {
       if (v) out += fmt::format(R"(,"{}":{:.3f})", key, *v);
     };
@@ -326,8 +349,8 @@ void print(const Result& r, bool json) {
     out += fmt::format(R"(,"peak_rss_kb":{},"all_notified":{}}})", r.peak_rss_kb, r.all_notified ? "true" : "false");
     std::puts(out.c_str());
   } else {
-    std::string line = fmt::format("{:<9} N={:<3} threads={} spin={}us consumer={} messages={}", r.scenario, r.concurrency,
-                                   r.threads, r.spin_us, r.consumer, r.messages);
+    std::string line = fmt::format("{:<9} N={:<3} threads={} spin={}us consumer={} messages={}", r.scenario,
+                                   r.concurrency, r.threads, r.spin_us, r.consumer, r.messages);
     if (r.offered_rate) line += fmt::format(" offered={:.0f}/s", *r.offered_rate);
     if (r.msgs_per_s) line += fmt::format(" {:.3f} M msg/s", *r.msgs_per_s / 1e6);
     if (r.cpu_us_per_msg) line += fmt::format(" cpu={:.2f}us/msg", *r.cpu_us_per_msg);

@@ -15,8 +15,8 @@ struct BenchOptions {
   double rate = 50'000;                         // rate: offered messages/s
   double rate_secs = 4;
   std::size_t payload = 64;
-  std::size_t threads = 0;  // 0 = hardware threads
-  long spin_us = 0;         // ManagerOptions::idle_spin
+  std::size_t threads = 0;             // 0 = hardware threads
+  long spin_us = 0;                    // ManagerOptions::idle_spin
   std::string consumer = "coroutine";  // who reads notifications: "thread" or "coroutine" (on the pool)
   bool json = false;
   bool progress = true;  // only drawn when stderr is a terminal

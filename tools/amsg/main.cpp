@@ -25,8 +25,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--threads", bench.threads, "Pool threads (0 = hardware threads)");
   bench_cmd->add_option("--spin-us", bench.spin_us, "Idle spin before sleeping, in microseconds (default 0)")
       ->check(CLI::NonNegativeNumber);
-  bench_cmd->add_option("--consumer", bench.consumer,
-                        "Who reads notifications in thr and rate: a coroutine on the pool, or a plain thread")
+  bench_cmd
+      ->add_option("--consumer", bench.consumer,
+                   "Who reads notifications (and, in pingpong, sends): a coroutine on the pool, or a plain thread")
       ->check(CLI::IsMember({"coroutine", "thread"}));
   bench_cmd->add_flag("--json", bench.json, "One JSON object per measurement on stdout");
   bench_cmd->add_flag("!--no-progress", bench.progress, "Never draw a progress bar");

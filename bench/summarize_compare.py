@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Medians and ratios from bench/compare_seed.sh's raw lines (seed key=value, amsg JSON)."""
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+KEYS = {  # our name -> (seed key, amsg key)
+    "msgs_per_s": ("msgs_per_s", "msgs_per_s"),
+    "p50_us": ("lat_us_p50", "p50_us"),
+    "p99_us": ("lat_us_p99", "p99_us"),
+    "p999_us": ("lat_us_p999", "p999_us"),
+    "peak_rss_kb": ("peak_rss_kb", "peak_rss_kb"),
+    "cpu_us_per_msg": ("cpu_us_per_msg", "cpu_us_per_msg"),
+}
+
+
+def parse(line):
+    m = re.match(r"system=(\S+) config=(\S+) (.*)$", line.strip())
+    if not m:
+        return None
+    system, config, rest = m.groups()
+    values = {}
+    if system == "amsg":
+        for obj in re.findall(r"\{.*?\}", rest):
+            values.update(json.loads(obj))
+        values = {k: values[a] for k, (_, a) in KEYS.items() if a in values}
+    else:
+        kv = dict(re.findall(r"(\w+)=([^\s]+)", rest))
+        if "roundtrips_per_s" in kv:
+            kv["msgs_per_s"] = kv["roundtrips_per_s"]
+        values = {k: float(kv[s]) for k, (s, _) in KEYS.items() if s in kv}
+    return system, config, values
+
+
+def main(path):
+    runs = defaultdict(lambda: defaultdict(list))
+    for line in open(path):
+        p = parse(line)
+        if p:
+            system, config, values = p
+            for k, v in values.items():
+                runs[(system, config)][k].append(float(v))
+    med = {key: {k: statistics.median(v) for k, v in d.items()} for key, d in runs.items()}
+    n = max((len(v) for d in runs.values() for v in d.values()), default=0)
+    print(f"medians of {n} interleaved rounds\n")
+    print("| measurement | seed-tokio | amsg | ratio (amsg vs seed) |")
+    print("|---|---|---|---|")
+
+    def row(label, seed_cfg, amsg_cfg, key, better):
+        s = med.get(("seed-tokio", seed_cfg), {}).get(key)
+        a = med.get(("amsg", amsg_cfg), {}).get(key)
+        if s is None or a is None:
+            return
+        ratio = a / s if better == "higher" else s / a
+        fmt = (lambda x: f"{x/1e6:.2f} M/s") if key == "msgs_per_s" else (
+            (lambda x: f"{x/1024:.1f} MB") if key == "peak_rss_kb" else (lambda x: f"{x:.2f} µs"))
+        print(f"| {label} | {fmt(s)} | {fmt(a)} | {ratio:.2f}× {'faster' if better=='higher' else 'better'} |")
+
+    row("throughput N=4", "thr-n4", "thr-n4", "msgs_per_s", "higher")
+    row("throughput N=64", "thr-n64", "thr-n64", "msgs_per_s", "higher")
+    row("CPU per message N=4", "thr-n4", "thr-n4", "cpu_us_per_msg", "lower")
+    row("peak RSS, 1 M run N=64", "thr-n64", "thr-n64", "peak_rss_kb", "lower")
+    for cfg in ("rate", "rate-spin50"):
+        for key in ("p50_us", "p99_us", "p999_us"):
+            row(f"50 k/s {key} ({cfg})", "rate", cfg, key, "lower")
+    row("50 k/s CPU per message (rate)", "rate", "rate", "cpu_us_per_msg", "lower")
+    row("50 k/s CPU per message (rate-spin50)", "rate", "rate-spin50", "cpu_us_per_msg", "lower")
+    for cfg in ("pingpong", "pingpong-thread-spin50"):
+        for key in ("p50_us", "p99_us"):
+            row(f"ping-pong {key} ({cfg})", "pingpong", cfg, key, "lower")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/amsg-compare/raw.txt")
