@@ -125,7 +125,8 @@ SendStatus Core::send(Message&& message) {
 }
 
 asio::awaitable<SendStatus> Core::async_send(Message message) {
-  auto self = shared_from_this();
+  if (const SendStatus s = try_send(std::move(message)); s != SendStatus::full) co_return s;
+  auto self = shared_from_this();  // we may suspend: keep the core alive
   for (;;) {
     const SendStatus s = try_send(std::move(message));
     if (s != SendStatus::full) co_return s;
@@ -380,7 +381,8 @@ std::optional<Notification> Core::receive_until(Clock::time_point deadline) {
 }
 
 asio::awaitable<std::optional<Notification>> Core::async_receive() {
-  auto self = shared_from_this();
+  if (auto n = try_receive()) co_return n;
+  auto self = shared_from_this();  // we may suspend: keep the core alive
   for (;;) {
     if (auto n = try_receive()) co_return n;
     if (notifications_closed_.load(std::memory_order_acquire)) co_return try_receive();

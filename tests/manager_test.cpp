@@ -407,6 +407,20 @@ TEST(Manager, IdleSpinModeDeliversEverything) {
   EXPECT_EQ(receive_n(m, 2000 - 20).size(), 1980u);
 }
 
+TEST(Manager, LogsToItsNamedLoggerAndLeavesTheDefaultLoggerAlone) {
+  auto before = spdlog::default_logger();
+  const auto level = before->level();
+  {
+    Manager m{ManagerOptions{.logger_name = "amsg.test.named"}};
+    m.start();
+    m.send(msg("missing", "", "x"));
+    ASSERT_TRUE(m.receive_for(std::chrono::seconds{10}));
+  }
+  EXPECT_EQ(spdlog::default_logger(), before);
+  EXPECT_EQ(spdlog::default_logger()->level(), level);
+  EXPECT_TRUE(spdlog::get("amsg.test.named"));
+}
+
 TEST(Manager, InvalidOptionsAreRejected) {
   EXPECT_THROW(Manager{ManagerOptions{.concurrency = 0}}, InvalidOptionsError);
   EXPECT_THROW(Manager{ManagerOptions{.inbox_capacity = 0}}, InvalidOptionsError);
