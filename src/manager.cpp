@@ -118,7 +118,8 @@ SendStatus Core::try_send(Message&& message) {
 
 SendStatus Core::send(Message&& message) {
   for (;;) {
-    const SendStatus s = try_send(std::move(message));
+    // try_send moves from `message` only when it returns ok.
+    const SendStatus s = try_send(std::move(message));  // NOLINT(bugprone-use-after-move)
     if (s != SendStatus::full) return s;
     inbox_space_.threads.wait([this] { return inbox_has_room(); }, options.idle_spin);
   }
@@ -128,7 +129,7 @@ asio::awaitable<SendStatus> Core::async_send(Message message) {
   if (const SendStatus s = try_send(std::move(message)); s != SendStatus::full) co_return s;
   auto self = shared_from_this();  // we may suspend: keep the core alive
   for (;;) {
-    const SendStatus s = try_send(std::move(message));
+    const SendStatus s = try_send(std::move(message));  // NOLINT(bugprone-use-after-move): see send()
     if (s != SendStatus::full) co_return s;
     co_await inbox_space_.coroutines.async_wait([this] { return inbox_has_room(); });
   }
@@ -204,7 +205,9 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       if (inbox_.closed() && inbox_.empty()) break;
       bool aborted = false;
       try {
-        if (options.idle_spin.count() > 0 && !inbox_.closed()) co_await spin_for_work(lane);
+        if (options.idle_spin.count() > 0 && !inbox_.closed()) {
+          co_await spin_for_work(lane);
+        }
         if (inbox_.empty()) {
           co_await lanes_idle_.async_wait(
               [this] { return !inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed); });
@@ -213,7 +216,9 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       } catch (const std::exception&) {
         aborted = true;  // shutdown's cancellation reached the lane itself
       }
-      if (aborted) co_await asio::this_coro::reset_cancellation_state();
+      if (aborted) {
+        co_await asio::this_coro::reset_cancellation_state();
+      }
       continue;
     }
     on_popped(lane);
@@ -271,7 +276,9 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
         } catch (const std::exception&) {
           aborted = true;
         }
-        if (aborted) co_await asio::this_coro::reset_cancellation_state();
+        if (aborted) {
+          co_await asio::this_coro::reset_cancellation_state();
+        }
         if (overflow_allowed_.load(std::memory_order_acquire) && try_deliver(*n, route, true)) break;
       }
     }
@@ -283,7 +290,9 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       } catch (const std::exception&) {
         aborted = true;
       }
-      if (aborted) co_await asio::this_coro::reset_cancellation_state();
+      if (aborted) {
+        co_await asio::this_coro::reset_cancellation_state();
+      }
     }
   }
   lane.handlers.reset();
@@ -553,7 +562,7 @@ std::optional<Notification> Manager::receive_for(std::chrono::nanoseconds timeou
 }
 asio::awaitable<std::optional<Notification>> Manager::async_receive() { return core_->async_receive(); }
 
-void Manager::attach(std::shared_ptr<CommunicationLayer> layer) { core_->attach(layer); }
+void Manager::attach(const std::shared_ptr<CommunicationLayer>& layer) { core_->attach(layer); }
 Stats Manager::stats() const { return core_->stats(); }
 const ManagerOptions& Manager::options() const noexcept { return core_->options; }
 asio::any_io_executor Manager::executor() const { return core_->executor(); }

@@ -28,19 +28,19 @@ std::string Notification::text() const {
 }
 
 std::optional<Notification> parse_notification(std::string_view text) {
-  constexpr std::string_view ok_suffix = ":ok";
-  constexpr std::string_view err_marker = ":err(";
+  constexpr std::string_view kOkSuffix = ":ok";
+  constexpr std::string_view kErrMarker = ":err(";
   Notification n;
-  if (text.ends_with(ok_suffix)) {
-    n.id = std::string{text.substr(0, text.size() - ok_suffix.size())};
+  if (text.ends_with(kOkSuffix)) {
+    n.id = std::string{text.substr(0, text.size() - kOkSuffix.size())};
     n.outcome = Outcome::ok;
     return n;
   }
   if (!text.ends_with(')')) return std::nullopt;
-  const auto at = text.find(err_marker);
+  const auto at = text.find(kErrMarker);
   if (at == std::string_view::npos) return std::nullopt;
   n.id = std::string{text.substr(0, at)};
-  const auto body_start = at + err_marker.size();
+  const auto body_start = at + kErrMarker.size();
   n.error = std::string{text.substr(body_start, text.size() - 1 - body_start)};
   n.outcome = n.error == "cancelled" ? Outcome::cancelled : Outcome::error;
   return n;

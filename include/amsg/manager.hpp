@@ -87,7 +87,7 @@ class Manager {
 
   // --- communication layers (transports) ---
   // Hands the layer an Ingress; the manager keeps the layer until shutdown.
-  void attach(std::shared_ptr<CommunicationLayer> layer);
+  void attach(const std::shared_ptr<CommunicationLayer>& layer);
 
   [[nodiscard]] Stats stats() const;
   [[nodiscard]] const ManagerOptions& options() const noexcept;

@@ -29,7 +29,7 @@ class AsyncWaitList {
   template <typename Ready>
   auto async_wait(Ready ready) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-        [this, ready = std::move(ready)](auto handler) mutable { park(std::move(handler), ready); },
+        [this, ready = std::move(ready)](auto handler) mutable { this->park(std::move(handler), ready); },
         asio::use_awaitable);
   }
 
@@ -81,8 +81,8 @@ class AsyncWaitList {
   };
 
   template <typename Handler, typename Ready>
-  void park(Handler&& handler, Ready& ready) {
-    auto owned = std::make_unique<HandlerWaiter<std::decay_t<Handler>>>(std::move(handler));
+  void park(Handler handler, Ready& ready) {
+    auto owned = std::make_unique<HandlerWaiter<Handler>>(std::move(handler));
     Waiter* self = owned.get();
     {
       std::lock_guard lock{mutex_};

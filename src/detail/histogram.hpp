@@ -41,9 +41,9 @@ class LatencyHistogram {
     if (index < kSub) return index;
     const int exp = index / kSub + kSubBits - 1;
     const int sub = index % kSub;
-    const double low =
+    const auto low =
         static_cast<double>((std::uint64_t{1} << exp) + (static_cast<std::uint64_t>(sub) << (exp - kSubBits)));
-    const double width = static_cast<double>(std::uint64_t{1} << (exp - kSubBits));
+    const auto width = static_cast<double>(std::uint64_t{1} << (exp - kSubBits));
     return low + width / 2;
   }
 
