@@ -103,17 +103,15 @@ void Core::run_io_thread() {
 
 SendStatus Core::try_send(Message&& message) {
   MessageAccess::enqueued_ticks(message) = static_cast<std::int64_t>(ticks());
-  switch (inbox_.try_push(message)) {
-    case PushResult::ok:
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (lanes_idle_.waiting() != 0) wake_a_lane();
-      return SendStatus::ok;
-    case PushResult::full:
-      return SendStatus::full;
-    case PushResult::closed:
-      return SendStatus::closed;
+  EnvelopePtr env = make_envelope(std::move(message));
+  const PushResult result = inbox_.try_push(env);
+  if (result == PushResult::ok) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (lanes_idle_.waiting() != 0) wake_a_lane();
+    return SendStatus::ok;
   }
-  return SendStatus::closed;
+  message = std::move(env->message);  // refused: the message is still the caller's
+  return result == PushResult::full ? SendStatus::full : SendStatus::closed;
 }
 
 SendStatus Core::send(Message&& message) {
@@ -199,8 +197,8 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
   lane.handlers = registry.snapshot();
   unsigned since_yield = 0;
   for (;;) {
-    Message msg;
-    if (!inbox_.try_pop(msg)) {
+    EnvelopePtr env;
+    if (!inbox_.try_pop(env)) {
       set_idle(lane);
       if (inbox_.closed() && inbox_.empty()) break;
       bool aborted = false;
@@ -222,6 +220,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       continue;
     }
     on_popped(lane);
+    Message& msg = env->message;
 
     Outcome outcome = Outcome::ok;
     std::string error;
@@ -268,8 +267,8 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
     if (outcome == Outcome::cancelled) lane.stats.cancelled.add();
 
     const ReplyRoute route = std::move(MessageAccess::route(msg));
-    if (auto n = finish(lane.stats, msg, outcome, std::move(error))) {
-      while (!try_deliver(*n, route, false)) {
+    if (finish(lane.stats, *env, outcome, std::move(error))) {
+      while (!try_deliver(env, route, false)) {
         bool aborted = false;
         try {
           co_await notification_space_.async_wait([this] { return notifications_have_room(); });
@@ -279,7 +278,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
         if (aborted) {
           co_await asio::this_coro::reset_cancellation_state();
         }
-        if (overflow_allowed_.load(std::memory_order_acquire) && try_deliver(*n, route, true)) break;
+        if (overflow_allowed_.load(std::memory_order_acquire) && try_deliver(env, route, true)) break;
       }
     }
     if (++since_yield == kYieldEvery) {
@@ -300,7 +299,8 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
   lanes_done_.notify_all();
 }
 
-std::optional<Notification> Core::finish(LaneStats& stats, Message& msg, Outcome outcome, std::string&& error) {
+bool Core::finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&& error) {
+  Message& msg = env.message;
   const auto enqueued = static_cast<std::uint64_t>(MessageAccess::enqueued_ticks(msg));
   if (enqueued != 0) {
     const std::uint64_t now = ticks();
@@ -312,17 +312,24 @@ std::optional<Notification> Core::finish(LaneStats& stats, Message& msg, Outcome
     log_->info("message type='{}' id='{}' cancelled by shutdown", msg.type, msg.notify_id.value_or(""));
     error = "cancelled";
   }
-  if (!msg.notify_id) return std::nullopt;
+  msg.payload = Payload{};  // free it here, on the thread that ran the handler
+  if (!msg.notify_id) return false;
   stats.notifications.add();
-  return Notification{std::move(*msg.notify_id), outcome, std::move(error), std::move(msg.type)};
+  Notification& n = env.notification;
+  n.id = std::move(*msg.notify_id);
+  n.outcome = outcome;
+  n.error = std::move(error);
+  n.message_type = std::move(msg.type);
+  return true;
 }
 
-bool Core::try_deliver(Notification& n, const ReplyRoute& route, bool may_overflow) {
+bool Core::try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow) {
+  Notification& n = env->notification;
   if (route.layer) {
     try {
       route.layer->deliver(route.peer, std::move(n));
     } catch (const std::exception& e) {
-      log_->error("communication layer failed to deliver notification '{}': {}", n.id, e.what());
+      log_->error("communication layer failed to deliver a notification: {}", e.what());
     }
     return true;
   }
@@ -336,7 +343,7 @@ bool Core::try_deliver(Notification& n, const ReplyRoute& route, bool may_overfl
     }
     return true;
   }
-  if (notifications_.try_push(n) == PushResult::ok) {
+  if (notifications_.try_push(env) == PushResult::ok) {
     notifications_ready_.notify_one();
     return true;
   }
@@ -357,16 +364,17 @@ void Core::push_overflow(Notification&& n) {
 // ---------------------------------------------------------------- receiving
 
 std::optional<Notification> Core::try_receive() {
-  std::optional<Notification> n{std::in_place};
-  if (notifications_.try_pop(*n)) {
+  EnvelopePtr env;
+  if (notifications_.try_pop(env)) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (notification_space_.waiting() != 0 && notifications_have_room()) notification_space_.notify_all();
-    return n;
+    return std::optional<Notification>{std::move(env->notification)};
   }
+  std::optional<Notification> n;
   if (overflow_size_.load(std::memory_order_acquire) != 0) {
     std::lock_guard lock{overflow_mutex_};
     if (!overflow_.empty()) {
-      *n = std::move(overflow_.front());
+      n = std::move(overflow_.front());
       overflow_.pop_front();
       overflow_size_.fetch_sub(1, std::memory_order_relaxed);
       return n;
@@ -445,14 +453,14 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
   overflow_allowed_.store(true, std::memory_order_seq_cst);
   cancelling_.store(true, std::memory_order_seq_cst);
   while (!inbox_.empty()) {
-    Message msg;
-    if (!inbox_.try_pop(msg)) {
+    EnvelopePtr env;
+    if (!inbox_.try_pop(env)) {
       std::this_thread::yield();  // a sender reserved a slot and is still writing it
       continue;
     }
     shutdown_stats_.cancelled.add();
-    const ReplyRoute route = std::move(MessageAccess::route(msg));
-    if (auto n = finish(shutdown_stats_, msg, Outcome::cancelled, {})) try_deliver(*n, route, true);
+    const ReplyRoute route = std::move(MessageAccess::route(env->message));
+    if (finish(shutdown_stats_, *env, Outcome::cancelled, {})) try_deliver(env, route, true);
   }
 
   if (was_running) {

@@ -1,5 +1,7 @@
 #include "amsg/payload.hpp"
 
+#include "detail/pool.hpp"
+
 #include <array>
 #include <bit>
 #include <cstdlib>
@@ -8,7 +10,7 @@
 #include <new>
 #include <vector>
 
-// Payload buffers up to kMaxPooled bytes come from size classes (powers of two
+// Blocks (payload buffers, message envelopes) up to kMaxPooled bytes come from size classes (powers of two
 // from 64 B). Each thread keeps a free list per class; a thread that frees more
 // than it allocates (a worker) hands whole chains to a global pool, and a thread
 // that allocates more than it frees (a sender) takes whole chains back. So the
@@ -137,14 +139,31 @@ ThreadCache& thread_cache() {
   return cache;
 }
 
-std::byte* allocate_bytes(std::size_t size) {
-  if (size == 0) return nullptr;
-  if (AMSG_PAYLOAD_POOL && size <= kMaxPooled) return static_cast<std::byte*>(thread_cache().allocate(class_of(size)));
+}  // namespace
+
+namespace detail {
+
+void* pool_allocate(std::size_t size) {
+  if (AMSG_PAYLOAD_POOL && size <= kMaxPooled) return thread_cache().allocate(class_of(size));
   void* p = std::malloc(size);
   if (p == nullptr) throw std::bad_alloc{};
-  return static_cast<std::byte*>(p);
+  return p;
 }
 
+void pool_deallocate(void* block, std::size_t size) noexcept {
+  if (AMSG_PAYLOAD_POOL && size <= kMaxPooled) {
+    thread_cache().deallocate(class_of(size), block);
+  } else {
+    std::free(block);
+  }
+}
+
+}  // namespace detail
+
+namespace {
+std::byte* allocate_bytes(std::size_t size) {
+  return size == 0 ? nullptr : static_cast<std::byte*>(detail::pool_allocate(size));
+}
 }  // namespace
 
 Payload::Payload(std::size_t size) : data_{allocate_bytes(size)}, size_{size} {}
@@ -159,11 +178,7 @@ Payload Payload::copy_of(std::string_view text) { return copy_of(std::as_bytes(s
 
 void Payload::release() noexcept {
   if (data_ == nullptr) return;
-  if (AMSG_PAYLOAD_POOL && size_ <= kMaxPooled) {
-    thread_cache().deallocate(class_of(size_), data_);
-  } else {
-    std::free(data_);
-  }
+  detail::pool_deallocate(data_, size_);
   data_ = nullptr;
   size_ = 0;
 }
