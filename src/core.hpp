@@ -123,6 +123,10 @@ class Core : public std::enable_shared_from_this<Core> {
   std::optional<Notification> try_receive();
   std::optional<Notification> receive_until(std::chrono::steady_clock::time_point deadline);
   asio::awaitable<std::optional<Notification>> async_receive();
+  std::size_t try_receive_batch(std::vector<Notification>& out, std::size_t max);
+  std::size_t receive_batch_until(std::vector<Notification>& out, std::size_t max,
+                                  std::chrono::steady_clock::time_point deadline);
+  asio::awaitable<std::size_t> async_receive_batch(std::vector<Notification>& out, std::size_t max);
 
   void attach(const std::shared_ptr<CommunicationLayer>& layer);
   [[nodiscard]] Stats stats() const;
@@ -148,6 +152,8 @@ class Core : public std::enable_shared_from_this<Core> {
   // waits for room). On true the envelope has been consumed or handed on.
   bool try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow);
   void push_overflow(Notification&& n);
+  [[nodiscard]] bool notification_waiting() const noexcept;
+  void after_notifications_popped();
   void run_io_thread();
 
   std::shared_ptr<spdlog::logger> log_;

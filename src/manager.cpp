@@ -366,8 +366,7 @@ void Core::push_overflow(Notification&& n) {
 std::optional<Notification> Core::try_receive() {
   EnvelopePtr env;
   if (notifications_.try_pop(env)) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (notification_space_.waiting() != 0 && notifications_have_room()) notification_space_.notify_all();
+    after_notifications_popped();
     return std::optional<Notification>{std::move(env->notification)};
   }
   std::optional<Notification> n;
@@ -383,16 +382,22 @@ std::optional<Notification> Core::try_receive() {
   return std::nullopt;
 }
 
+bool Core::notification_waiting() const noexcept {
+  return !notifications_.empty() || overflow_size_.load(std::memory_order_relaxed) != 0 ||
+         notifications_closed_.load(std::memory_order_relaxed);
+}
+
+void Core::after_notifications_popped() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (notification_space_.waiting() != 0 && notifications_have_room()) notification_space_.notify_all();
+}
+
 std::optional<Notification> Core::receive_until(Clock::time_point deadline) {
   for (;;) {
     if (auto n = try_receive()) return n;
     if (notifications_closed_.load(std::memory_order_acquire)) return try_receive();
-    const bool ready = notifications_ready_.threads.wait_until(
-        [this] {
-          return !notifications_.empty() || overflow_size_.load(std::memory_order_relaxed) != 0 ||
-                 notifications_closed_.load(std::memory_order_relaxed);
-        },
-        deadline, options.idle_spin);
+    const bool ready =
+        notifications_ready_.threads.wait_until([this] { return notification_waiting(); }, deadline, options.idle_spin);
     if (!ready) return try_receive();
   }
 }
@@ -403,10 +408,49 @@ asio::awaitable<std::optional<Notification>> Core::async_receive() {
   for (;;) {
     if (auto n = try_receive()) co_return n;
     if (notifications_closed_.load(std::memory_order_acquire)) co_return try_receive();
-    co_await notifications_ready_.coroutines.async_wait([this] {
-      return !notifications_.empty() || overflow_size_.load(std::memory_order_relaxed) != 0 ||
-             notifications_closed_.load(std::memory_order_relaxed);
-    });
+    co_await notifications_ready_.coroutines.async_wait([this] { return notification_waiting(); });
+  }
+}
+
+std::size_t Core::try_receive_batch(std::vector<Notification>& out, std::size_t max) {
+  std::size_t count = 0;
+  EnvelopePtr env;
+  while (count < max && notifications_.try_pop(env)) {
+    out.push_back(std::move(env->notification));
+    env.reset();
+    ++count;
+  }
+  if (count > 0) after_notifications_popped();
+  while (count < max && overflow_size_.load(std::memory_order_acquire) != 0) {
+    std::lock_guard lock{overflow_mutex_};
+    if (overflow_.empty()) break;
+    out.push_back(std::move(overflow_.front()));
+    overflow_.pop_front();
+    overflow_size_.fetch_sub(1, std::memory_order_relaxed);
+    ++count;
+  }
+  return count;
+}
+
+std::size_t Core::receive_batch_until(std::vector<Notification>& out, std::size_t max, Clock::time_point deadline) {
+  if (max == 0) return 0;
+  for (;;) {
+    if (const std::size_t n = try_receive_batch(out, max); n > 0) return n;
+    if (notifications_closed_.load(std::memory_order_acquire)) return try_receive_batch(out, max);
+    const bool ready =
+        notifications_ready_.threads.wait_until([this] { return notification_waiting(); }, deadline, options.idle_spin);
+    if (!ready) return try_receive_batch(out, max);
+  }
+}
+
+asio::awaitable<std::size_t> Core::async_receive_batch(std::vector<Notification>& out, std::size_t max) {
+  if (max == 0) co_return 0;
+  if (const std::size_t n = try_receive_batch(out, max); n > 0) co_return n;
+  auto self = shared_from_this();  // we may suspend: keep the core alive
+  for (;;) {
+    if (const std::size_t n = try_receive_batch(out, max); n > 0) co_return n;
+    if (notifications_closed_.load(std::memory_order_acquire)) co_return try_receive_batch(out, max);
+    co_await notifications_ready_.coroutines.async_wait([this] { return notification_waiting(); });
   }
 }
 
@@ -569,6 +613,15 @@ std::optional<Notification> Manager::receive_for(std::chrono::nanoseconds timeou
   return core_->receive_until(std::chrono::steady_clock::now() + timeout);
 }
 asio::awaitable<std::optional<Notification>> Manager::async_receive() { return core_->async_receive(); }
+std::size_t Manager::try_receive_batch(std::vector<Notification>& out, std::size_t max) {
+  return core_->try_receive_batch(out, max);
+}
+std::size_t Manager::receive_batch(std::vector<Notification>& out, std::size_t max) {
+  return core_->receive_batch_until(out, max, std::chrono::steady_clock::time_point::max());
+}
+asio::awaitable<std::size_t> Manager::async_receive_batch(std::vector<Notification>& out, std::size_t max) {
+  return core_->async_receive_batch(out, max);
+}
 
 void Manager::attach(const std::shared_ptr<CommunicationLayer>& layer) { core_->attach(layer); }
 Stats Manager::stats() const { return core_->stats(); }

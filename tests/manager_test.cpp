@@ -211,6 +211,41 @@ TEST(Manager, AsyncReceiveInACoroutine) {
   EXPECT_EQ(ids.size(), 20u);
 }
 
+TEST(Manager, BatchReceiveDrainsUpToMaxAndEndsAfterShutdown) {
+  Manager m{ManagerOptions{.concurrency = 2}};
+  m.register_handler("t", noop());
+  for (int i = 0; i < 10; ++i) m.send(msg("t", "", std::to_string(i)));
+  std::vector<Notification> out;
+  EXPECT_EQ(m.try_receive_batch(out, 100), 0u);  // not started: nothing yet
+  m.start();
+  std::set<std::string> ids;
+  while (ids.size() < 10) {
+    out.clear();
+    const std::size_t n = m.receive_batch(out, 4);
+    ASSERT_GE(n, 1u);
+    ASSERT_LE(n, 4u);
+    ASSERT_EQ(out.size(), n);
+    for (auto& note : out) EXPECT_TRUE(ids.insert(note.id).second);
+  }
+  m.send(msg("t", "", "last"));
+  asio::io_context client;
+  std::size_t got = 0;
+  asio::co_spawn(
+      client,
+      [&]() -> asio::awaitable<void> {
+        std::vector<Notification> batch;
+        got = co_await m.async_receive_batch(batch, 8);
+        EXPECT_EQ(batch.at(0).id, "last");
+      },
+      asio::detached);
+  client.run();
+  EXPECT_EQ(got, 1u);
+  m.shutdown();
+  out.clear();
+  EXPECT_EQ(m.receive_batch(out, 8), 0u);  // shut down and drained: returns at once
+  EXPECT_EQ(m.try_receive_batch(out, 0), 0u);
+}
+
 TEST(Manager, ReceiveForTimesOutWhenNothingComes) {
   Manager m;
   m.start();

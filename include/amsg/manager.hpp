@@ -85,6 +85,15 @@ class Manager {
   std::optional<Notification> receive_for(std::chrono::nanoseconds timeout);
   [[nodiscard]] asio::awaitable<std::optional<Notification>> async_receive();
 
+  // Batch forms, for consumers that drain bursts: each appends up to `max` waiting
+  // notifications to `out` and returns how many it appended. try_ never waits (0
+  // when none wait); the others wait for at least one and return 0 only once the
+  // manager has shut down and the channel is empty. `out` must outlive the call
+  // (for the coroutine form: until the co_await completes).
+  std::size_t try_receive_batch(std::vector<Notification>& out, std::size_t max);
+  std::size_t receive_batch(std::vector<Notification>& out, std::size_t max);
+  [[nodiscard]] asio::awaitable<std::size_t> async_receive_batch(std::vector<Notification>& out, std::size_t max);
+
   // --- communication layers (transports) ---
   // Hands the layer an Ingress; the manager keeps the layer until shutdown.
   void attach(const std::shared_ptr<CommunicationLayer>& layer);

@@ -112,22 +112,19 @@ class Progress {
 };
 
 // Reads `n` notifications, calling on_note for each: from a plain thread with
-// blocking receive(), or from a coroutine on the manager's own executor.
+// blocking receive(), or from a coroutine on the manager's own executor; one at a
+// time, or in batches of up to kBatch ("-batch" modes).
 template <typename OnNote>
 class Consumer {
  public:
-  Consumer(Manager& m, const std::string& mode, std::size_t n, OnNote on_note) : m_{m}, n_{n}, on_note_{on_note} {
-    if (mode == "coroutine") {
+  static constexpr std::size_t kBatch = 256;
+
+  Consumer(Manager& m, const std::string& mode, std::size_t n, OnNote on_note)
+      : m_{m}, n_{n}, on_note_{on_note}, batch_{mode.ends_with("-batch")} {
+    if (mode.starts_with("coroutine")) {
       asio::co_spawn(m.executor(), run_coroutine(), asio::detached);
     } else {
-      thread_ = std::thread{[this] {
-        for (std::size_t i = 0; i < n_; ++i) {
-          auto note = m_.receive();
-          if (!note) break;
-          on_note_(i, *note);
-        }
-        done_.set_value();
-      }};
+      thread_ = std::thread{[this] { run_thread(); }};
     }
   }
   void wait() {
@@ -136,17 +133,42 @@ class Consumer {
   }
 
  private:
+  void run_thread() {
+    std::vector<Notification> notes;
+    notes.reserve(kBatch);
+    for (std::size_t i = 0; i < n_;) {
+      if (batch_) {
+        notes.clear();
+        if (m_.receive_batch(notes, std::min(kBatch, n_ - i)) == 0) break;
+        for (auto& note : notes) on_note_(i++, note);
+      } else {
+        auto note = m_.receive();
+        if (!note) break;
+        on_note_(i++, *note);
+      }
+    }
+    done_.set_value();
+  }
   asio::awaitable<void> run_coroutine() {
-    for (std::size_t i = 0; i < n_; ++i) {
-      auto note = co_await m_.async_receive();
-      if (!note) break;
-      on_note_(i, *note);
+    std::vector<Notification> notes;
+    notes.reserve(kBatch);
+    for (std::size_t i = 0; i < n_;) {
+      if (batch_) {
+        notes.clear();
+        if (co_await m_.async_receive_batch(notes, std::min(kBatch, n_ - i)) == 0) break;
+        for (auto& note : notes) on_note_(i++, note);
+      } else {
+        auto note = co_await m_.async_receive();
+        if (!note) break;
+        on_note_(i++, *note);
+      }
     }
     done_.set_value();
   }
   Manager& m_;
   std::size_t n_;
   OnNote on_note_;
+  bool batch_;
   std::promise<void> done_;
   std::thread thread_;
 };
@@ -285,7 +307,7 @@ Result run_pingpong(const BenchOptions& o) {
   std::size_t ok = 0;
   const double cpu0 = cpu_seconds();
   const auto start = Clock::now();
-  if (o.consumer == "coroutine") {
+  if (o.consumer.starts_with("coroutine")) {
     std::promise<void> done;
     asio::co_spawn(
         m.executor(),

@@ -27,8 +27,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   bench_cmd
       ->add_option("--consumer", bench.consumer,
-                   "Who reads notifications (and, in pingpong, sends): a coroutine on the pool, or a plain thread")
-      ->check(CLI::IsMember({"coroutine", "thread"}));
+                   "Who reads notifications (and, in pingpong, sends): a coroutine on the pool or a plain thread; "
+                   "-batch: thr and rate read in batches of up to 256")
+      ->check(CLI::IsMember({"coroutine", "thread", "coroutine-batch", "thread-batch"}));
   bench_cmd->add_flag("--json", bench.json, "One JSON object per measurement on stdout");
   bench_cmd->add_flag("!--no-progress", bench.progress, "Never draw a progress bar");
   bench_cmd->add_option("--transport", transport, "Where messages travel (inproc)")->check(CLI::IsMember({"inproc"}));
