@@ -30,8 +30,10 @@ for r in $(seq "$ROUNDS"); do
   echo "# round $r" >&2
   seed thr-n4 thr --variant faithful --n 4 --count 1000000
   amsg thr-n4 --scenario thr -n 4
+  amsg thr-n4-single --scenario thr -n 4 --consumer coroutine
   seed thr-n64 thr --variant faithful --n 64 --count 1000000
   amsg thr-n64 --scenario thr -n 64
+  amsg thr-n64-single --scenario thr -n 64 --consumer coroutine
   seed rate rate --variant faithful --n 64 --rate 50000 --secs 4
   amsg rate --scenario rate
   amsg rate-spin50 --scenario rate --spin-us 50

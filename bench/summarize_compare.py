@@ -60,6 +60,8 @@ def main(path):
 
     row("throughput N=4", "thr-n4", "thr-n4", "msgs_per_s", "higher")
     row("throughput N=64", "thr-n64", "thr-n64", "msgs_per_s", "higher")
+    row("throughput N=4, one-at-a-time consumer", "thr-n4", "thr-n4-single", "msgs_per_s", "higher")
+    row("throughput N=64, one-at-a-time consumer", "thr-n64", "thr-n64-single", "msgs_per_s", "higher")
     row("CPU per message N=4", "thr-n4", "thr-n4", "cpu_us_per_msg", "lower")
     row("peak RSS, 1 M run N=64", "thr-n64", "thr-n64", "peak_rss_kb", "lower")
     for cfg in ("rate", "rate-spin50"):

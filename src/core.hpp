@@ -101,6 +101,9 @@ struct Lane {
   asio::strand<asio::io_context::executor_type> strand;
   asio::cancellation_signal cancel;
   std::shared_ptr<const HandlerRegistry::Snapshot> handlers;
+  // The last lookup, valid while `handlers` is unchanged: streams of one type skip the hash.
+  std::string last_type;
+  Handler* last_handler = nullptr;
   LaneStats stats;
   bool busy = false;
 };

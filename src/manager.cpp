@@ -232,8 +232,20 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
                           options.max_payload_bytes);
       lane.stats.rejected.add();
     } else {
-      if (lane.handlers->version != registry.version()) lane.handlers = registry.snapshot();
-      Handler* handler = lane.handlers->find(msg.type);
+      if (lane.handlers->version != registry.version()) {
+        lane.handlers = registry.snapshot();
+        lane.last_handler = nullptr;
+      }
+      Handler* handler = nullptr;
+      if (lane.last_handler != nullptr && msg.type == lane.last_type) {
+        handler = lane.last_handler;
+      } else {
+        handler = lane.handlers->find(msg.type);
+        if (handler != nullptr) {
+          lane.last_type = msg.type;
+          lane.last_handler = handler;
+        }
+      }
       if (handler == nullptr) {
         outcome = Outcome::error;
         error = fmt::format("unknown message type '{}'", msg.type);

@@ -17,7 +17,9 @@ struct BenchOptions {
   std::size_t payload = 64;
   std::size_t threads = 0;             // 0 = hardware threads
   long spin_us = 0;                    // ManagerOptions::idle_spin
-  std::string consumer = "coroutine";  // who reads notifications: "thread" or "coroutine" (on the pool)
+  // Who reads notifications: a coroutine on the pool or a plain thread, one at a time
+  // or in batches ("-batch"); in pingpong, who sends and waits (batching has no effect).
+  std::string consumer = "coroutine-batch";
   bool json = false;
   bool progress = true;  // only drawn when stderr is a terminal
 };
