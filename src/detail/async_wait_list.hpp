@@ -14,6 +14,7 @@
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/defer.hpp>
+#include <asio/recycling_allocator.hpp>
 #include <asio/use_awaitable.hpp>
 
 namespace amsg::detail {
@@ -37,7 +38,7 @@ class AsyncWaitList {
   bool notify_one() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (count_.load(std::memory_order_relaxed) == 0) return false;
-    std::unique_ptr<Waiter> waiter;
+    WaiterPtr waiter;
     {
       std::lock_guard lock{mutex_};
       if (waiters_.empty()) return false;
@@ -45,44 +46,66 @@ class AsyncWaitList {
       waiters_.pop_back();
       count_.fetch_sub(1, std::memory_order_relaxed);
     }
-    waiter->resume();
+    waiter.release()->resume();
     return true;
   }
 
   void notify_all() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (count_.load(std::memory_order_relaxed) == 0) return;
-    std::vector<std::unique_ptr<Waiter>> woken;
+    std::vector<WaiterPtr> woken;
     {
       std::lock_guard lock{mutex_};
       woken.swap(waiters_);
       count_.store(0, std::memory_order_relaxed);
     }
-    for (auto& waiter : woken) waiter->resume();
+    for (auto& waiter : woken) waiter.release()->resume();
   }
 
   [[nodiscard]] std::size_t waiting() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
   struct Waiter {
-    virtual ~Waiter() = default;
-    virtual void resume() = 0;
+    virtual void resume() = 0;   // hands the handler to its executor, then frees this
+    virtual void destroy() = 0;  // frees this without resuming (list destroyed)
+   protected:
+    ~Waiter() = default;
   };
+  struct WaiterDeleter {
+    void operator()(Waiter* w) const noexcept { w->destroy(); }
+  };
+  using WaiterPtr = std::unique_ptr<Waiter, WaiterDeleter>;
+
+  // Allocated with Asio's per-thread recycling allocator: a park is not a malloc.
   template <typename Handler>
   struct HandlerWaiter final : Waiter {
+    using Allocator = asio::recycling_allocator<HandlerWaiter>;
     explicit HandlerWaiter(Handler&& h) : handler{std::move(h)} {}
+    static WaiterPtr make(Handler&& h) {
+      Allocator alloc;
+      HandlerWaiter* w = alloc.allocate(1);
+      ::new (static_cast<void*>(w)) HandlerWaiter{std::move(h)};
+      return WaiterPtr{w};
+    }
     void resume() override {
-      auto executor = asio::get_associated_executor(handler);
-      // defer, not post: when the notifier runs on the same pool (a worker waking a
-      // coroutine consumer) the waiter runs on this thread next, without waking another.
-      asio::defer(executor, std::move(handler));
+      Handler h{std::move(handler)};
+      destroy();
+      // defer on the handler's own executor, not post: when the notifier runs on the
+      // same pool (a worker waking a coroutine consumer) the waiter runs on this
+      // thread next, without waking another.
+      asio::defer(std::move(h));
+    }
+    void destroy() override {
+      Allocator alloc;
+      this->~HandlerWaiter();
+      alloc.deallocate(this, 1);
     }
     Handler handler;
   };
 
   template <typename Handler, typename Ready>
   void park(Handler handler, Ready& ready) {
-    auto owned = std::make_unique<HandlerWaiter<Handler>>(std::move(handler));
+    WaiterPtr owned = HandlerWaiter<Handler>::make(std::move(handler));
     Waiter* self = owned.get();
     {
       std::lock_guard lock{mutex_};
@@ -93,7 +116,7 @@ class AsyncWaitList {
     if (!ready()) return;
     // The condition came true while we registered: take ourselves back, unless a
     // notifier already did (then it resumes us).
-    std::unique_ptr<Waiter> mine;
+    WaiterPtr mine;
     {
       std::lock_guard lock{mutex_};
       for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
@@ -105,11 +128,11 @@ class AsyncWaitList {
         }
       }
     }
-    if (mine) mine->resume();
+    if (mine) mine.release()->resume();
   }
 
   std::mutex mutex_;
-  std::vector<std::unique_ptr<Waiter>> waiters_;
+  std::vector<WaiterPtr> waiters_;
   std::atomic<std::size_t> count_{0};
 };
 
