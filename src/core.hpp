@@ -106,6 +106,8 @@ struct Lane {
   Handler* last_handler = nullptr;
   LaneStats stats;
   bool busy = false;
+  bool in_handler = false;     // between starting a handler and its end
+  bool probe_pending = false;  // a suspension probe is queued on the strand
 };
 
 class Core : public std::enable_shared_from_this<Core> {
@@ -147,6 +149,7 @@ class Core : public std::enable_shared_from_this<Core> {
   [[nodiscard]] bool inbox_has_room() const noexcept;
   [[nodiscard]] bool notifications_have_room() const noexcept;
   void on_popped(Lane& lane);
+  void arm_suspension_probe(Lane& lane);
   void set_idle(Lane& lane);
   // Counts and logs a finished message and, when it asked for one, fills in the
   // envelope's notification (returns false when it asked for none).

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/defer.hpp>
 #include <asio/post.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
@@ -162,7 +163,20 @@ void Core::on_popped(Lane& lane) {
     while (busy > max && !max_busy_lanes_.compare_exchange_weak(max, busy, std::memory_order_relaxed)) {
     }
   }
-  if (lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane();
+}
+
+// More lanes are needed only when a handler suspends (a handler that finishes
+// inline frees its lane at once). A probe queued on the lane's strand runs only
+// when the lane gives up its thread; if the lane is then inside a handler, that
+// handler suspended, and queued work gets another lane. One probe at a time, so
+// a lane running inline handlers pays one defer per yield, not per message.
+void Core::arm_suspension_probe(Lane& lane) {
+  if (lane.probe_pending) return;
+  lane.probe_pending = true;
+  asio::defer(lane.strand, [this, &lane] {
+    lane.probe_pending = false;
+    if (lane.in_handler && lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane();
+  });
 }
 
 void Core::set_idle(Lane& lane) {
@@ -253,6 +267,8 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
         lane.stats.failed.add();
       } else {
         lane.stats.dispatched.add();
+        lane.in_handler = true;
+        arm_suspension_probe(lane);
         bool aborted = false;
         try {
           co_await handler->handle(msg);
@@ -265,6 +281,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
           outcome = Outcome::error;
           aborted = true;
         }
+        lane.in_handler = false;
         if (aborted) {
           if (cancelling_.load(std::memory_order_acquire)) {
             outcome = Outcome::cancelled;
