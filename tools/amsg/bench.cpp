@@ -42,6 +42,28 @@ struct Result {
   bool all_notified = false;
 };
 
+long peak_rss_kb();
+
+// The fields every scenario reports. `completed` messages in `secs` seconds of
+// wall time and `cpu_secs` of process CPU; `all_notified`: each got its notification.
+Result make_result(std::string scenario, const BenchOptions& o, const Manager& m, std::size_t messages,
+                   std::size_t completed, double secs, double cpu_secs, bool all_notified) {
+  Result r;
+  r.scenario = std::move(scenario);
+  r.consumer = o.consumer;
+  r.messages = messages;
+  r.concurrency = m.options().concurrency;
+  r.threads = m.options().threads;
+  r.spin_us = o.spin_us;
+  r.msgs_per_s = static_cast<double>(completed) / secs;
+  r.cpu_us_per_msg = cpu_secs * 1e6 / static_cast<double>(messages);
+  r.all_notified = all_notified;
+  return r;
+}
+
+// Latency percentiles over the samples after the first 10 % (warm-up).
+void warm_percentiles(const std::vector<std::int64_t>& samples, Result& r);
+
 long peak_rss_kb() {
   std::ifstream status{"/proc/self/status"};
   std::string line;
@@ -73,6 +95,11 @@ void percentiles(std::vector<std::int64_t>& ns, Result& r) {
   double sum = 0;
   for (auto v : ns) sum += static_cast<double>(v);
   r.mean_us = sum / static_cast<double>(ns.size()) / 1000.0;
+}
+
+void warm_percentiles(const std::vector<std::int64_t>& samples, Result& r) {
+  std::vector<std::int64_t> kept(samples.begin() + static_cast<std::ptrdiff_t>(samples.size() / 10), samples.end());
+  percentiles(kept, r);
 }
 
 class Progress {
@@ -224,17 +251,7 @@ Result run_thr(const BenchOptions& o, std::size_t concurrency) {
   const auto t1 = Clock::now();
   const double cpu1 = cpu_seconds();
   m.shutdown();
-  Result r;
-  r.scenario = "thr";
-  r.consumer = o.consumer;
-  r.messages = n;
-  r.concurrency = concurrency;
-  r.threads = m.options().threads;
-  r.spin_us = o.spin_us;
-  const double secs = std::chrono::duration<double>(t1 - t0).count();
-  r.msgs_per_s = static_cast<double>(n) / secs;
-  r.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / static_cast<double>(n);
-  r.all_notified = ok == n;
+  Result r = make_result("thr", o, m, n, n, std::chrono::duration<double>(t1 - t0).count(), cpu1 - cpu0, ok == n);
   r.peak_rss_kb = peak_rss_kb();
   return r;
 }
@@ -277,19 +294,9 @@ Result run_rate(const BenchOptions& o) {
   const auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   const double cpu1 = cpu_seconds();
   m.shutdown();
-  Result r;
-  r.scenario = "rate";
-  r.consumer = o.consumer;
-  r.messages = n;
-  r.concurrency = concurrency;
-  r.threads = m.options().threads;
-  r.spin_us = o.spin_us;
+  Result r = make_result("rate", o, m, n, received, elapsed, cpu1 - cpu0, received == n);
   r.offered_rate = o.rate;
-  r.msgs_per_s = static_cast<double>(received) / elapsed;
-  r.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / static_cast<double>(n);
-  r.all_notified = received == n;
-  std::vector<std::int64_t> kept(latency_ns.begin() + static_cast<std::ptrdiff_t>(n / 10), latency_ns.end());
-  percentiles(kept, r);
+  warm_percentiles(latency_ns, r);
   r.peak_rss_kb = peak_rss_kb();
   return r;
 }
@@ -337,18 +344,8 @@ Result run_pingpong(const BenchOptions& o) {
   const auto elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   const double cpu1 = cpu_seconds();
   m.shutdown();
-  Result r;
-  r.scenario = "pingpong";
-  r.consumer = o.consumer;
-  r.messages = n;
-  r.concurrency = concurrency;
-  r.threads = m.options().threads;
-  r.spin_us = o.spin_us;
-  r.msgs_per_s = static_cast<double>(n) / elapsed;
-  r.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / static_cast<double>(n);
-  r.all_notified = ok == n;
-  std::vector<std::int64_t> kept(rtt.begin() + static_cast<std::ptrdiff_t>(n / 10), rtt.end());
-  percentiles(kept, r);
+  Result r = make_result("pingpong", o, m, n, n, elapsed, cpu1 - cpu0, ok == n);
+  warm_percentiles(rtt, r);
   r.peak_rss_kb = peak_rss_kb();
   return r;
 }
