@@ -58,12 +58,15 @@ def main(path):
             (lambda x: f"{x/1024:.1f} MB") if key == "peak_rss_kb" else (lambda x: f"{x:.2f} µs"))
         print(f"| {label} | {fmt(s)} | {fmt(a)} | {ratio:.2f}× {'faster' if better=='higher' else 'better'} |")
 
-    row("throughput N=4", "thr-n4", "thr-n4", "msgs_per_s", "higher")
-    row("throughput N=64", "thr-n64", "thr-n64", "msgs_per_s", "higher")
-    row("throughput N=4, one-at-a-time consumer", "thr-n4", "thr-n4-single", "msgs_per_s", "higher")
-    row("throughput N=64, one-at-a-time consumer", "thr-n64", "thr-n64-single", "msgs_per_s", "higher")
-    row("CPU per message N=4", "thr-n4", "thr-n4", "cpu_us_per_msg", "lower")
-    row("peak RSS, 1 M run N=64", "thr-n64", "thr-n64", "peak_rss_kb", "lower")
+    row("throughput N=4 (pool 1 thread + producer thread)", "thr-n4", "thr-n4", "msgs_per_s", "higher")
+    row("throughput N=64 (pool 1 thread + producer thread)", "thr-n64", "thr-n64", "msgs_per_s", "higher")
+    row("throughput N=4 (default pool of 2 threads)", "thr-n4", "thr-n4-pool2", "msgs_per_s", "higher")
+    row("throughput N=64 (default pool of 2 threads)", "thr-n64", "thr-n64-pool2", "msgs_per_s", "higher")
+    row("throughput N=4, one-at-a-time consumer, pool 1", "thr-n4", "thr-n4-single", "msgs_per_s", "higher")
+    row("throughput N=64, one-at-a-time consumer, pool 1", "thr-n64", "thr-n64-single", "msgs_per_s", "higher")
+    row("CPU per message N=4 (pool 1)", "thr-n4", "thr-n4", "cpu_us_per_msg", "lower")
+    row("CPU per message N=4 (pool 2)", "thr-n4", "thr-n4-pool2", "cpu_us_per_msg", "lower")
+    row("peak RSS, 1 M run N=64 (pool 2)", "thr-n64", "thr-n64-pool2", "peak_rss_kb", "lower")
     for cfg in ("rate", "rate-spin50"):
         for key in ("p50_us", "p99_us", "p999_us"):
             row(f"50 k/s {key} ({cfg})", "rate", cfg, key, "lower")
