@@ -159,6 +159,7 @@ class Core : public std::enable_shared_from_this<Core> {
   bool try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow);
   void push_overflow(Notification&& n);
   [[nodiscard]] bool notification_waiting() const noexcept;
+  [[nodiscard]] bool channel_unused() const noexcept;
   void after_notifications_popped();
   void run_io_thread();
 

@@ -416,12 +416,17 @@ bool Core::notification_waiting() const noexcept {
          notifications_closed_.load(std::memory_order_relaxed);
 }
 
+// With an on_notification callback nothing ever enters the channel: waiting
+// readers would wait forever, so they return at once instead.
+bool Core::channel_unused() const noexcept { return static_cast<bool>(options.on_notification); }
+
 void Core::after_notifications_popped() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (notification_space_.waiting() != 0 && notifications_have_room()) notification_space_.notify_all();
 }
 
 std::optional<Notification> Core::receive_until(Clock::time_point deadline) {
+  if (channel_unused()) return std::nullopt;
   for (;;) {
     if (auto n = try_receive()) return n;
     if (notifications_closed_.load(std::memory_order_acquire)) return try_receive();
@@ -433,6 +438,7 @@ std::optional<Notification> Core::receive_until(Clock::time_point deadline) {
 
 asio::awaitable<std::optional<Notification>> Core::async_receive() {
   if (auto n = try_receive()) co_return n;
+  if (channel_unused()) co_return std::nullopt;
   auto self = shared_from_this();  // we may suspend: keep the core alive
   for (;;) {
     if (auto n = try_receive()) co_return n;
@@ -462,7 +468,7 @@ std::size_t Core::try_receive_batch(std::vector<Notification>& out, std::size_t 
 }
 
 std::size_t Core::receive_batch_until(std::vector<Notification>& out, std::size_t max, Clock::time_point deadline) {
-  if (max == 0) return 0;
+  if (max == 0 || channel_unused()) return 0;
   for (;;) {
     if (const std::size_t n = try_receive_batch(out, max); n > 0) return n;
     if (notifications_closed_.load(std::memory_order_acquire)) return try_receive_batch(out, max);
@@ -473,7 +479,7 @@ std::size_t Core::receive_batch_until(std::vector<Notification>& out, std::size_
 }
 
 asio::awaitable<std::size_t> Core::async_receive_batch(std::vector<Notification>& out, std::size_t max) {
-  if (max == 0) co_return 0;
+  if (max == 0 || channel_unused()) co_return 0;
   if (const std::size_t n = try_receive_batch(out, max); n > 0) co_return n;
   auto self = shared_from_this();  // we may suspend: keep the core alive
   for (;;) {

@@ -184,6 +184,9 @@ TEST(Manager, NotificationCallbackReplacesTheChannel) {
   m.register_handler("t", noop());
   m.start();
   for (int i = 0; i < 50; ++i) m.send(msg("t", "", std::to_string(i)));
+  EXPECT_FALSE(m.receive());  // the channel is unused: returns at once instead of waiting forever
+  std::vector<Notification> batch;
+  EXPECT_EQ(m.receive_batch(batch, 8), 0u);
   m.shutdown();
   EXPECT_FALSE(m.try_receive());
   std::lock_guard lock{mutex};

@@ -41,8 +41,9 @@ struct ManagerOptions {
   std::chrono::microseconds idle_spin{0};
 
   // When set, notifications are handed to this callback on the worker thread that
-  // produced them, instead of the notification channel (receive() then only returns
-  // nullopt). It must be thread-safe and should be quick; exceptions are logged.
+  // produced them, instead of the notification channel: every receive form then
+  // returns nullopt / 0 at once. It must be thread-safe and should be quick;
+  // exceptions are logged.
   std::function<void(Notification&&)> on_notification{};
 
   // Name of the spdlog logger the manager logs to (created if absent; spdlog's
