@@ -75,6 +75,7 @@ inline EnvelopePtr make_envelope(Message&& m) {
 
 // Both kinds of waiter for one condition: plain threads and coroutines.
 struct Signal {
+  explicit Signal(AsyncWaitList::Resume resume = AsyncWaitList::Resume::post) : coroutines{resume} {}
   EventCount threads;
   AsyncWaitList coroutines;
   // After making the condition true for one waiter: wakes every parked thread
@@ -106,6 +107,7 @@ struct Lane {
   Handler* last_handler = nullptr;
   LaneStats stats;
   bool busy = false;
+  bool just_woke = false;      // resumed from parking, has not taken a message yet
   bool in_handler = false;     // between starting a handler and its end
   bool probe_pending = false;  // a suspension probe is queued on the strand
 };

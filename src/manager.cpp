@@ -135,7 +135,9 @@ asio::awaitable<SendStatus> Core::async_send(Message message) {
 }
 
 // Wakes one parked lane unless a wake-up (or a spinning lane) is already on its
-// way: that lane will chain-wake another if it finds more work than it takes.
+// way. More lanes follow from that one: it wakes another if work remains after its
+// first message (on_popped), and its suspension probe wakes another whenever one
+// of its handlers suspends.
 void Core::wake_a_lane() {
   if (wake_pending_.load(std::memory_order_relaxed) || wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
   if (!lanes_idle_.notify_one()) wake_pending_.store(false, std::memory_order_seq_cst);
@@ -155,6 +157,13 @@ void Core::on_popped(Lane& lane) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if ((inbox_space_.threads.has_waiters() || inbox_space_.coroutines.waiting() != 0) && inbox_has_room()) {
     inbox_space_.notify_all();
+  }
+  // Senders do not wake a second lane while one is on its way, so a burst that
+  // arrived meanwhile gets one here: once per wake-up, not per message. (Handlers
+  // that block their thread never let the suspension probe run.)
+  if (lane.just_woke) {
+    lane.just_woke = false;
+    if (lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane();
   }
   if (!lane.busy) {
     lane.busy = true;
@@ -224,6 +233,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
           co_await lanes_idle_.async_wait(
               [this] { return !inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed); });
           wake_pending_.store(false, std::memory_order_seq_cst);
+          lane.just_woke = true;
         }
       } catch (const std::exception&) {
         aborted = true;  // shutdown's cancellation reached the lane itself

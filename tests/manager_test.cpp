@@ -51,6 +51,35 @@ TEST(Manager, ConcurrencyLimitIsHardUnderLoad) {
   }
 }
 
+// Handlers that block their thread (never suspend) must still spread over the pool:
+// a burst that arrives while the first lane is waking up gets a second lane.
+TEST(Manager, ABurstOfBlockingHandlersUsesTheWholePool) {
+  for (int round = 0; round < 5; ++round) {
+    Manager m{ManagerOptions{.concurrency = 2, .threads = 2}};
+    std::atomic<int> running{0};
+    std::atomic<int> max_running{0};
+    m.register_handler("block", make_handler([&](Message&) -> asio::awaitable<void> {
+                         const int now = ++running;
+                         int seen = max_running.load();
+                         while (now > seen && !max_running.compare_exchange_weak(seen, now)) {
+                         }
+                         // Holds the thread until a second handler runs alongside (bounded).
+                         const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+                         while (max_running.load() < 2 && std::chrono::steady_clock::now() < give_up) {
+                           std::this_thread::yield();
+                         }
+                         --running;
+                         co_return;
+                       }));
+    m.start();
+    ASSERT_TRUE(eventually([&] { return m.stats().in_flight == 0; }));
+    m.send(msg("block", "", "a"));
+    m.send(msg("block", "", "b"));
+    EXPECT_EQ(receive_n(m, 2).size(), 2u);
+    EXPECT_EQ(max_running.load(), 2) << "round " << round;
+  }
+}
+
 TEST(Manager, MessagesSentBeforeStartRunAfterStart) {
   Manager m{ManagerOptions{.concurrency = 2}};
   m.register_handler("t", noop());

@@ -14,6 +14,7 @@
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/defer.hpp>
+#include <asio/post.hpp>
 #include <asio/recycling_allocator.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -21,7 +22,13 @@ namespace amsg::detail {
 
 class AsyncWaitList {
  public:
-  AsyncWaitList() = default;
+  // How a woken coroutine is handed to its executor. post: any idle pool thread
+  // may run it (for work that should run in parallel, like a worker lane). defer:
+  // a continuation of the waker, run on the waker's thread once it yields (cheap,
+  // no thread wake; for a consumer that should follow its producer).
+  enum class Resume : bool { post, defer };
+
+  explicit AsyncWaitList(Resume resume = Resume::post) : resume_{resume} {}
   AsyncWaitList(const AsyncWaitList&) = delete;
   AsyncWaitList& operator=(const AsyncWaitList&) = delete;
 
@@ -46,7 +53,7 @@ class AsyncWaitList {
       waiters_.pop_back();
       count_.fetch_sub(1, std::memory_order_relaxed);
     }
-    waiter.release()->resume();
+    waiter.release()->resume(resume_);
     return true;
   }
 
@@ -59,15 +66,15 @@ class AsyncWaitList {
       woken.swap(waiters_);
       count_.store(0, std::memory_order_relaxed);
     }
-    for (auto& waiter : woken) waiter.release()->resume();
+    for (auto& waiter : woken) waiter.release()->resume(resume_);
   }
 
   [[nodiscard]] std::size_t waiting() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
   struct Waiter {
-    virtual void resume() = 0;   // hands the handler to its executor, then frees this
-    virtual void destroy() = 0;  // frees this without resuming (list destroyed)
+    virtual void resume(Resume how) = 0;  // hands the handler to its executor, then frees this
+    virtual void destroy() = 0;           // frees this without resuming (list destroyed)
    protected:
     ~Waiter() = default;
   };
@@ -87,13 +94,15 @@ class AsyncWaitList {
       ::new (static_cast<void*>(w)) HandlerWaiter{std::move(h)};
       return WaiterPtr{w};
     }
-    void resume() override {
+    void resume(Resume how) override {
       Handler h{std::move(handler)};
       destroy();
-      // defer on the handler's own executor, not post: when the notifier runs on the
-      // same pool (a worker waking a coroutine consumer) the waiter runs on this
-      // thread next, without waking another.
-      asio::defer(std::move(h));
+      // Through the handler's own executor (no work_dispatcher wrapper).
+      if (how == Resume::defer) {
+        asio::defer(std::move(h));
+      } else {
+        asio::post(std::move(h));
+      }
     }
     void destroy() override {
       Allocator alloc;
@@ -128,9 +137,10 @@ class AsyncWaitList {
         }
       }
     }
-    if (mine) mine.release()->resume();
+    if (mine) mine.release()->resume(resume_);
   }
 
+  const Resume resume_;
   std::mutex mutex_;
   std::vector<WaiterPtr> waiters_;
   std::atomic<std::size_t> count_{0};
