@@ -292,27 +292,34 @@ TEST(Manager, FullNotificationChannelBackpressuresToSenders) {
   Manager m{ManagerOptions{.concurrency = 2, .threads = 2, .inbox_capacity = 4, .notification_capacity = 4}};
   m.register_handler("t", noop());
   m.start();
+  // Nobody reads. The runtime stalls with 4 notifications in the channel, one held
+  // by each of the 2 lanes waiting for room, and 4 messages queued: 10 accepted,
+  // then every try_send says full. Bounded: nothing grows, nothing is dropped.
   int accepted = 0;
-  bool saw_full = false;
-  for (int i = 0; i < 1000 && !saw_full; ++i) {
-    // Retry until the runtime has settled: a full inbox stays full because nobody reads.
-    const SendStatus s = m.try_send(msg("t", "", std::to_string(i)));
+  auto stalled = [&] {
+    const Stats s = m.stats();
+    return s.queue_depth == 4 && s.notifications == 6;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  while (!stalled() && std::chrono::steady_clock::now() < deadline) {
+    const SendStatus s = m.try_send(msg("t", "", std::to_string(accepted)));
     if (s == SendStatus::ok) {
       ++accepted;
-    } else if (s == SendStatus::full) {
-      saw_full = eventually([&] { return m.stats().queue_depth == 4; }, std::chrono::milliseconds{2000});
+    } else {
+      ASSERT_EQ(s, SendStatus::full);
+      std::this_thread::yield();  // lanes are still moving; retry until they block
     }
   }
-  ASSERT_TRUE(saw_full);
-  // Bounded: what was accepted is in the channel (4), held by waiting lanes (<= 2) or queued (4).
-  EXPECT_LE(accepted, 4 + 2 + 4);
+  ASSERT_TRUE(stalled()) << m.stats().to_string();
+  EXPECT_EQ(accepted, 10);
+  EXPECT_EQ(m.try_send(msg("t", "", "refused")), SendStatus::full);
   std::set<std::string> ids;
   while (ids.size() < static_cast<std::size_t>(accepted)) {
     auto n = m.receive_for(std::chrono::seconds{10});
     ASSERT_TRUE(n);
     ids.insert(n->id);
   }
-  EXPECT_EQ(ids.size(), static_cast<std::size_t>(accepted));
+  EXPECT_EQ(ids.size(), 10u);
   EXPECT_EQ(m.try_send(msg("t", "", "after")), SendStatus::ok);
   EXPECT_TRUE(m.receive_for(std::chrono::seconds{10}));
 }
