@@ -4,6 +4,8 @@
 
 #include <asio/steady_timer.hpp>
 #include <future>
+#include <map>
+#include <mutex>
 #include <set>
 
 #include <fmt/format.h>
@@ -191,6 +193,73 @@ TEST(Lifecycle, AccountingHoldsUnderConcurrentSendsAndShutdown) {
     const Stats s = m.stats();
     EXPECT_EQ(s.received, static_cast<std::uint64_t>(accepted.load()));
     expect_accounting(s);
+  }
+}
+
+// Every kind of ending at once: inline handlers, suspending ones, throwing ones,
+// unknown types and oversized payloads from several producers, while shutdown
+// cancels part-way. Each id gets exactly one notification and the counters add up.
+TEST(Lifecycle, MixedOutcomesUnderShutdownKeepExactAccounting) {
+  for (int round = 0; round < 4; ++round) {
+    Manager m{ManagerOptions{.concurrency = 6,
+                             .threads = 2,
+                             .inbox_capacity = 32,
+                             .notification_capacity = 16,
+                             .max_payload_bytes = 8,
+                             .logger_name = quiet_logger("amsg.test.mixed")}};
+    m.register_handler("inline", make_handler([](Message&) -> asio::awaitable<void> { co_return; }));
+    m.register_handler("sleep", sleeper(std::chrono::milliseconds{2}));
+    m.register_handler("long", sleeper(std::chrono::seconds{30}));
+    m.register_handler("throw", make_handler([](Message&) -> asio::awaitable<void> {
+                         throw std::runtime_error("boom");
+                         co_return;
+                       }));
+    m.start();
+    // Each producer's first message holds a lane for 30 s (3 of 6 lanes), so that
+    // shutdown has running handlers to cancel; the rest end on their own.
+    const char* types[] = {"inline", "sleep", "throw", "nope", "inline", "sleep", "inline", "inline"};
+    std::atomic<int> accepted{0};
+    std::atomic<int> with_id{0};
+    std::vector<std::thread> producers;
+    for (int t = 0; t < 3; ++t) {
+      producers.emplace_back([&, t] {
+        for (int i = 0;; ++i) {
+          const std::string type = i == 0 ? "long" : types[(i + t) % 8];
+          const bool big = i % 13 == 7;
+          const bool notify = i % 5 != 0;
+          std::optional<std::string> id;
+          if (notify) id = fmt::format("{}-{}", t, i);
+          Message message{type, Payload::copy_of(big ? std::string_view{"0123456789"} : std::string_view{"x"}),
+                          std::move(id)};
+          if (m.send(std::move(message)) != SendStatus::ok) return;
+          ++accepted;
+          if (notify) ++with_id;
+        }
+      });
+    }
+    std::mutex mutex;
+    std::map<std::string, int> seen;
+    std::thread reader{[&] {
+      while (auto n = m.receive()) {
+        std::lock_guard lock{mutex};
+        ++seen[n->id];
+      }
+    }};
+    EXPECT_TRUE(eventually([&] { return accepted.load() > 300 * (round + 1); }));
+    m.shutdown(std::chrono::milliseconds{round * 10});
+    for (auto& p : producers) p.join();
+    reader.join();
+    const Stats s = m.stats();
+    EXPECT_EQ(s.received, static_cast<std::uint64_t>(accepted.load()));
+    expect_accounting(s);
+    EXPECT_EQ(s.notifications, static_cast<std::uint64_t>(with_id.load()));
+    EXPECT_EQ(seen.size(), static_cast<std::size_t>(with_id.load()));
+    for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+    EXPECT_GT(s.cancelled, 0u);  // the "long" handlers at least
+    EXPECT_GT(s.rejected, 0u);
+    EXPECT_GT(s.unknown_type, 0u);
+    EXPECT_EQ(s.in_flight, 0u);
+    EXPECT_EQ(s.queue_depth, 0u);
   }
 }
 
