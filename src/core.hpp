@@ -186,6 +186,8 @@ class Core : public std::enable_shared_from_this<Core> {
   asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
+  std::atomic<std::size_t> pool_threads_running_{0};
+  EventCount pool_threads_done_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   std::atomic<std::size_t> lanes_running_{0};
   EventCount lanes_done_;

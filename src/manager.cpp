@@ -37,6 +37,10 @@ ManagerOptions validated(ManagerOptions o) {
 // thread run (a lane whose handlers never suspend would otherwise hold the thread).
 constexpr unsigned kYieldEvery = 256;
 
+// After the channel closes at shutdown, how long the pool may keep running work
+// queued on it (readers finishing) before it is stopped.
+constexpr auto kPoolGrace = std::chrono::milliseconds{200};
+
 }  // namespace
 
 Core::Core(ManagerOptions opts)
@@ -79,6 +83,7 @@ void Core::start() {
                      }
                    }));
   }
+  pool_threads_running_.store(options.threads, std::memory_order_release);
   threads_.reserve(options.threads);
   for (std::size_t i = 0; i < options.threads; ++i) threads_.emplace_back([this] { run_io_thread(); });
   log_->debug("manager started: concurrency={} threads={} inbox={} notifications={}", options.concurrency,
@@ -89,6 +94,8 @@ void Core::run_io_thread() {
   for (;;) {
     try {
       io_.run();
+      pool_threads_running_.fetch_sub(1, std::memory_order_acq_rel);
+      pool_threads_done_.notify_all();
       return;
     } catch (const std::exception& e) {
       // Work that handlers started on our executor (not the handlers themselves,
@@ -552,8 +559,17 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
     if (finish(shutdown_stats_, *env, Outcome::cancelled, {})) try_deliver(env, route, true);
   }
 
+  // The channel ends: readers get what is left, then nullopt. Readers running on
+  // this pool get to see that before it stops (a grace period bounds work that
+  // never ends, such as a loop a handler spawned on the pool itself).
+  notifications_closed_.store(true, std::memory_order_seq_cst);
+  notifications_ready_.notify_all();
+  inbox_space_.notify_all();
   if (was_running) {
     work_.reset();
+    const bool idle = pool_threads_done_.wait_until(
+        [this] { return pool_threads_running_.load(std::memory_order_acquire) == 0; }, Clock::now() + kPoolGrace);
+    if (!idle) log_->debug("shutdown: stopping the pool with work still queued on it");
     io_.stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
@@ -570,10 +586,6 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
       log_->error("communication layer on_detach threw: {}", e.what());
     }
   }
-  notifications_closed_.store(true, std::memory_order_seq_cst);
-  notifications_ready_.notify_all();
-  inbox_space_.notify_all();
-
   const Stats s = stats();
   report.cancelled = s.cancelled;
   report.took = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/steady_timer.hpp>
 #include <future>
 #include <map>
@@ -106,6 +108,32 @@ TEST(Lifecycle, ShutdownWithoutStartCancelsWhatWasQueued) {
   EXPECT_EQ(r.cancelled, 5u);
   EXPECT_EQ(drain_ids(m).size(), 5u);
   expect_accounting(m.stats());
+}
+
+// A reader running on the manager's own pool sees the channel end at shutdown
+// (nullopt) and finishes, rather than being abandoned when the pool stops.
+TEST(Lifecycle, ReadersOnThePoolSeeTheEndOfTheChannel) {
+  std::atomic<int> read{0};
+  std::atomic<bool> finished{false};
+  {
+    Manager m{ManagerOptions{.concurrency = 2}};
+    m.register_handler("t", make_handler([](Message&) -> asio::awaitable<void> { co_return; }));
+    m.start();
+    asio::co_spawn(
+        m.executor(),
+        [&]() -> asio::awaitable<void> {
+          while (auto n = co_await m.async_receive()) ++read;
+          std::vector<Notification> batch;
+          EXPECT_EQ(co_await m.async_receive_batch(batch, 4), 0u);
+          finished = true;
+        },
+        asio::detached);
+    for (int i = 0; i < 20; ++i) m.send(msg("t", "", std::to_string(i)));
+    ASSERT_TRUE(eventually([&] { return read.load() == 20; }));
+    m.shutdown();
+    EXPECT_TRUE(finished.load());
+  }
+  EXPECT_EQ(read.load(), 20);
 }
 
 TEST(Lifecycle, ShutdownIsIdempotent) {
