@@ -64,6 +64,7 @@ TEST(BoundedQueue, ManyProducersManyConsumersLoseNothing) {
   std::atomic<long long> sum{0};
   std::atomic<int> popped{0};
   std::vector<std::thread> threads;
+  threads.reserve(kProducers + 2);
   for (int p = 0; p < kProducers; ++p) {
     threads.emplace_back([&, p] {
       for (int i = 0; i < kPerProducer; ++i) {

@@ -51,7 +51,8 @@ TEST(Lifecycle, ShutdownClosesIntakeAndSendsReturnClosed) {
   EXPECT_FALSE(m.running());
   Message late = msg("t", "still mine", "late");
   EXPECT_EQ(m.try_send(std::move(late)), SendStatus::closed);
-  EXPECT_EQ(m.send(std::move(late)), SendStatus::closed);
+  // A refused message is not moved from (documented), so it can be sent again.
+  EXPECT_EQ(m.send(std::move(late)), SendStatus::closed);  // NOLINT(bugprone-use-after-move)
   EXPECT_EQ(late.payload.as_string_view(), "still mine");  // NOLINT(bugprone-use-after-move)
   EXPECT_FALSE(m.receive());                               // closed and empty: returns at once
 }
@@ -201,6 +202,7 @@ TEST(Lifecycle, AccountingHoldsUnderConcurrentSendsAndShutdown) {
     m.start();
     std::atomic<int> accepted{0};
     std::vector<std::thread> producers;
+    producers.reserve(3);
     for (int t = 0; t < 3; ++t) {
       producers.emplace_back([&, t] {
         for (int i = 0;; ++i) {
@@ -249,6 +251,7 @@ TEST(Lifecycle, MixedOutcomesUnderShutdownKeepExactAccounting) {
     std::atomic<int> accepted{0};
     std::atomic<int> with_id{0};
     std::vector<std::thread> producers;
+    producers.reserve(3);
     for (int t = 0; t < 3; ++t) {
       producers.emplace_back([&, t] {
         for (int i = 0;; ++i) {

@@ -338,6 +338,7 @@ TEST(Manager, ManyProducerThreadsEveryIdExactlyOnce) {
                      }));
   m.start();
   std::vector<std::thread> producers;
+  producers.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     producers.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
@@ -355,7 +356,7 @@ TEST(Manager, ManyProducerThreadsEveryIdExactlyOnce) {
     const auto colon = n->id.find(':');
     const int t = std::stoi(n->id.substr(0, colon));
     const int i = std::stoi(n->id.substr(colon + 1));
-    ++seen[static_cast<std::size_t>(t * kPerThread + i)];
+    ++seen[static_cast<std::size_t>(t) * kPerThread + static_cast<std::size_t>(i)];
     errors += n->is_success() ? 0 : 1;
     ++received;
   }
