@@ -15,8 +15,8 @@ struct BenchOptions {
   double rate = 50'000;                         // rate: offered messages/s
   double rate_secs = 4;
   std::size_t payload = 64;
-  std::size_t threads = 0;             // 0 = hardware threads
-  long spin_us = 0;                    // ManagerOptions::idle_spin
+  std::size_t threads = 0;  // 0 = hardware threads
+  long spin_us = 0;         // ManagerOptions::idle_spin
   // Who reads notifications: a coroutine on the pool or a plain thread, one at a time
   // or in batches ("-batch"); in pingpong, who sends and waits (batching has no effect).
   std::string consumer = "coroutine-batch";
