@@ -30,10 +30,7 @@ TEST(Manager, ConcurrencyLimitIsHardUnderLoad) {
     std::atomic<int> running{0};
     std::atomic<int> max_running{0};
     m.register_handler("work", make_handler([&](Message&) -> asio::awaitable<void> {
-                         const int now = ++running;
-                         int seen = max_running.load();
-                         while (now > seen && !max_running.compare_exchange_weak(seen, now)) {
-                         }
+                         record_max(max_running, ++running);
                          asio::steady_timer t{co_await asio::this_coro::executor, std::chrono::milliseconds{1}};
                          co_await t.async_wait(asio::use_awaitable);
                          --running;
@@ -59,10 +56,7 @@ TEST(Manager, ABurstOfBlockingHandlersUsesTheWholePool) {
     std::atomic<int> running{0};
     std::atomic<int> max_running{0};
     m.register_handler("block", make_handler([&](Message&) -> asio::awaitable<void> {
-                         const int now = ++running;
-                         int seen = max_running.load();
-                         while (now > seen && !max_running.compare_exchange_weak(seen, now)) {
-                         }
+                         record_max(max_running, ++running);
                          // Holds the thread until a second handler runs alongside (bounded).
                          const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{5};
                          while (max_running.load() < 2 && std::chrono::steady_clock::now() < give_up) {

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <asio/experimental/concurrent_channel.hpp>
 #include <asio/use_awaitable.hpp>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -47,6 +48,13 @@ inline std::vector<Notification> receive_n(Manager& m, std::size_t count, std::c
     out.push_back(std::move(*n));
   }
   return out;
+}
+
+// Raises `max` to `value` if it is lower (for "most ever running at once").
+inline void record_max(std::atomic<int>& max, int value) {
+  int seen = max.load();
+  while (value > seen && !max.compare_exchange_weak(seen, value)) {
+  }
 }
 
 inline Message msg(std::string type, std::string_view data = {}, std::optional<std::string> id = std::nullopt) {
