@@ -75,7 +75,6 @@ inline EnvelopePtr make_envelope(Message&& m) {
 
 // Both kinds of waiter for one condition: plain threads and coroutines.
 struct Signal {
-  explicit Signal(AsyncWaitList::Resume resume = AsyncWaitList::Resume::post) : coroutines{resume} {}
   EventCount threads;
   AsyncWaitList coroutines;
   // After making the condition true for one waiter: wakes every parked thread

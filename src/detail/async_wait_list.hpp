@@ -13,7 +13,6 @@
 
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
-#include <asio/defer.hpp>
 #include <asio/post.hpp>
 #include <asio/recycling_allocator.hpp>
 #include <asio/use_awaitable.hpp>
@@ -22,13 +21,7 @@ namespace amsg::detail {
 
 class AsyncWaitList {
  public:
-  // How a woken coroutine is handed to its executor. post: any idle pool thread
-  // may run it (for work that should run in parallel, like a worker lane). defer:
-  // a continuation of the waker, run on the waker's thread once it yields (cheap,
-  // no thread wake; for a consumer that should follow its producer).
-  enum class Resume : bool { post, defer };
-
-  explicit AsyncWaitList(Resume resume = Resume::post) : resume_{resume} {}
+  AsyncWaitList() = default;
   AsyncWaitList(const AsyncWaitList&) = delete;
   AsyncWaitList& operator=(const AsyncWaitList&) = delete;
 
@@ -53,7 +46,7 @@ class AsyncWaitList {
       waiters_.pop_back();
       count_.fetch_sub(1, std::memory_order_relaxed);
     }
-    waiter.release()->resume(resume_);
+    waiter.release()->resume();
     return true;
   }
 
@@ -66,15 +59,15 @@ class AsyncWaitList {
       woken.swap(waiters_);
       count_.store(0, std::memory_order_relaxed);
     }
-    for (auto& waiter : woken) waiter.release()->resume(resume_);
+    for (auto& waiter : woken) waiter.release()->resume();
   }
 
   [[nodiscard]] std::size_t waiting() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
   struct Waiter {
-    virtual void resume(Resume how) = 0;  // hands the handler to its executor, then frees this
-    virtual void destroy() = 0;           // frees this without resuming (list destroyed)
+    virtual void resume() = 0;   // hands the handler to its executor, then frees this
+    virtual void destroy() = 0;  // frees this without resuming (list destroyed)
    protected:
     ~Waiter() = default;
   };
@@ -94,15 +87,13 @@ class AsyncWaitList {
       ::new (static_cast<void*>(w)) HandlerWaiter{std::move(h)};
       return WaiterPtr{w};
     }
-    void resume(Resume how) override {
+    void resume() override {
       Handler h{std::move(handler)};
       destroy();
-      // Through the handler's own executor (no work_dispatcher wrapper).
-      if (how == Resume::defer) {
-        asio::defer(std::move(h));
-      } else {
-        asio::post(std::move(h));
-      }
+      // Posted through the handler's own executor (no work_dispatcher wrapper), so
+      // any idle pool thread may run it: a woken lane must not wait for its waker
+      // (which may be a handler blocking its thread) to yield.
+      asio::post(std::move(h));
     }
     void destroy() override {
       Allocator alloc;
@@ -137,10 +128,9 @@ class AsyncWaitList {
         }
       }
     }
-    if (mine) mine.release()->resume(resume_);
+    if (mine) mine.release()->resume();
   }
 
-  const Resume resume_;
   std::mutex mutex_;
   std::vector<WaiterPtr> waiters_;
   std::atomic<std::size_t> count_{0};
