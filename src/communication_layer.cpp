@@ -30,4 +30,19 @@ asio::awaitable<SendStatus> Ingress::async_submit(Message message, std::uint64_t
   co_return co_await core_->async_send(std::move(message));
 }
 
+SendStatus Ingress::try_publish(Notification&& notification) const {
+  if (!core_) return SendStatus::closed;
+  return core_->publish(notification, false);
+}
+
+asio::awaitable<SendStatus> Ingress::async_publish(Notification notification) const {
+  if (!core_) co_return SendStatus::closed;
+  co_return co_await core_->async_publish(std::move(notification));
+}
+
+SendStatus Ingress::force_publish(Notification&& notification) const {
+  if (!core_) return SendStatus::closed;
+  return core_->publish(notification, true);
+}
+
 }  // namespace amsg

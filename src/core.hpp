@@ -135,6 +135,9 @@ class Core : public std::enable_shared_from_this<Core> {
   asio::awaitable<std::size_t> async_receive_batch(std::vector<Notification>& out, std::size_t max);
 
   void attach(const std::shared_ptr<CommunicationLayer>& layer);
+  // A transport's own notification onto the channel (see Ingress::try_publish).
+  SendStatus publish(Notification& notification, bool may_overflow);
+  asio::awaitable<SendStatus> async_publish(Notification notification);
   [[nodiscard]] Stats stats() const;
   [[nodiscard]] asio::any_io_executor executor() { return io_.get_executor(); }
 

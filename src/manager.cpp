@@ -359,13 +359,21 @@ bool Core::finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&
     error = "cancelled";
   }
   msg.payload = Payload{};  // free it here, on the thread that ran the handler
-  if (!msg.notify_id) return false;
+  if (!msg.notify_id) {
+    msg.response = Payload{};
+    return false;
+  }
   stats.notifications.add();
   Notification& n = env.notification;
   n.id = std::move(*msg.notify_id);
   n.outcome = outcome;
   n.error = std::move(error);
   n.message_type = std::move(msg.type);
+  if (outcome == Outcome::ok) {
+    n.payload = std::move(msg.response);
+  } else {
+    msg.response = Payload{};
+  }
   return true;
 }
 
@@ -564,6 +572,7 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
   // never ends, such as a loop a handler spawned on the pool itself).
   notifications_closed_.store(true, std::memory_order_seq_cst);
   notifications_ready_.notify_all();
+  notification_space_.notify_all();  // transports waiting in async_publish see closed
   inbox_space_.notify_all();
   if (was_running) {
     work_.reset();
@@ -593,6 +602,26 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
   log_->debug("shutdown complete in {} us: {}", report.took.count() / 1000, s.to_string());
   report_ = report;
   return report;
+}
+
+SendStatus Core::publish(Notification& notification, bool may_overflow) {
+  if (notifications_closed_.load(std::memory_order_acquire)) return SendStatus::closed;
+  EnvelopePtr env = make_envelope(Message{});
+  env->notification = std::move(notification);
+  if (try_deliver(env, ReplyRoute{}, may_overflow)) return SendStatus::ok;
+  notification = std::move(env->notification);
+  return SendStatus::full;
+}
+
+asio::awaitable<SendStatus> Core::async_publish(Notification notification) {
+  auto self = shared_from_this();  // we may suspend: keep the core alive
+  for (;;) {
+    const SendStatus s = publish(notification, false);
+    if (s != SendStatus::full) co_return s;
+    co_await notification_space_.async_wait([this] {
+      return notifications_have_room() || notifications_closed_.load(std::memory_order_acquire);
+    });
+  }
 }
 
 void Core::attach(const std::shared_ptr<CommunicationLayer>& layer) {

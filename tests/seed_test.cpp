@@ -29,7 +29,7 @@ TEST(Seed, test_active_message_flow) {
   auto got = receive_n(m, 2);
   ASSERT_EQ(got.size(), 2u);
   std::map<std::string, Notification> by_id;
-  for (auto& n : got) by_id[n.id] = n;
+  for (auto& n : got) by_id[n.id] = std::move(n);
   EXPECT_EQ(by_id["request_123"].text(), "request_123:ok");
   EXPECT_TRUE(by_id["request_123"].is_success());
   EXPECT_EQ(by_id["request_123"].message_type, "my_message_type");

@@ -57,6 +57,17 @@ class Ingress {
   SendStatus try_submit(Message&& message, std::uint64_t peer) const;
   [[nodiscard]] asio::awaitable<SendStatus> async_submit(Message message, std::uint64_t peer) const;
 
+  // Puts a notification that the layer produced itself (the outcome of a message
+  // this process sent to a remote peer) on the manager's notification channel, or
+  // hands it to the on_notification callback. try_ returns full while the channel
+  // is full; async_ waits for room; force_ goes past the capacity (for bounded
+  // amounts, such as failing every outstanding call at once). All return closed
+  // once the manager's shutdown has closed the channel; the notification is then
+  // left in place.
+  SendStatus try_publish(Notification&& notification) const;
+  [[nodiscard]] asio::awaitable<SendStatus> async_publish(Notification notification) const;
+  SendStatus force_publish(Notification&& notification) const;
+
   [[nodiscard]] bool valid() const noexcept { return core_ != nullptr; }
 
  private:

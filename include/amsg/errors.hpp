@@ -31,4 +31,10 @@ class LifecycleError : public Error {
   using Error::Error;
 };
 
+// A transport could not bind or connect (the message names the address and why).
+class NetworkError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace amsg

@@ -42,6 +42,9 @@ class Message {
   std::string type;
   Payload payload;
   std::optional<std::string> notify_id;
+  // Request/response: the bytes a handler answers with. They travel back in the
+  // ok notification's `payload` (and are dropped when the handler fails).
+  Payload response;
 
   // Set by a communication layer through Ingress; empty for local messages.
   [[nodiscard]] const ReplyRoute& reply_route() const noexcept { return route_; }

@@ -3,11 +3,14 @@
 //
 // Text form, exactly as in the seed:  "{id}:ok"  or  "{id}:err({message})".
 // Cancellation is its own outcome; its text form is "{id}:err(cancelled)".
+// A Notification is move-only: it may carry response bytes (a Payload).
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "amsg/payload.hpp"
 
 namespace amsg {
 
@@ -20,6 +23,7 @@ struct Notification {
   Outcome outcome = Outcome::ok;
   std::string error;         // empty when outcome == ok; "cancelled" when cancelled
   std::string message_type;  // the type of the message this answers
+  Payload payload{};         // the handler's Message::response (request/response); empty otherwise
 
   [[nodiscard]] bool is_success() const noexcept { return outcome == Outcome::ok; }
   // "{id}:ok" / "{id}:err({error})" / "{id}:err(cancelled)". Built on demand, so the

@@ -1,4 +1,5 @@
 #include "bench.hpp"
+#include "progress.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -102,41 +103,6 @@ void warm_percentiles(const std::vector<std::int64_t>& samples, Result& r) {
   percentiles(kept, r);
 }
 
-class Progress {
- public:
-  Progress(bool enabled, std::string label, std::size_t total)
-      : enabled_{enabled && isatty(STDERR_FILENO) != 0}, label_{std::move(label)}, total_{total} {
-    if (enabled_) thread_ = std::thread{[this] { loop(); }};
-  }
-  ~Progress() {
-    done_ = true;
-    if (thread_.joinable()) thread_.join();
-    if (enabled_) std::fprintf(stderr, "\r\033[K");
-  }
-  Progress(const Progress&) = delete;
-  Progress& operator=(const Progress&) = delete;
-  std::atomic<std::size_t> count{0};
-
- private:
-  void loop() {
-    while (!done_) {
-      const std::size_t c = count.load(std::memory_order_relaxed);
-      const double f = total_ ? static_cast<double>(c) / static_cast<double>(total_) : 0.0;
-      const int width = 30;
-      const int filled = static_cast<int>(f * width);
-      std::fprintf(stderr, "\r%-10s [%s%s] %5.1f%% %zu/%zu", label_.c_str(),
-                   std::string(static_cast<std::size_t>(filled), '#').c_str(),
-                   std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), f * 100, c, total_);
-      std::fflush(stderr);
-      std::this_thread::sleep_for(std::chrono::milliseconds{150});
-    }
-  }
-  bool enabled_;
-  std::string label_;
-  std::size_t total_;
-  std::atomic<bool> done_{false};
-  std::thread thread_;
-};
 
 // Reads `n` notifications, calling on_note for each: from a plain thread with
 // blocking receive(), or from a coroutine on the manager's own executor; one at a

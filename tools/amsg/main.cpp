@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "bench.hpp"
+#include "node_commands.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"amsg: active messages for C++20 services"};
@@ -34,7 +35,31 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("!--no-progress", bench.progress, "Never draw a progress bar");
   bench_cmd->add_option("--transport", transport, "Where messages travel (inproc)")->check(CLI::IsMember({"inproc"}));
 
+  amsg::tool::ServeOptions serve;
+  auto* serve_cmd = app.add_subcommand("serve", "Run a node with built-in handlers: echo, sleep (ms), fail (message), sink");
+  serve_cmd->add_option("--listen,-l", serve.listen, "Address to bind: tcp://127.0.0.1:5555, ipc:///tmp/amsg.ipc (repeatable)")
+      ->required();
+  serve_cmd->add_option("--concurrency,-n", serve.concurrency, "Handlers running at once")->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--threads", serve.threads, "Handler pool threads (0 = hardware threads)");
+  serve_cmd->add_option("--max-payload", serve.max_payload, "Largest payload accepted, in bytes");
+  serve_cmd->add_option("--identity", serve.identity, "Node identity (default: host-pid-random)");
+  serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")->check(CLI::NonNegativeNumber);
+  serve_cmd->add_option("--drain-ms", serve.drain_ms, "On SIGINT/SIGTERM, how long running handlers may finish")
+      ->check(CLI::NonNegativeNumber);
+
+  amsg::tool::SendOptions send;
+  auto* send_cmd = app.add_subcommand("send", "Send one message and print its notification or response");
+  send_cmd->add_option("--to", send.to, "The node's address")->required();
+  send_cmd->add_option("--type,-t", send.type, "Message type")->required();
+  auto* data_opt = send_cmd->add_option("--data,-d", send.data, "Payload text");
+  send_cmd->add_option("--file,-f", send.file, "Payload from a file")->excludes(data_opt);
+  send_cmd->add_option("--notify", send.notify,
+                       "Notification id: print the seed's '{id}:ok' / '{id}:err(...)' from the notification channel");
+  send_cmd->add_option("--timeout", send.timeout_ms, "Deadline in milliseconds")->check(CLI::PositiveNumber);
+
   CLI11_PARSE(app, argc, argv);
   if (bench_cmd->parsed()) return amsg::tool::run_bench(bench);
+  if (serve_cmd->parsed()) return amsg::tool::run_serve(serve);
+  if (send_cmd->parsed()) return amsg::tool::run_send(send);
   return 0;
 }

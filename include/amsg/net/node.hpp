@@ -1,0 +1,159 @@
+#pragma once
+// amsg::net::Node: a Manager on a ZeroMQ endpoint. Active messages between
+// processes and hosts, with each notification routed back to the sender.
+//
+//   Node a{{.listen = {"ipc:///tmp/a.ipc"}}};        Node b{};
+//   a.manager().register_handler("echo", ...);       auto peer = b.connect("ipc:///tmp/a.ipc");
+//   a.start();                                        b.start();
+//                                                     auto reply = co_await b.call(peer, "echo", bytes);
+//
+// Three ways to send, all on the seed's notification model:
+//  - fire-and-forget:  send(peer, type, payload)
+//  - notified:         send(peer, type, payload, id): the outcome "{id}:ok" / "{id}:err(...)"
+//                      arrives on manager()'s notification channel (receive() & co);
+//  - call:             co_await call(...) / call_future(...): the outcome, with the bytes the
+//                      remote handler put in Message::response, comes back to the caller
+//                      instead (request/response).
+// Each notified send or call ends in exactly one outcome: ok, the remote's error,
+// "cancelled", "timeout" (its deadline passed; a later answer is discarded and
+// counted), "peer lost" (the peer went silent for heartbeat_timeout), "peer
+// unreachable" (no answer to a connection attempt within heartbeat_timeout),
+// "remote shutting down", "node shutting down" (this node's shutdown), or
+// "incompatible protocol version ...".
+//
+// Threads: one I/O thread per node owns every socket; handlers run on the
+// manager's pool. Every member is thread-safe. Coroutines running on executor()
+// (the I/O thread) call without any thread hop; they must not use the blocking
+// send() forms.
+
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include "amsg/manager.hpp"
+#include "amsg/net/node_options.hpp"
+#include "amsg/notification.hpp"
+#include "amsg/payload.hpp"
+#include "amsg/send_status.hpp"
+#include "amsg/stats.hpp"
+
+namespace amsg::net {
+
+class NodeImpl;
+
+// A connection to a peer, as returned by Node::connect() (or Node::self()).
+struct PeerId {
+  std::uint32_t value = 0;
+  friend bool operator==(PeerId, PeerId) = default;
+};
+
+enum class PeerState : std::uint8_t {
+  connecting,    // hello sent, no answer yet
+  ready,         // hello exchanged
+  closing,       // the peer said it is shutting down
+  incompatible,  // the peer speaks another protocol version
+  local,         // this node itself: sends skip the socket
+};
+[[nodiscard]] const char* to_string(PeerState state) noexcept;
+
+struct PeerInfo {
+  std::string address;
+  PeerState state = PeerState::connecting;
+  std::string identity;               // empty until the hello exchange
+  std::vector<std::string> handlers;  // the types the peer serves (as of its last hello)
+  std::uint32_t max_payload = 0;      // the largest body the peer accepts
+  std::uint64_t connections = 0;      // completed hello exchanges (reconnects count)
+};
+
+struct CallOptions {
+  // The notification's id. Empty: "call-<n>".
+  std::string notify_id{};
+  // 0: no deadline. Otherwise the call ends with err(timeout) when it passes.
+  std::chrono::milliseconds timeout{0};
+};
+
+struct NodeStats {
+  std::uint64_t messages_sent = 0;       // MSG frames written
+  std::uint64_t replies_received = 0;    // REPLY frames matched to a waiting call
+  std::uint64_t late_replies = 0;        // REPLY frames for calls that had already ended (discarded)
+  std::uint64_t timeouts = 0;            // calls ended by their deadline
+  std::uint64_t calls_failed_peer = 0;   // calls ended by peer lost / unreachable
+  std::uint64_t peers_lost = 0;          // connections declared lost
+  std::uint64_t messages_received = 0;   // MSG frames read
+  std::uint64_t replies_sent = 0;        // REPLY frames written
+  std::uint64_t replies_dropped = 0;     // replies whose peer was gone or not reading
+  std::uint64_t refused_shutting_down = 0;  // MSGs answered err(remote shutting down)
+  std::uint64_t refused_too_large = 0;      // MSGs answered err(payload ... exceeds the limit ...)
+  std::uint64_t malformed_frames = 0;    // frames that failed to decode (any side)
+  std::uint64_t outstanding_calls = 0;   // calls waiting for an outcome now
+  Stats manager;                         // the node's manager
+};
+
+class Node {
+ public:
+  explicit Node(NodeOptions options = {});
+  ~Node();  // shutdown(0) when still running
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Register handlers here (before or after start()).
+  Manager& manager() noexcept;
+
+  // Binds the listen addresses (throws NetworkError naming the address), starts
+  // the manager and the I/O thread. Throws LifecycleError when called twice.
+  void start();
+  // Stops taking messages (senders get closed, remote senders err(remote shutting
+  // down)), waits up to `drain` for this node's own calls and the manager's
+  // running handlers, ends what remains ("node shutting down" / cancelled), sends
+  // the last replies and closes the sockets. Idempotent.
+  ShutdownReport shutdown(std::chrono::milliseconds drain = std::chrono::seconds{5});
+
+  [[nodiscard]] const std::string& identity() const noexcept;
+  // The bound addresses, with tcp ports resolved (valid after start()).
+  [[nodiscard]] std::vector<std::string> endpoints() const;
+
+  // A connection to `address`; returns at once (the hello exchange runs in the
+  // background; messages sent meanwhile wait in ZeroMQ). The same address gives
+  // the same PeerId. A peer whose identity turns out to be this node's becomes local.
+  PeerId connect(const std::string& address);
+  // This node itself: messages skip the socket.
+  [[nodiscard]] PeerId self() const noexcept;
+  // Waits until the hello exchange with `peer` has completed (or it is local).
+  bool wait_ready(PeerId peer, std::chrono::milliseconds timeout);
+  [[nodiscard]] std::optional<PeerInfo> peer_info(PeerId peer) const;
+  // Asks the peer for its current handler list (a fresh hello exchange).
+  std::future<std::vector<std::string>> query_handlers(PeerId peer);
+
+  // Fire-and-forget. Waits while the peer's queue is full. ok or closed.
+  SendStatus send(PeerId peer, std::string type, Payload payload);
+  // Notified: the outcome goes to manager()'s notification channel.
+  SendStatus send(PeerId peer, std::string type, Payload payload, std::string notify_id,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+  // As send(), but never waits: full when the peer queue or the outstanding limit is reached.
+  SendStatus try_send(PeerId peer, std::string type, Payload payload);
+  SendStatus try_send(PeerId peer, std::string type, Payload payload, std::string notify_id,
+                      std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+
+  // Request/response: the outcome (with the handler's response bytes in
+  // Notification::payload) comes back to the caller. Suspends while the peer
+  // queue is full. Never throws for remote failures: check outcome.
+  [[nodiscard]] asio::awaitable<Notification> call(PeerId peer, std::string type, Payload payload,
+                                                   CallOptions options = {});
+  std::future<Notification> call_future(PeerId peer, std::string type, Payload payload, CallOptions options = {});
+
+  [[nodiscard]] NodeStats stats() const;
+  // The I/O thread's executor.
+  [[nodiscard]] asio::any_io_executor executor() const;
+
+ private:
+  std::shared_ptr<NodeImpl> impl_;
+};
+
+}  // namespace amsg::net

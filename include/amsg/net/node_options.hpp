@@ -1,0 +1,48 @@
+#pragma once
+// amsg::net::NodeOptions: how a Node listens, connects and watches its peers.
+// Every field has a working default.
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "amsg/manager_options.hpp"
+
+namespace amsg::net {
+
+struct NodeOptions {
+  // The node's own manager: handlers run under its concurrency limit, and its
+  // max_payload_bytes is also the largest body this node accepts from the wire.
+  ManagerOptions manager{};
+  // Addresses to bind: "tcp://host:port" (port 0 or "*": any free port) or
+  // "ipc:///path". Empty: the node only connects out.
+  std::vector<std::string> listen{};
+  // Unique name of this node. Empty: "<hostname>-<pid>-<random hex>".
+  std::string identity{};
+  // Each side sends a PING this often on every connection...
+  std::chrono::milliseconds heartbeat_interval{200};
+  // ...and a peer that has sent nothing for this long counts as lost: its
+  // outstanding calls end with err(peer lost) and the connection starts over.
+  // With the defaults a dead peer is noticed within about 1.2 s.
+  std::chrono::milliseconds heartbeat_timeout{1000};
+  // Messages waiting per peer for the I/O thread. A full queue makes send()
+  // wait, try_send() return full and call() suspend (see docs/wire-protocol.md,
+  // "Backpressure").
+  std::size_t peer_queue_capacity = 4096;
+  // Calls (messages that asked for a notification) waiting for their outcome,
+  // for the whole node. Reaching it has the same effect as a full peer queue.
+  std::size_t max_outstanding_calls = 65536;
+  // Messages received from the wire that asked for a notification and whose
+  // handler has not answered yet. Reaching it pauses reading from the wire.
+  std::size_t max_inflight = 8192;
+  // ZeroMQ send and receive high-water marks of every socket, in messages.
+  int socket_hwm = 10000;
+  // How long the I/O thread keeps polling before it sleeps in the kernel. 0
+  // sleeps at once; ~50 us saves a thread wake-up per message at moderate rates.
+  std::chrono::microseconds io_spin{0};
+  // At shutdown, how long replies still queued in ZeroMQ may take to leave.
+  std::chrono::milliseconds linger{1000};
+};
+
+}  // namespace amsg::net

@@ -1,0 +1,121 @@
+#pragma once
+// The amsg wire protocol, version 1: frame layouts, encoders and a validating
+// decoder. docs/wire-protocol.md is the specification; this file follows it.
+//
+// Every message is one ZeroMQ multipart message of one or two frames: a header
+// frame (always) and a body frame (MSG and REPLY only, possibly empty). All
+// integers are little-endian. The first four header bytes are the same in every
+// version (magic, version, kind, flags) and so are a MSG's or REPLY's call id at
+// bytes 4..11, so a node can address an error reply to a peer speaking another
+// version.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace amsg::net::wire {
+
+inline constexpr std::uint8_t kMagic = 0xAE;
+inline constexpr std::uint8_t kVersion = 1;
+
+inline constexpr std::size_t kMaxTypeLength = 255;
+inline constexpr std::size_t kMaxIdLength = 1024;
+inline constexpr std::size_t kMaxErrorLength = 4096;
+inline constexpr std::size_t kMaxIdentityLength = 255;
+inline constexpr std::size_t kMaxHandlers = 4096;
+
+enum class Kind : std::uint8_t { msg = 1, reply = 2, hello = 3, hello_ack = 4, ping = 5, bye = 6, error = 7 };
+
+enum class Status : std::uint8_t { ok = 0, error = 1, cancelled = 2 };
+
+// Why a REPLY or ERROR says err. Receivers must accept codes they do not know
+// (treat as remote_error); the text is what users see.
+enum class ErrorCode : std::uint8_t {
+  none = 0,
+  remote_error = 1,       // the remote runtime or handler failed (text says how)
+  payload_too_large = 3,  // the body exceeds the receiver's limit
+  shutting_down = 4,      // the receiver is shutting down and takes no new messages
+  version_mismatch = 5,   // the receiver does not speak the sender's version
+  malformed = 6,          // the receiver could not decode the frame
+  cancelled = 7,          // the receiver's shutdown cancelled the message
+};
+
+// Fixed sizes of each kind's header before its variable-length fields.
+inline constexpr std::size_t kPrefixSize = 4;
+inline constexpr std::size_t kMsgFixed = 16;    // prefix, call_id u64, type_len u16, id_len u16
+inline constexpr std::size_t kReplyFixed = 16;  // prefix, call_id u64, status u8, code u8, error_len u16
+inline constexpr std::size_t kHelloFixed = 12;  // prefix, max_payload u32, identity_len u16, handler_count u16
+inline constexpr std::size_t kPingFixed = 12;   // prefix, nonce u64
+inline constexpr std::size_t kByeFixed = 4;
+inline constexpr std::size_t kErrorFixed = 8;  // prefix, code u8, reserved u8, text_len u16
+
+struct MsgHeader {
+  std::uint64_t call_id = 0;  // 0: fire-and-forget (no REPLY)
+  std::string_view type;
+  std::string_view id;  // the sender's notification id (informative; may be empty)
+};
+
+struct ReplyHeader {
+  std::uint64_t call_id = 0;
+  Status status = Status::ok;
+  ErrorCode code = ErrorCode::none;
+  std::string_view error;
+};
+
+struct Hello {
+  std::uint32_t max_payload = 0;
+  std::string_view identity;
+  std::vector<std::string_view> handlers;
+};
+
+struct ErrorFrame {
+  ErrorCode code = ErrorCode::malformed;
+  std::string_view text;
+};
+
+// --- encoding: size first, then write into a buffer of exactly that size ---
+[[nodiscard]] std::size_t msg_size(std::string_view type, std::string_view id) noexcept;
+void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id) noexcept;
+
+[[nodiscard]] std::size_t reply_size(std::string_view error) noexcept;  // error is cut to kMaxErrorLength
+void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode code, std::string_view error) noexcept;
+
+[[nodiscard]] std::string encode_hello(Kind kind, std::uint32_t max_payload, std::string_view identity,
+                                       std::span<const std::string> handlers);
+[[nodiscard]] std::string encode_ping(std::uint64_t nonce);
+[[nodiscard]] std::string encode_bye();
+[[nodiscard]] std::string encode_error(ErrorCode code, std::string_view text);
+
+// --- decoding ---
+enum class DecodeError : std::uint8_t {
+  none,
+  too_short,      // shorter than the fixed part of its kind
+  bad_magic,      // byte 0 is not kMagic
+  bad_version,    // byte 1 is not kVersion (the prefix is still readable)
+  bad_kind,       // unknown kind byte
+  bad_length,     // declared lengths disagree with the frame size or exceed a limit
+  bad_frames,     // wrong number of frames for the kind
+  bad_value,      // a field holds a value the kind does not allow
+};
+[[nodiscard]] std::string_view to_string(DecodeError e) noexcept;
+
+// Reads the version-stable prefix. Returns too_short / bad_magic only.
+struct Prefix {
+  std::uint8_t version = 0;
+  Kind kind = Kind::msg;
+  std::uint8_t flags = 0;
+};
+[[nodiscard]] DecodeError read_prefix(std::span<const std::byte> frame, Prefix& out) noexcept;
+// The call id of a MSG/REPLY header of any version (bytes 4..11), or 0 when too short.
+[[nodiscard]] std::uint64_t stable_call_id(std::span<const std::byte> frame) noexcept;
+
+[[nodiscard]] DecodeError decode_msg(std::span<const std::byte> frame, MsgHeader& out) noexcept;
+[[nodiscard]] DecodeError decode_reply(std::span<const std::byte> frame, ReplyHeader& out) noexcept;
+[[nodiscard]] DecodeError decode_hello(std::span<const std::byte> frame, Hello& out);
+[[nodiscard]] DecodeError decode_ping(std::span<const std::byte> frame, std::uint64_t& nonce) noexcept;
+[[nodiscard]] DecodeError decode_error(std::span<const std::byte> frame, ErrorFrame& out) noexcept;
+
+}  // namespace amsg::net::wire

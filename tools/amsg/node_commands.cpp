@@ -1,0 +1,147 @@
+#include "node_commands.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <amsg/amsg.hpp>
+#include <amsg/net/node.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+namespace amsg::tool {
+namespace {
+
+// The handlers `amsg serve` offers for trying things out.
+void register_builtin_handlers(Manager& m) {
+  // Answers with the payload it got.
+  m.register_handler("echo", make_handler([](Message& msg) -> asio::awaitable<void> {
+                       msg.response = std::move(msg.payload);
+                       co_return;
+                     }));
+  // Waits the number of milliseconds in its payload (text), without holding a thread.
+  m.register_handler("sleep", make_handler([](Message& msg) -> asio::awaitable<void> {
+                       const std::string_view text = msg.payload.as_string_view();
+                       long ms = 0;
+                       auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+                       if (ec != std::errc{} || end != text.data() + text.size() || ms < 0) {
+                         throw std::invalid_argument(fmt::format("sleep wants milliseconds, got '{}'", text));
+                       }
+                       asio::steady_timer timer{co_await asio::this_coro::executor, std::chrono::milliseconds{ms}};
+                       co_await timer.async_wait(asio::use_awaitable);
+                     }));
+  // Fails with the message in its payload.
+  m.register_handler("fail", make_handler([](Message& msg) -> asio::awaitable<void> {
+                       throw std::runtime_error(msg.payload.empty() ? std::string{"failed on purpose"}
+                                                                    : std::string{msg.payload.as_string_view()});
+                       co_return;
+                     }));
+  // Takes anything and does nothing (for throughput).
+  m.register_handler("sink", make_handler([](Message&) -> asio::awaitable<void> { co_return; }));
+}
+
+}  // namespace
+
+int run_serve(const ServeOptions& o) {
+  // Signals are taken by sigwait() below; every thread started later inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  net::NodeOptions opts;
+  opts.listen = o.listen;
+  opts.identity = o.identity;
+  opts.manager.concurrency = o.concurrency;
+  opts.manager.threads = o.threads;
+  opts.manager.max_payload_bytes = o.max_payload;
+  opts.io_spin = std::chrono::microseconds{o.spin_us};
+  opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
+  // Errors are the clients' business; the server logs them at debug only.
+  logger()->set_level(spdlog::level::err);
+  try {
+    net::Node node{opts};
+    register_builtin_handlers(node.manager());
+    node.start();
+    std::printf("amsg serve: identity %s\n", node.identity().c_str());
+    for (const auto& ep : node.endpoints()) std::printf("listening on %s\n", ep.c_str());
+    std::printf("handlers: echo sleep fail sink; concurrency %zu\n", o.concurrency);
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::printf("amsg serve: %s, draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    std::fflush(stdout);
+    const ShutdownReport r = node.shutdown(std::chrono::milliseconds{o.drain_ms});
+    const net::NodeStats s = node.stats();
+    std::printf("amsg serve: stopped after %.1f ms (%s); received %llu, replies %llu, malformed %llu\n",
+                static_cast<double>(r.took.count()) / 1e6, r.drained ? "drained" : "cancelled the rest",
+                static_cast<unsigned long long>(s.messages_received), static_cast<unsigned long long>(s.replies_sent),
+                static_cast<unsigned long long>(s.malformed_frames));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "amsg serve: %s\n", e.what());
+    return 2;
+  }
+}
+
+int run_send(const SendOptions& o) {
+  logger()->set_level(spdlog::level::err);
+  Payload payload;
+  if (!o.file.empty()) {
+    std::ifstream in{o.file, std::ios::binary};
+    if (!in) {
+      std::fprintf(stderr, "amsg send: cannot read '%s'\n", o.file.c_str());
+      return 2;
+    }
+    const std::string bytes{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+    payload = Payload::copy_of(bytes);
+  } else {
+    payload = Payload::copy_of(o.data);
+  }
+  try {
+    net::NodeOptions opts;
+    opts.manager.concurrency = 1;
+    opts.manager.threads = 1;
+    net::Node node{opts};
+    node.start();
+    const net::PeerId peer = node.connect(o.to);
+    const auto timeout = std::chrono::milliseconds{o.timeout_ms};
+    std::optional<Notification> n;
+    if (!o.notify.empty()) {
+      // Notified: the outcome arrives on the node's notification channel, as in the seed.
+      if (node.send(peer, o.type, std::move(payload), o.notify, timeout) != SendStatus::ok) {
+        std::fprintf(stderr, "amsg send: node closed\n");
+        return 2;
+      }
+      n = node.manager().receive_for(timeout + std::chrono::seconds{5});
+    } else {
+      // Request/response: the outcome and the response bytes come back to us.
+      auto fut = node.call_future(peer, o.type, std::move(payload), net::CallOptions{.notify_id = "send", .timeout = timeout});
+      if (fut.wait_for(timeout + std::chrono::seconds{5}) == std::future_status::ready) n = fut.get();
+    }
+    node.shutdown(std::chrono::milliseconds{0});
+    if (!n) {
+      std::fprintf(stderr, "amsg send: no outcome arrived\n");
+      return 2;
+    }
+    if (o.notify.empty() && n->is_success() && !n->payload.empty()) {
+      std::fwrite(n->payload.data(), 1, n->payload.size(), stdout);
+      std::fputc('\n', stdout);
+    } else {
+      std::printf("%s\n", n->text().c_str());
+    }
+    return n->is_success() ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "amsg send: %s\n", e.what());
+    return 2;
+  }
+}
+
+}  // namespace amsg::tool

@@ -1,0 +1,32 @@
+#pragma once
+// `amsg serve` and `amsg send`: a node with built-in handlers, and a one-shot sender.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace amsg::tool {
+
+struct ServeOptions {
+  std::vector<std::string> listen;
+  std::size_t concurrency = 4;
+  std::size_t threads = 0;
+  std::size_t max_payload = 16u << 20;
+  std::string identity;
+  long spin_us = 0;
+  long drain_ms = 5000;
+};
+
+struct SendOptions {
+  std::string to;
+  std::string type;
+  std::string data;
+  std::string file;
+  std::string notify;
+  long timeout_ms = 5000;
+};
+
+int run_serve(const ServeOptions& options);
+int run_send(const SendOptions& options);
+
+}  // namespace amsg::tool
