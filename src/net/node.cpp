@@ -163,9 +163,12 @@ struct Watched {
   bool waiting = false;  // a reader is parked on fd
 
   [[nodiscard]] int events() const { return socket->get(zmq::sockopt::events); }
-  // Input may have arrived while another operation consumed the fd's edge: wake the reader.
-  void poke() {
-    if (waiting && (events() & ZMQ_POLLIN) != 0) fd->cancel();
+  // Input (or, when we wait to write, room) may have come while another operation
+  // consumed the fd's edge: wake the reader, which re-reads ZMQ_EVENTS.
+  void poke(bool want_out = false) {
+    if (!waiting) return;
+    const int ev = events();
+    if ((ev & ZMQ_POLLIN) != 0 || (want_out && (ev & ZMQ_POLLOUT) != 0)) fd->cancel();
   }
   void close(int linger_ms) {
     if (fd) {
@@ -215,6 +218,16 @@ struct Inflight {
   std::uint64_t call_id = 0;
 };
 
+constexpr std::uint32_t kNoSlot = std::numeric_limits<std::uint32_t>::max();
+
+// A frame for a sender that ZeroMQ could not take yet (its pipe is at the high-water mark).
+struct RouterFrame {
+  std::string header;
+  Payload body;
+  bool has_body = false;
+  std::uint32_t slot = kNoSlot;  // the inflight slot a REPLY frees once it is out
+};
+
 struct Client {
   Clock::time_point last_rx{};
   bool hello = false;
@@ -259,7 +272,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::optional<PeerInfo> peer_info(PeerId peer) const;
   std::future<std::vector<std::string>> query_handlers(PeerId peer);
   SendStatus enqueue(PeerId peer, OutItem&& item, bool wait);
-  asio::awaitable<Notification> call(PeerId peer, std::string type, Payload payload, CallOptions options);
+  asio::awaitable<Notification> call(PeerId peer, OutItem item);
   NodeStats stats() const;
   std::string next_call_name() { return fmt::format("call-{}", call_names_.fetch_add(1, std::memory_order_relaxed) + 1); }
 
@@ -283,7 +296,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
     return p.queue.size() < p.queue.capacity() &&
            (!notified || outstanding_.load(std::memory_order_relaxed) < opts.max_outstanding_calls);
   }
+  // After a push: the fence orders the push before reading the flag, against the
+  // flusher's clearing of the flag before it drains (else both could miss).
   void schedule_flush(PeerConn& p) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (!p.flush_posted.load(std::memory_order_relaxed) && !p.flush_posted.exchange(true, std::memory_order_acq_rel)) {
       asio::post(io, [this, &p] { flush_peer(p); });
     }
@@ -319,7 +335,14 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::optional<std::pair<Message, std::uint64_t>> on_router_frames(std::vector<zmq::message_t>& frames);
   void reply_error(const zmq::message_t& routing_id, std::uint64_t call_id, wire::ErrorCode code,
                    std::string_view text);
-  void router_send(const std::string_view routing_id, std::string_view header, const Payload* body);
+  enum class SendResult : std::uint8_t { sent, again, gone };
+  SendResult router_try_send(std::string_view routing_id, std::string_view header, const Payload* body);
+  // `must`: REPLY, HELLO_ACK and BYE wait in a per-sender backlog when ZeroMQ says
+  // EAGAIN; PING and ERROR frames are dropped instead. `body` may be moved from.
+  void router_send(std::string_view routing_id, std::string_view header, Payload* body, bool must,
+                   std::uint32_t slot = kNoSlot);
+  void drain_router_backlog();
+  void forget_client(const std::string& routing_id);
   void flush_replies();
   void free_slot(std::uint32_t slot);
   asio::awaitable<void> heartbeat_loop();
@@ -372,9 +395,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::steady_timer deadline_timer_{io};
   Clock::time_point deadline_armed_ = Clock::time_point::max();
   asio::steady_timer heartbeat_timer_{io};
-  asio::steady_timer slot_timer_{io};
-  bool router_waiting_slot_ = false;
   std::unordered_map<std::string, Client> clients_;
+  std::unordered_map<std::string, std::deque<RouterFrame>> router_backlog_;
   std::vector<Inflight> slab_;
   std::vector<std::uint32_t> free_slots_;
   std::deque<Notification> publish_backlog_;
@@ -520,10 +542,12 @@ ShutdownReport NodeImpl::shutdown(std::chrono::milliseconds drain) {
   }
   asio::post(io, [this] {
     const std::string bye = wire::encode_bye();
+    std::vector<std::string> told;  // router_send() forgets senders that have gone: no iterating meanwhile
     for (const auto& [rid, client] : clients_) {
-      if (client.hello) router_send(rid, bye, nullptr);
+      if (client.hello) told.push_back(rid);
     }
-    router_.poke();
+    for (const auto& rid : told) router_send(rid, bye, nullptr, true);
+    router_.poke(!router_backlog_.empty());
   });
   // Our own calls get the drain period to finish.
   outstanding_done_.wait_until([this] { return outstanding_.load(std::memory_order_acquire) == 0; }, t0 + drain);
@@ -579,7 +603,6 @@ void NodeImpl::final_stop() {
   stopping_ = true;
   heartbeat_timer_.cancel();
   deadline_timer_.cancel();
-  slot_timer_.cancel();
   if (router_.fd) router_.fd->cancel();
   for (std::uint32_t i = 1; i < peer_count_.load(); ++i) {
     if (peers_[i]->sock.fd) peers_[i]->sock.fd->cancel();
@@ -725,15 +748,10 @@ SendStatus NodeImpl::enqueue(PeerId id, OutItem&& item, bool wait) {
   return SendStatus::ok;
 }
 
-asio::awaitable<Notification> NodeImpl::call(PeerId id, std::string type, Payload payload, CallOptions options) {
+asio::awaitable<Notification> NodeImpl::call(PeerId id, OutItem item) {
+  auto self = shared_from_this();  // we may suspend: keep the node alive
   PeerConn* p = peer_at(id);
   if (p == nullptr) throw std::invalid_argument("amsg: unknown PeerId");
-  OutItem item;
-  item.type = std::move(type);
-  item.payload = std::move(payload);
-  item.notified = true;
-  item.notify_id = options.notify_id.empty() ? next_call_name() : std::move(options.notify_id);
-  if (options.timeout.count() > 0) item.deadline = Clock::now() + options.timeout;
   for (;;) {
     if (closing_.load(std::memory_order_acquire)) {
       co_return Notification{std::move(item.notify_id), Outcome::error, kNodeShuttingDown, std::move(item.type)};
@@ -789,7 +807,7 @@ void NodeImpl::flush_peer(PeerConn& p) {
       break;
     }
   }
-  p.sock.poke();
+  p.sock.poke(!p.backlog.empty());
   if (n != 0) notify_space();
 }
 
@@ -968,7 +986,7 @@ void NodeImpl::service_peer(PeerConn& p) {
     if (send_backlog(p)) {
       flush_peer(p);
     } else {
-      p.sock.poke();
+      p.sock.poke(!p.backlog.empty());
     }
   }
 }
@@ -1097,24 +1115,21 @@ void NodeImpl::declare_lost(PeerConn& p, const std::string& why) {
 
 // ---------------------------------------------------------------- receiving (ROUTER side)
 
+// Reads the ROUTER: messages from remote senders. Pauses (leaving frames to
+// ZeroMQ, whose high-water marks then stop the senders) while every inflight
+// slot is taken or the inbox is full. Always waits on the socket's fd, so frames
+// waiting in the backlog go out as soon as ZeroMQ has room again.
 asio::awaitable<void> NodeImpl::router_loop() {
   std::vector<zmq::message_t> frames;
   for (;;) {
     if (stopping_) co_return;
+    drain_router_backlog();
     std::size_t n = 0;
-    while (n < kServiceBatch && !stopping_) {
-      if (free_slots_.empty()) {  // every inflight slot taken: read on once replies free some
-        router_waiting_slot_ = true;
-        slot_timer_.expires_at(Clock::time_point::max());
-        asio::error_code ec;
-        co_await slot_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        router_waiting_slot_ = false;
-        continue;
-      }
+    while (n < kServiceBatch && !stopping_ && !free_slots_.empty()) {
       if (!recv_all(*router_.socket, frames)) break;
       ++n;
       auto waiting = on_router_frames(frames);
-      if (waiting) {  // the inbox is full: stop reading (ZeroMQ queues, then senders block)
+      if (waiting) {  // the inbox is full: stop reading until it has room
         const std::uint64_t token = waiting->second;
         const SendStatus s = co_await ingress_.async_submit(std::move(waiting->first), token);
         if (s != SendStatus::ok && token != 0) {
@@ -1126,12 +1141,12 @@ asio::awaitable<void> NodeImpl::router_loop() {
       }
     }
     if (stopping_) co_return;
-    router_.poke();
+    drain_router_backlog();
     if (n == kServiceBatch) {
       co_await asio::post(io, asio::use_awaitable);
       continue;
     }
-    if ((router_.events() & ZMQ_POLLIN) != 0) continue;
+    if (!free_slots_.empty() && (router_.events() & ZMQ_POLLIN) != 0) continue;
     asio::error_code ec;
     router_.waiting = true;
     co_await router_.fd->async_wait(asio::posix::stream_descriptor::wait_read,
@@ -1146,7 +1161,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
   const std::string where = fmt::format("a sender on {}", fmt::join(endpoints, ","));
   if (frames.size() < 2) {
     malformed(where, "no header frame");
-    router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, "no header frame"), nullptr);
+    router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, "no header frame"), nullptr, false);
     return std::nullopt;
   }
   auto client_it = clients_.find(std::string{rid_view});
@@ -1155,7 +1170,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
   wire::Prefix prefix;
   if (auto e = wire::read_prefix(header, prefix); e != wire::DecodeError::none) {
     malformed(where, wire::to_string(e));
-    router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e)), nullptr);
+    router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e)), nullptr, false);
     return std::nullopt;
   }
   if (prefix.version != wire::kVersion) {
@@ -1165,7 +1180,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
       reply_error(rid, call_id, wire::ErrorCode::version_mismatch, incompatible_text(prefix.version));
     } else {
       router_send(rid_view, wire::encode_error(wire::ErrorCode::version_mismatch, incompatible_text(prefix.version)),
-                  nullptr);
+                  nullptr, false);
     }
     return std::nullopt;
   }
@@ -1181,7 +1196,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
         if (call_id != 0) {
           reply_error(rid, call_id, wire::ErrorCode::malformed, text);
         } else {
-          router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, text), nullptr);
+          router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, text), nullptr, false);
         }
         return std::nullopt;
       }
@@ -1226,22 +1241,22 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
       if (auto e = wire::decode_hello(header, h); e != wire::DecodeError::none || frames.size() != 2) {
         const std::string why{e != wire::DecodeError::none ? wire::to_string(e) : "wrong number of frames"};
         malformed(where, why);
-        router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, why), nullptr);
+        router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, why), nullptr, false);
         return std::nullopt;
       }
       auto& c = clients_[std::string{rid_view}];
       c.hello = true;
       c.last_rx = Clock::now();
       log_->debug("hello from {}", h.identity);
-      router_send(rid_view, hello_frame(wire::Kind::hello_ack), nullptr);
-      if (closing_.load(std::memory_order_acquire)) router_send(rid_view, wire::encode_bye(), nullptr);
+      router_send(rid_view, hello_frame(wire::Kind::hello_ack), nullptr, true);
+      if (closing_.load(std::memory_order_acquire)) router_send(rid_view, wire::encode_bye(), nullptr, true);
       return std::nullopt;
     }
     case wire::Kind::ping: {
       std::uint64_t nonce = 0;
       if (auto e = wire::decode_ping(header, nonce); e != wire::DecodeError::none) {
         malformed(where, wire::to_string(e));
-        router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e)), nullptr);
+        router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e)), nullptr, false);
       }
       return std::nullopt;
     }
@@ -1252,39 +1267,97 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
     }
     default:
       malformed(where, "unexpected frame kind");
-      router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, "unexpected frame kind"), nullptr);
+      router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, "unexpected frame kind"), nullptr, false);
       return std::nullopt;
   }
 }
 
-void NodeImpl::router_send(std::string_view routing_id, std::string_view header, const Payload* body) {
+NodeImpl::SendResult NodeImpl::router_try_send(std::string_view routing_id, std::string_view header,
+                                               const Payload* body) {
   try {
     auto sent = router_.socket->send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    if (!sent) {
-      replies_dropped_.add();
-      drop_log_.warn(*log_, "a sender is not reading its replies (high-water mark reached); dropping a frame");
-      return;
-    }
+    if (!sent) return SendResult::again;
     if (body == nullptr) {
       (void)router_.socket->send(zmq::buffer(header), zmq::send_flags::none);
     } else {
       (void)router_.socket->send(zmq::buffer(header), zmq::send_flags::sndmore);
       (void)router_.socket->send(zmq::const_buffer(body->data(), body->size()), zmq::send_flags::none);
     }
+    return SendResult::sent;
   } catch (const zmq::error_t& e) {
-    // EHOSTUNREACH: the sender is gone (ROUTER_MANDATORY tells us instead of dropping silently).
-    replies_dropped_.add();
-    clients_.erase(std::string{routing_id});
-    drop_log_.warn(*log_, "dropping a frame for a sender that has gone: {}", e.what());
+    // EHOSTUNREACH: the sender has gone (ROUTER_MANDATORY says so instead of dropping silently).
+    return SendResult::gone;
   }
+}
+
+void NodeImpl::router_send(std::string_view routing_id, std::string_view header, Payload* body, bool must,
+                           std::uint32_t slot) {
+  auto queued = router_backlog_.find(std::string{routing_id});
+  SendResult r = SendResult::again;
+  if (queued == router_backlog_.end()) r = router_try_send(routing_id, header, body);
+  if (r == SendResult::sent) {
+    if (slot != kNoSlot) free_slot(slot);
+    return;
+  }
+  if (r == SendResult::gone) {
+    replies_dropped_.add();
+    drop_log_.warn(*log_, "dropping frames for a sender that has gone");
+    if (slot != kNoSlot) free_slot(slot);
+    forget_client(std::string{routing_id});
+    return;
+  }
+  if (!must) return;  // a PING or an ERROR: the next one will do
+  RouterFrame f;
+  f.header.assign(header);
+  if (body != nullptr) {
+    f.body = std::move(*body);
+    f.has_body = true;
+  }
+  f.slot = slot;
+  router_backlog_[std::string{routing_id}].push_back(std::move(f));
+}
+
+void NodeImpl::drain_router_backlog() {
+  for (auto it = router_backlog_.begin(); it != router_backlog_.end();) {
+    auto& q = it->second;
+    SendResult r = SendResult::sent;
+    while (!q.empty()) {
+      RouterFrame& f = q.front();
+      r = router_try_send(it->first, f.header, f.has_body ? &f.body : nullptr);
+      if (r != SendResult::sent) break;
+      if (f.slot != kNoSlot) free_slot(f.slot);
+      q.pop_front();
+    }
+    if (r == SendResult::gone) {
+      for (auto& f : q) {
+        replies_dropped_.add();
+        if (f.slot != kNoSlot) free_slot(f.slot);
+      }
+      clients_.erase(it->first);
+      it = router_backlog_.erase(it);
+      continue;
+    }
+    it = q.empty() ? router_backlog_.erase(it) : std::next(it);
+  }
+}
+
+void NodeImpl::forget_client(const std::string& routing_id) {
+  clients_.erase(routing_id);
+  auto it = router_backlog_.find(routing_id);
+  if (it == router_backlog_.end()) return;
+  for (auto& f : it->second) {
+    replies_dropped_.add();
+    if (f.slot != kNoSlot) free_slot(f.slot);
+  }
+  router_backlog_.erase(it);
 }
 
 void NodeImpl::reply_error(const zmq::message_t& routing_id, std::uint64_t call_id, wire::ErrorCode code,
                            std::string_view text) {
   std::string header(wire::reply_size(text), '\0');
   wire::write_reply(reinterpret_cast<std::byte*>(header.data()), call_id, wire::Status::error, code, text);
-  const Payload empty;
-  router_send({static_cast<const char*>(routing_id.data()), routing_id.size()}, header, &empty);
+  Payload empty;
+  router_send({static_cast<const char*>(routing_id.data()), routing_id.size()}, header, &empty, true);
   replies_sent_.add();
 }
 
@@ -1293,6 +1366,7 @@ void NodeImpl::deliver(std::uint64_t token, Notification&& n) {
   while (replies_.try_push(item) != PushResult::ok) {
     std::this_thread::yield();  // cannot stay full: it holds more than every inflight slot
   }
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // see schedule_flush()
   if (!replies_posted_.load(std::memory_order_relaxed) && !replies_posted_.exchange(true, std::memory_order_acq_rel)) {
     asio::post(io, [this] { flush_replies(); });
   }
@@ -1319,7 +1393,7 @@ void NodeImpl::flush_replies() {
     }
     any = true;
     const auto slot = static_cast<std::uint32_t>(item.token);
-    const Notification& n = item.notification;
+    const Notification& n = item.notification;  // NOLINT: payload moved out below, after the last use of n
     const wire::Status status = n.outcome == Outcome::ok          ? wire::Status::ok
                                 : n.outcome == Outcome::cancelled ? wire::Status::cancelled
                                                                   : wire::Status::error;
@@ -1328,16 +1402,15 @@ void NodeImpl::flush_replies() {
                                                                    : wire::ErrorCode::remote_error;
     header.resize(wire::reply_size(n.error));
     wire::write_reply(reinterpret_cast<std::byte*>(header.data()), slab_[slot].call_id, status, code, n.error);
-    router_send(slab_[slot].routing_id, header, &n.payload);
+    router_send(slab_[slot].routing_id, header, &item.notification.payload, true, slot);  // frees the slot once out
     replies_sent_.add();
-    free_slot(slot);
   }
-  if (any) router_.poke();
+  if (any) router_.poke(!router_backlog_.empty());
 }
 
 void NodeImpl::free_slot(std::uint32_t slot) {
   free_slots_.push_back(slot);
-  if (router_waiting_slot_) slot_timer_.cancel();
+  if (free_slots_.size() == 1 && router_.waiting) router_.fd->cancel();  // reading was paused for a slot
 }
 
 // ---------------------------------------------------------------- outcomes
@@ -1356,9 +1429,9 @@ void NodeImpl::complete_pending(Pending&& pd, Notification&& n) {
   if (n.id.empty()) n.id = std::move(pd.notify_id);
   if (n.message_type.empty()) n.message_type = std::move(pd.type);
   if (pd.completion) {
-    pd.completion->complete(std::move(n));
-    release_outstanding();
+    release_outstanding();  // first, so a caller that sees its outcome also sees the count drop
     if (closing_.load(std::memory_order_relaxed)) outstanding_done_.notify_all();
+    pd.completion->complete(std::move(n));
     return;
   }
   publish(std::move(n));
@@ -1431,7 +1504,7 @@ asio::awaitable<void> NodeImpl::heartbeat_loop() {
       PeerConn& p = *peers_[i];
       if (!p.sock.socket || p.loopback) continue;
       (void)p.sock.socket->send(zmq::buffer(ping), zmq::send_flags::dontwait);
-      p.sock.poke();
+      p.sock.poke(!p.backlog.empty());
       const bool silent = now - p.last_rx > opts.heartbeat_timeout;
       if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {
         declare_lost(p, kPeerLost);
@@ -1448,17 +1521,18 @@ asio::awaitable<void> NodeImpl::heartbeat_loop() {
         }
       }
     }
-    const bool reading = !router_waiting_slot_;
+    drain_router_backlog();
+    const bool reading = !free_slots_.empty();
     for (auto it = clients_.begin(); it != clients_.end();) {
-      if (reading && now - it->second.last_rx > opts.heartbeat_timeout * 10) {
+      if (reading && now - it->second.last_rx > opts.heartbeat_timeout * 10 && !router_backlog_.contains(it->first)) {
         it = clients_.erase(it);  // long gone; its replies would be dropped anyway
         continue;
       }
       const std::string rid = it->first;
       ++it;
-      if (clients_.at(rid).hello) router_send(rid, ping, nullptr);
+      if (clients_.at(rid).hello) router_send(rid, ping, nullptr, false);
     }
-    router_.poke();
+    router_.poke(!router_backlog_.empty());
   }
 }
 
@@ -1539,17 +1613,25 @@ SendStatus Node::try_send(PeerId peer, std::string type, Payload payload, std::s
   return impl_->enqueue(peer, make_item(std::move(type), std::move(payload), std::move(notify_id), timeout), false);
 }
 
-asio::awaitable<Notification> Node::call(PeerId peer, std::string type, Payload payload, CallOptions options) {
-  auto keep = impl_;  // the coroutine may outlive this Node object's caller frame
-  co_return co_await keep->call(peer, std::move(type), std::move(payload), std::move(options));
+asio::awaitable<Notification> Node::call(PeerId peer, std::string type, Payload payload, const CallOptions& options) {
+  OutItem item = make_item(std::move(type), std::move(payload),
+                           options.notify_id.empty() ? impl_->next_call_name() : options.notify_id, options.timeout);
+  return impl_->call(peer, std::move(item));
 }
 
-std::future<Notification> Node::call_future(PeerId peer, std::string type, Payload payload, CallOptions options) {
+asio::awaitable<Notification> Node::call(PeerId peer, std::string type, Payload payload, std::string notify_id,
+                                         std::chrono::milliseconds timeout) {
+  OutItem item = make_item(std::move(type), std::move(payload),
+                           notify_id.empty() ? impl_->next_call_name() : std::move(notify_id), timeout);
+  return impl_->call(peer, std::move(item));
+}
+
+std::future<Notification> Node::call_future(PeerId peer, std::string type, Payload payload,
+                                          const CallOptions& options) {
   auto completion = std::make_unique<PromiseCompletion>();
   auto fut = completion->promise.get_future();
   OutItem item = make_item(std::move(type), std::move(payload),
-                           options.notify_id.empty() ? impl_->next_call_name() : std::move(options.notify_id),
-                           options.timeout);
+                           options.notify_id.empty() ? impl_->next_call_name() : options.notify_id, options.timeout);
   item.completion = std::move(completion);
   const SendStatus s = impl_->enqueue(peer, std::move(item), true);
   if (s != SendStatus::ok) {

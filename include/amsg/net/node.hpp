@@ -144,9 +144,17 @@ class Node {
   // Request/response: the outcome (with the handler's response bytes in
   // Notification::payload) comes back to the caller. Suspends while the peer
   // queue is full. Never throws for remote failures: check outcome.
+  // (call() is not itself a coroutine: everything is copied before it returns.)
   [[nodiscard]] asio::awaitable<Notification> call(PeerId peer, std::string type, Payload payload,
-                                                   CallOptions options = {});
-  std::future<Notification> call_future(PeerId peer, std::string type, Payload payload, CallOptions options = {});
+                                                   const CallOptions& options = {});
+  std::future<Notification> call_future(PeerId peer, std::string type, Payload payload,
+                                        const CallOptions& options = {});
+  // The same with the notification id and deadline as arguments. Prefer this form
+  // inside coroutines when built with GCC 12: it miscompiles aggregate temporaries
+  // (such as CallOptions{...}) that live across a co_await.
+  [[nodiscard]] asio::awaitable<Notification> call(PeerId peer, std::string type, Payload payload,
+                                                   std::string notify_id,
+                                                   std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
   [[nodiscard]] NodeStats stats() const;
   // The I/O thread's executor.

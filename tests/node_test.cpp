@@ -1,0 +1,322 @@
+// The ZeroMQ transport between two nodes in this process (ipc on /tmp, removed
+// afterwards): every send pattern, deadlines, self-sends, backpressure and
+// shutdown accounting.
+
+#include <gtest/gtest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_future.hpp>
+#include <charconv>
+#include <future>
+#include <set>
+
+#include "amsg/net/node.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace amsg::test {
+namespace {
+
+using net::CallOptions;
+using net::Node;
+using net::NodeOptions;
+using net::PeerId;
+using net::PeerState;
+
+Payload bytes(std::string_view s) { return Payload::copy_of(s); }
+
+// echo, fail (throws its payload), sleep (payload: milliseconds), count.
+void add_handlers(Manager& m, std::atomic<int>* counter = nullptr) {
+  m.register_handler("echo", make_handler([](Message& msg) -> asio::awaitable<void> {
+                       msg.response = std::move(msg.payload);
+                       co_return;
+                     }));
+  m.register_handler("fail", make_handler([](Message& msg) -> asio::awaitable<void> {
+                       throw std::runtime_error(std::string{msg.payload.as_string_view()});
+                       co_return;
+                     }));
+  m.register_handler("sleep", make_handler([](Message& msg) -> asio::awaitable<void> {
+                       int ms = 0;
+                       const auto t = msg.payload.as_string_view();
+                       std::from_chars(t.data(), t.data() + t.size(), ms);
+                       asio::steady_timer timer{co_await asio::this_coro::executor, std::chrono::milliseconds{ms}};
+                       co_await timer.async_wait(asio::use_awaitable);
+                     }));
+  m.register_handler("count", make_handler([counter](Message&) -> asio::awaitable<void> {
+                       if (counter != nullptr) counter->fetch_add(1);
+                       co_return;
+                     }));
+}
+
+NodeOptions server_options(const IpcPath& path, const std::string& log) {
+  NodeOptions o;
+  o.listen = {path.address()};
+  o.manager.logger_name = quiet_logger(log);
+  o.manager.threads = 2;
+  return o;
+}
+
+NodeOptions client_options(const std::string& log) {
+  NodeOptions o;
+  o.manager.logger_name = quiet_logger(log);
+  o.manager.threads = 1;
+  return o;
+}
+
+Notification get(std::future<Notification>& f, std::chrono::milliseconds timeout = 20s) {
+  if (f.wait_for(timeout) != std::future_status::ready) {
+    ADD_FAILURE() << "no outcome within " << timeout.count() << " ms";
+    return Notification{"", Outcome::error, "test: no outcome", ""};
+  }
+  return f.get();
+}
+
+TEST(Node, CallCarriesTheResponseBytesBack) {
+  IpcPath path;
+  Node server{server_options(path, "node-call-s")};
+  add_handlers(server.manager());
+  server.start();
+  Node client{client_options("node-call-c")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  auto f = client.call_future(peer, "echo", bytes("hello over ipc"), CallOptions{.notify_id = "c1"});
+  Notification n = get(f);
+  EXPECT_TRUE(n.is_success()) << n.text();
+  EXPECT_EQ(n.id, "c1");
+  EXPECT_EQ(n.message_type, "echo");
+  EXPECT_EQ(n.payload.as_string_view(), "hello over ipc");
+  EXPECT_EQ(n.text(), "c1:ok");
+}
+
+TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {
+  IpcPath path;
+  Node server{server_options(path, "node-await-s")};
+  add_handlers(server.manager());
+  server.start();
+  Node client{client_options("node-await-c")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  auto fut = asio::co_spawn(
+      client.executor(),
+      [&]() -> asio::awaitable<std::vector<std::string>> {
+        std::vector<std::string> texts;
+        for (int i = 0; i < 20; ++i) {
+          Notification n = co_await client.call(peer, "echo", bytes(std::to_string(i)), "e" + std::to_string(i));
+          texts.push_back(std::string{n.payload.as_string_view()});
+        }
+        Notification bad = co_await client.call(peer, "fail", bytes("no (good)"), "b", 10s);
+        texts.push_back(bad.text());
+        co_return texts;
+      },
+      asio::use_future);
+  ASSERT_EQ(fut.wait_for(20s), std::future_status::ready);
+  const auto texts = fut.get();
+  ASSERT_EQ(texts.size(), 21u);
+  EXPECT_EQ(texts[7], "7");
+  EXPECT_EQ(texts[20], "b:err(no (good))");
+}
+
+TEST(Node, NotifiedSendsArriveOnTheChannelInTheSeedFormat) {
+  IpcPath path;
+  Node server{server_options(path, "node-notified-s")};
+  add_handlers(server.manager());
+  server.start();
+  Node client{client_options("node-notified-c")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  ASSERT_EQ(client.send(peer, "echo", bytes("x"), "request_123"), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "fail", bytes("Invalid data format"), "user_request_456"), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "missing", bytes("x"), "r3"), SendStatus::ok);
+  auto got = receive_n(client.manager(), 3);
+  ASSERT_EQ(got.size(), 3u);
+  std::set<std::string> texts;
+  for (const auto& n : got) texts.insert(n.text());
+  EXPECT_TRUE(texts.contains("request_123:ok"));
+  EXPECT_TRUE(texts.contains("user_request_456:err(Invalid data format)"));
+  EXPECT_TRUE(texts.contains("r3:err(unknown message type 'missing')"));
+  EXPECT_FALSE(client.manager().try_receive());
+}
+
+TEST(Node, FireAndForgetRunsRemotelyAndNotifiesNobody) {
+  IpcPath path;
+  std::atomic<int> counter{0};
+  Node server{server_options(path, "node-ff-s")};
+  add_handlers(server.manager(), &counter);
+  server.start();
+  Node client{client_options("node-ff-c")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  for (int i = 0; i < 500; ++i) ASSERT_EQ(client.send(peer, "count", bytes("")), SendStatus::ok);
+  ASSERT_TRUE(eventually([&] { return counter.load() == 500; }));
+  ASSERT_EQ(client.send(peer, "echo", bytes(""), "last"), SendStatus::ok);
+  auto got = receive_n(client.manager(), 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].text(), "last:ok");
+  EXPECT_FALSE(client.manager().try_receive());
+  EXPECT_EQ(client.stats().replies_received, 1u);
+  EXPECT_EQ(server.stats().replies_sent, 1u);
+}
+
+TEST(Node, HelloExchangesIdentityAndHandlerTypes) {
+  IpcPath path;
+  Node server{server_options(path, "node-hello-s")};
+  add_handlers(server.manager());
+  server.start();
+  Node client{client_options("node-hello-c")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  EXPECT_EQ(client.connect(path.address()), peer);  // one connection per address
+  ASSERT_TRUE(client.wait_ready(peer, 10s));
+  const auto info = client.peer_info(peer);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->identity, server.identity());
+  EXPECT_EQ(info->state, PeerState::ready);
+  EXPECT_EQ(info->handlers, (std::vector<std::string>{"count", "echo", "fail", "sleep"}));
+  server.manager().register_handler("late", make_handler([](Message&) -> asio::awaitable<void> { co_return; }));
+  auto handlers = client.query_handlers(peer);
+  ASSERT_EQ(handlers.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(handlers.get(), (std::vector<std::string>{"count", "echo", "fail", "late", "sleep"}));
+  EXPECT_NE(server.identity(), client.identity());
+}
+
+TEST(Node, SendsToItselfSkipTheSocket) {
+  IpcPath path;
+  Node node{server_options(path, "node-self")};
+  add_handlers(node.manager());
+  node.start();
+  auto f = node.call_future(node.self(), "echo", bytes("me"));
+  EXPECT_EQ(get(f).payload.as_string_view(), "me");
+  // Connecting to its own address finds out (by identity) that the peer is itself.
+  const PeerId own = node.connect(path.address());
+  ASSERT_TRUE(node.wait_ready(own, 10s));
+  EXPECT_EQ(node.peer_info(own)->state, PeerState::local);
+  auto g = node.call_future(own, "fail", bytes("local err"), CallOptions{.notify_id = "L"});
+  EXPECT_EQ(get(g).text(), "L:err(local err)");
+  ASSERT_EQ(node.send(node.self(), "echo", bytes(""), "via-channel"), SendStatus::ok);
+  auto got = receive_n(node.manager(), 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].text(), "via-channel:ok");
+  EXPECT_EQ(node.stats().messages_sent, 0u);  // no MSG frame ever left
+}
+
+TEST(Node, DeadlineEndsTheCallAndTheLateAnswerIsDiscarded) {
+  IpcPath path;
+  Node server{server_options(path, "node-deadline-s")};
+  add_handlers(server.manager());
+  server.start();
+  Node client{client_options("node-deadline-c")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto f = client.call_future(peer, "sleep", bytes("400"), CallOptions{.notify_id = "slow", .timeout = 50ms});
+  const Notification n = get(f);
+  EXPECT_EQ(n.text(), "slow:err(timeout)");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 400ms);
+  EXPECT_EQ(client.stats().timeouts, 1u);
+  ASSERT_TRUE(eventually([&] { return client.stats().late_replies == 1; }));
+  EXPECT_FALSE(client.manager().try_receive());
+}
+
+TEST(Node, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
+  IpcPath path;
+  NodeOptions so = server_options(path, "node-bp-s");
+  so.manager.concurrency = 1;
+  so.manager.inbox_capacity = 2;
+  so.socket_hwm = 4;
+  Node server{so};
+  Gate gate{server.manager().executor()};
+  server.manager().register_handler("gated", make_handler([&gate](Message&) -> asio::awaitable<void> {
+                                      co_await gate.wait();
+                                    }));
+  server.start();
+  NodeOptions co = client_options("node-bp-c");
+  co.peer_queue_capacity = 4;
+  co.socket_hwm = 4;
+  Node client{co};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  ASSERT_TRUE(client.wait_ready(peer, 10s));
+  // Offer messages for a while: the pipeline (peer queue, ZeroMQ pipes and kernel
+  // buffers, the inbox) absorbs a bounded number, then try_send keeps saying full.
+  int accepted = 0;
+  int refused = 0;
+  const std::string big(16 * 1024, 'x');  // large enough that kernel socket buffers hold few
+  const auto until = std::chrono::steady_clock::now() + 2s;
+  while (std::chrono::steady_clock::now() < until) {
+    const SendStatus s = client.try_send(peer, "gated", bytes(big), "g" + std::to_string(accepted));
+    if (s == SendStatus::ok) {
+      ++accepted;
+    } else {
+      ASSERT_EQ(s, SendStatus::full);
+      ++refused;
+      std::this_thread::yield();
+    }
+  }
+  EXPECT_GT(refused, 0) << "the sender never felt the backpressure";
+  EXPECT_GT(accepted, 4) << "more than the peer queue: the wire took some";
+  EXPECT_LT(accepted, 200) << "bounded: inbox 2 + high-water marks 4 + 4 + peer queue 4 + kernel buffers";
+  gate.open(static_cast<std::size_t>(accepted));
+  auto got = receive_n(client.manager(), static_cast<std::size_t>(accepted));
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(accepted))
+      << "client sent " << client.stats().messages_sent << ", server received " << server.stats().messages_received
+      << ", server replies " << server.stats().replies_sent << " dropped " << server.stats().replies_dropped
+      << ", client replies " << client.stats().replies_received << " late " << client.stats().late_replies
+      << " outstanding " << client.stats().outstanding_calls;
+  std::set<std::string> ids;
+  for (const auto& n : got) {
+    EXPECT_TRUE(n.is_success()) << n.text();
+    ids.insert(n.id);
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(accepted));
+  EXPECT_FALSE(client.manager().try_receive());
+}
+
+TEST(Node, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
+  IpcPath path;
+  Node server{server_options(path, "node-shut-s")};
+  add_handlers(server.manager());
+  server.start();
+  Node client{client_options("node-shut-c")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  std::vector<std::future<Notification>> futures;
+  for (int i = 0; i < 10; ++i) futures.push_back(client.call_future(peer, "sleep", bytes("60000")));
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(client.send(peer, "sleep", bytes("60000"), "n" + std::to_string(i)), SendStatus::ok);
+  ASSERT_TRUE(eventually([&] { return server.stats().messages_received == 15; }));
+  client.shutdown(0ms);
+  for (auto& f : futures) EXPECT_EQ(get(f).error, "node shutting down");
+  auto got = receive_n(client.manager(), 5, 5s);
+  EXPECT_EQ(got.size(), 5u);
+  EXPECT_EQ(client.stats().outstanding_calls, 0u);
+  EXPECT_EQ(client.send(peer, "echo", bytes("")), SendStatus::closed);
+  server.shutdown(0ms);
+  expect_accounting(server.stats().manager);
+}
+
+TEST(Node, ARemoteThatIsShuttingDownRefusesNewMessages) {
+  IpcPath path;
+  Node server{server_options(path, "node-remote-shut-s")};
+  Gate gate{server.manager().executor()};
+  server.manager().register_handler("gated", make_handler([&gate](Message&) -> asio::awaitable<void> {
+                                      co_await gate.wait();
+                                    }));
+  add_handlers(server.manager());
+  server.start();
+  Node client{client_options("node-remote-shut-c")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  auto running = client.call_future(peer, "gated", bytes(""), CallOptions{.notify_id = "running"});
+  ASSERT_TRUE(eventually([&] { return server.stats().manager.in_flight == 1; }));
+  auto stopper = std::async(std::launch::async, [&] { return server.shutdown(20s); });
+  ASSERT_TRUE(eventually([&] { return client.peer_info(peer)->state == PeerState::closing; }));
+  auto refused = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "late"});
+  EXPECT_EQ(get(refused).text(), "late:err(remote shutting down)");
+  gate.open();
+  EXPECT_EQ(get(running).text(), "running:ok");  // what was running finishes and is answered
+  EXPECT_TRUE(stopper.get().drained);
+}
+
+}  // namespace
+}  // namespace amsg::test

@@ -1,0 +1,266 @@
+// Multi-process tests: `amsg serve` in child processes, driven by a node (or a
+// raw ZeroMQ socket) in this one. Loopback ipc only; files removed afterwards.
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <future>
+#include <random>
+#include <zmq.hpp>
+
+#include "amsg/net/node.hpp"
+#include "net/wire.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace amsg::test {
+namespace {
+
+using net::CallOptions;
+using net::Node;
+using net::NodeOptions;
+using net::PeerId;
+
+Payload bytes(std::string_view s) { return Payload::copy_of(s); }
+
+NodeOptions client_options(const std::string& log) {
+  NodeOptions o;
+  o.manager.logger_name = quiet_logger(log);
+  o.manager.threads = 1;
+  return o;
+}
+
+Notification get(std::future<Notification>& f, std::chrono::milliseconds timeout = 20s) {
+  if (f.wait_for(timeout) != std::future_status::ready) {
+    ADD_FAILURE() << "no outcome within " << timeout.count() << " ms";
+    return Notification{"", Outcome::error, "test: no outcome", ""};
+  }
+  return f.get();
+}
+
+TEST(Process, EverySendPatternAndRemoteFailureAgainstAmsgServe) {
+  IpcPath path;
+  Server server{path.address(), {"--max-payload", "1024"}};
+  Node client{client_options("proc-patterns")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+
+  auto echo = client.call_future(peer, "echo", bytes("ping"));
+  EXPECT_EQ(get(echo).payload.as_string_view(), "ping");
+  ASSERT_EQ(client.send(peer, "sink", bytes("fire and forget")), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "echo", bytes("x"), "n-ok"), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "fail", bytes("Invalid data format"), "n-err"), SendStatus::ok);
+  auto got = receive_n(client.manager(), 2);
+  ASSERT_EQ(got.size(), 2u);
+  std::set<std::string> texts{got[0].text(), got[1].text()};
+  EXPECT_TRUE(texts.contains("n-ok:ok"));
+  EXPECT_TRUE(texts.contains("n-err:err(Invalid data format)"));
+
+  auto unknown = client.call_future(peer, "nope", bytes(""), CallOptions{.notify_id = "u"});
+  EXPECT_EQ(get(unknown).text(), "u:err(unknown message type 'nope')");
+  auto threw = client.call_future(peer, "fail", bytes("handler threw"), CallOptions{.notify_id = "t"});
+  EXPECT_EQ(get(threw).text(), "t:err(handler threw)");
+  auto big = client.call_future(peer, "echo", Payload{2048}, CallOptions{.notify_id = "big"});
+  EXPECT_EQ(get(big).text(), "big:err(payload of 2048 bytes exceeds the limit of 1024 bytes)");
+  auto slow = client.call_future(peer, "sleep", bytes("5000"), CallOptions{.notify_id = "s", .timeout = 100ms});
+  EXPECT_EQ(get(slow).text(), "s:err(timeout)");
+  EXPECT_FALSE(client.manager().try_receive());
+}
+
+TEST(Process, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) {
+  IpcPath path;
+  std::optional<Server> server;
+  server.emplace(path.address(), std::vector<std::string>{"--concurrency", "4"});
+  Node client{client_options("proc-kill")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  ASSERT_TRUE(client.wait_ready(peer, 20s));
+  std::vector<std::future<Notification>> calls;
+  for (int i = 0; i < 50; ++i) calls.push_back(client.call_future(peer, "sleep", bytes("30000")));
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(client.send(peer, "sleep", bytes("30000"), "n" + std::to_string(i)), SendStatus::ok);
+  ASSERT_TRUE(eventually([&] { return client.stats().messages_sent == 60; }));
+
+  server->process().signal(SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(server->process().wait_exit(10s));
+  for (auto& f : calls) EXPECT_EQ(get(f).error, "peer lost");
+  auto notes = receive_n(client.manager(), 10);
+  ASSERT_EQ(notes.size(), 10u);
+  for (const auto& n : notes) EXPECT_EQ(n.error, "peer lost") << n.text();
+  const auto took = std::chrono::steady_clock::now() - killed;
+  EXPECT_LT(took, 2s) << "default detection bound";
+  EXPECT_TRUE(eventually([&] { return client.stats().outstanding_calls == 0; }));
+  EXPECT_EQ(client.stats().calls_failed_peer, 60u);
+  EXPECT_FALSE(client.manager().try_receive());  // exactly one outcome each
+
+  // The same address comes back: the sender picks it up without a restart.
+  server.emplace(path.address());
+  ASSERT_TRUE(eventually([&] { return client.peer_info(peer)->connections == 2; }, 20s));
+  auto again = client.call_future(peer, "echo", bytes("back"));
+  EXPECT_EQ(get(again).payload.as_string_view(), "back");
+}
+
+TEST(Process, AnUnreachablePeerFailsCallsInsteadOfHanging) {
+  IpcPath path;  // nobody listens here
+  Node client{client_options("proc-unreachable")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  auto f = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "x"});
+  EXPECT_EQ(get(f, 10s).text(), "x:err(peer unreachable)");
+}
+
+TEST(Process, SigtermDrainsRunningHandlersAndExitsZero) {
+  IpcPath path;
+  Server server{path.address()};
+  Node client{client_options("proc-sigterm")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  auto running = client.call_future(peer, "sleep", bytes("300"), CallOptions{.notify_id = "drained"});
+  ASSERT_TRUE(eventually([&] { return client.stats().messages_sent == 1; }));
+  ASSERT_TRUE(server.process().wait_for_line("handlers:", 10s));
+  server.process().signal(SIGTERM);
+  EXPECT_EQ(get(running).text(), "drained:ok");
+  const auto status = server.process().wait_exit(20s);
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+TEST(Process, AmsgSendPrintsTheOutcomeAndItsExitCodeSaysWhichOne) {
+  IpcPath path;
+  Server server{path.address()};
+  auto run = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{AMSG_CLI_PATH, "send", "--to", path.address()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p{argv};
+    auto line = p.wait_for_line("", 30s);
+    auto status = p.wait_exit(30s);
+    return std::make_pair(line.value_or("<none>"), status ? WEXITSTATUS(*status) : -1);
+  };
+  EXPECT_EQ(run({"--type", "echo", "--data", "hi"}), std::make_pair(std::string{"hi"}, 0));
+  EXPECT_EQ(run({"--type", "echo", "--data", "hi", "--notify", "req-1"}), std::make_pair(std::string{"req-1:ok"}, 0));
+  EXPECT_EQ(run({"--type", "fail", "--data", "bad", "--notify", "req-2"}),
+            std::make_pair(std::string{"req-2:err(bad)"}, 1));
+}
+
+// --- a raw ZeroMQ socket speaking garbage ---
+
+std::string frame_of(std::initializer_list<int> head, std::string_view tail = {}) {
+  std::string s;
+  for (int b : head) s.push_back(static_cast<char>(b));
+  s.append(tail);
+  return s;
+}
+
+std::string le64(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((v >> (8 * i)) & 0xFF);
+  return s;
+}
+
+// A MSG header: magic, version, kind 1, flags, call id, type length, id length, type.
+std::string msg_header(int version, std::uint64_t call_id, std::string_view type, int declared_type_len = -1) {
+  std::string s = frame_of({0xAE, version, 1, 0}) + le64(call_id);
+  const int tl = declared_type_len < 0 ? static_cast<int>(type.size()) : declared_type_len;
+  s += frame_of({tl & 0xFF, (tl >> 8) & 0xFF, 0, 0});
+  s += type;
+  return s;
+}
+
+// Reads frames until one is a REPLY for `call_id` or an ERROR; returns its header.
+std::optional<std::string> read_answer(zmq::socket_t& s, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, left) <= 0) continue;
+    std::vector<zmq::message_t> frames;
+    zmq::message_t m;
+    do {
+      (void)s.recv(m);
+      frames.emplace_back(m.data(), m.size());
+    } while (m.more());
+    std::string header = frames[0].to_string();
+    if (header.size() >= 3 && (header[2] == 2 || header[2] == 7)) return header;  // REPLY or ERROR
+  }
+}
+
+TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
+  IpcPath path;
+  Server server{path.address()};
+  zmq::context_t ctx;
+  zmq::socket_t raw{ctx, zmq::socket_type::dealer};
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(path.address());
+
+  std::mt19937 rng{12345};
+  for (int i = 0; i < 200; ++i) {
+    std::string junk(static_cast<std::size_t>(rng() % 64), '\0');
+    for (auto& c : junk) c = static_cast<char>(rng());
+    (void)raw.send(zmq::buffer(junk), zmq::send_flags::none);
+  }
+  (void)raw.send(zmq::buffer(frame_of({0xAE, 1})), zmq::send_flags::none);  // truncated prefix
+  (void)raw.send(zmq::buffer(frame_of({})), zmq::send_flags::none);          // empty frame
+  // A MSG claiming a 65535-byte type in a 17-byte header: answered "malformed" by call id.
+  (void)raw.send(zmq::buffer(msg_header(1, 901, "x", 0xFFFF)), zmq::send_flags::sndmore);
+  (void)raw.send(zmq::str_buffer(""), zmq::send_flags::none);
+  auto a = read_answer(raw, 10s);
+  ASSERT_TRUE(a);
+  // Skip any ERROR frames the junk earned, until the REPLY for call 901.
+  while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(901))) a = read_answer(raw, 10s);
+  ASSERT_TRUE(a) << "no REPLY for the malformed MSG";
+  EXPECT_EQ((*a)[12], 1);  // status error
+  EXPECT_EQ((*a)[13], 6);  // code malformed
+
+  // A MSG of version 2: answered "incompatible protocol version" in version 1.
+  (void)raw.send(zmq::buffer(msg_header(2, 902, "echo")), zmq::send_flags::sndmore);
+  (void)raw.send(zmq::str_buffer("x"), zmq::send_flags::none);
+  do {
+    a = read_answer(raw, 10s);
+  } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(902)));
+  ASSERT_TRUE(a);
+  EXPECT_EQ((*a)[13], 5);  // code version_mismatch
+  EXPECT_NE(a->find("incompatible protocol version 2"), std::string::npos);
+
+  // A well-formed MSG on the same socket still works.
+  (void)raw.send(zmq::buffer(msg_header(1, 903, "echo")), zmq::send_flags::sndmore);
+  (void)raw.send(zmq::str_buffer("still here"), zmq::send_flags::none);
+  do {
+    a = read_answer(raw, 10s);
+  } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(903)));
+  ASSERT_TRUE(a);
+  EXPECT_EQ((*a)[12], 0);  // ok
+
+  // And so do real clients.
+  Node client{client_options("proc-garbage")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  auto f = client.call_future(peer, "echo", bytes("fine"));
+  EXPECT_EQ(get(f).payload.as_string_view(), "fine");
+}
+
+TEST(Process, APeerSpeakingAnotherVersionFailsCallsWithIncompatibleVersion) {
+  IpcPath path;
+  zmq::context_t ctx;
+  zmq::socket_t fake{ctx, zmq::socket_type::router};
+  fake.set(zmq::sockopt::linger, 0);
+  fake.bind(path.address());
+  Node client{client_options("proc-version")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  auto f = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "v"});
+  // The fake answers the hello with a version-2 HELLO_ACK.
+  zmq::pollitem_t item{fake.handle(), 0, ZMQ_POLLIN, 0};
+  ASSERT_GT(zmq::poll(&item, 1, std::chrono::milliseconds{10000}), 0);
+  zmq::message_t rid;
+  zmq::message_t hello;
+  (void)fake.recv(rid);
+  (void)fake.recv(hello);
+  (void)fake.send(rid, zmq::send_flags::sndmore);
+  (void)fake.send(zmq::buffer(frame_of({0xAE, 2, 4, 0})), zmq::send_flags::none);
+  EXPECT_EQ(get(f).text(), "v:err(incompatible protocol version 2 (this node speaks 1))");
+}
+
+}  // namespace
+}  // namespace amsg::test

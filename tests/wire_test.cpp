@@ -1,0 +1,124 @@
+// The wire codec: what docs/wire-protocol.md specifies, byte for byte.
+
+#include "net/wire.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace amsg::net::wire {
+namespace {
+
+std::span<const std::byte> bytes(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+
+std::string msg_frame(std::uint64_t call_id, std::string_view type, std::string_view id) {
+  std::string out(msg_size(type, id), '\0');
+  write_msg(reinterpret_cast<std::byte*>(out.data()), call_id, type, id);
+  return out;
+}
+
+TEST(Wire, MsgLayoutIsLittleEndianWithTheDocumentedOffsets) {
+  const std::string f = msg_frame(0x0102030405060708ULL, "ab", "xyz");
+  ASSERT_EQ(f.size(), 16u + 2 + 3);
+  EXPECT_EQ(static_cast<unsigned char>(f[0]), 0xAE);
+  EXPECT_EQ(f[1], 1);
+  EXPECT_EQ(f[2], 1);  // kind msg
+  EXPECT_EQ(f[3], 0);
+  EXPECT_EQ(f[4], 0x08);  // call id, least significant byte first
+  EXPECT_EQ(f[11], 0x01);
+  EXPECT_EQ(f[12], 2);  // type length
+  EXPECT_EQ(f[14], 3);  // id length
+  EXPECT_EQ(f.substr(16), "abxyz");
+  MsgHeader h;
+  ASSERT_EQ(decode_msg(bytes(f), h), DecodeError::none);
+  EXPECT_EQ(h.call_id, 0x0102030405060708ULL);
+  EXPECT_EQ(h.type, "ab");
+  EXPECT_EQ(h.id, "xyz");
+  EXPECT_EQ(stable_call_id(bytes(f)), 0x0102030405060708ULL);
+}
+
+TEST(Wire, ReplyRoundTrips) {
+  std::string f(reply_size("boom (x)"), '\0');
+  write_reply(reinterpret_cast<std::byte*>(f.data()), 42, Status::error, ErrorCode::remote_error, "boom (x)");
+  ReplyHeader r;
+  ASSERT_EQ(decode_reply(bytes(f), r), DecodeError::none);
+  EXPECT_EQ(r.call_id, 42u);
+  EXPECT_EQ(r.status, Status::error);
+  EXPECT_EQ(r.code, ErrorCode::remote_error);
+  EXPECT_EQ(r.error, "boom (x)");
+}
+
+TEST(Wire, LongErrorTextIsCutToTheLimit) {
+  const std::string long_error(kMaxErrorLength + 100, 'e');
+  std::string f(reply_size(long_error), '\0');
+  write_reply(reinterpret_cast<std::byte*>(f.data()), 1, Status::error, ErrorCode::remote_error, long_error);
+  ReplyHeader r;
+  ASSERT_EQ(decode_reply(bytes(f), r), DecodeError::none);
+  EXPECT_EQ(r.error.size(), kMaxErrorLength);
+}
+
+TEST(Wire, HelloRoundTrips) {
+  const std::vector<std::string> handlers{"echo", "sleep"};
+  const std::string f = encode_hello(Kind::hello_ack, 1024, "node-1", handlers);
+  Hello h;
+  ASSERT_EQ(decode_hello(bytes(f), h), DecodeError::none);
+  EXPECT_EQ(h.max_payload, 1024u);
+  EXPECT_EQ(h.identity, "node-1");
+  ASSERT_EQ(h.handlers.size(), 2u);
+  EXPECT_EQ(h.handlers[1], "sleep");
+}
+
+TEST(Wire, PingByeAndErrorRoundTrip) {
+  std::uint64_t nonce = 0;
+  ASSERT_EQ(decode_ping(bytes(encode_ping(77)), nonce), DecodeError::none);
+  EXPECT_EQ(nonce, 77u);
+  Prefix p;
+  ASSERT_EQ(read_prefix(bytes(encode_bye()), p), DecodeError::none);
+  EXPECT_EQ(p.kind, Kind::bye);
+  ErrorFrame e;
+  ASSERT_EQ(decode_error(bytes(encode_error(ErrorCode::malformed, "bad")), e), DecodeError::none);
+  EXPECT_EQ(e.code, ErrorCode::malformed);
+  EXPECT_EQ(e.text, "bad");
+}
+
+TEST(Wire, RejectsEveryKindOfBrokenHeader) {
+  MsgHeader h;
+  EXPECT_EQ(decode_msg(bytes(std::string{}), h), DecodeError::too_short);
+  EXPECT_EQ(decode_msg(bytes(std::string("\xAE\x01", 2)), h), DecodeError::too_short);
+  std::string good = msg_frame(5, "t", "");
+  std::string bad = good;
+  bad[0] = 'X';
+  EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_magic);
+  bad = good;
+  bad[1] = 2;
+  EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_version);
+  bad = good;
+  bad[2] = 2;
+  EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_kind);
+  bad = good;
+  bad[12] = static_cast<char>(0xFF);  // type length 255+ declared, 1 byte present
+  bad[13] = static_cast<char>(0xFF);
+  EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_length);
+  bad = good;
+  bad[12] = 0;  // empty type
+  EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_length);
+  bad = good + "trailing";
+  EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_length);
+  bad = good.substr(0, 15);
+  EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::too_short);
+
+  std::string reply(reply_size(""), '\0');
+  write_reply(reinterpret_cast<std::byte*>(reply.data()), 1, Status::ok, ErrorCode::none, "");
+  reply[12] = 9;  // no such status
+  ReplyHeader r;
+  EXPECT_EQ(decode_reply(bytes(reply), r), DecodeError::bad_value);
+
+  std::string hello = encode_hello(Kind::hello, 1, "n", std::vector<std::string>{"a"});
+  hello[10] = 50;  // claims 50 handlers, holds one
+  Hello hh;
+  EXPECT_EQ(decode_hello(bytes(hello), hh), DecodeError::bad_length);
+}
+
+}  // namespace
+}  // namespace amsg::net::wire
