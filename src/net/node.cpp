@@ -836,7 +836,7 @@ bool NodeImpl::send_out(PeerConn& p, OutItem& item) {
     auto* holder = new Payload(std::move(item.payload));
     e.body.rebuild(
         holder->data(), holder->size(), [](void*, void* hint) { delete static_cast<Payload*>(hint); }, holder);
-  } else {
+  } else if (!item.payload.empty()) {
     e.body.rebuild(item.payload.data(), item.payload.size());
   }
   if (item.notified) {

@@ -1,4 +1,5 @@
 #include "bench.hpp"
+#include "bench_report.hpp"
 #include "progress.hpp"
 
 #include <fmt/format.h>
@@ -28,22 +29,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Result {
-  std::string scenario;
-  std::string consumer;
-  std::size_t messages = 0;
-  std::size_t concurrency = 0;
-  std::size_t threads = 0;
-  long spin_us = 0;
-  std::optional<double> msgs_per_s;
-  std::optional<double> cpu_us_per_msg;
-  std::optional<double> offered_rate;
-  std::optional<double> p50_us, p99_us, p999_us, mean_us;
-  long peak_rss_kb = 0;
-  bool all_notified = false;
-};
 
-long peak_rss_kb();
 
 // The fields every scenario reports. `completed` messages in `secs` seconds of
 // wall time and `cpu_secs` of process CPU; `all_notified`: each got its notification.
@@ -64,6 +50,8 @@ Result make_result(std::string scenario, const BenchOptions& o, const Manager& m
 
 // Latency percentiles over the samples after the first 10 % (warm-up).
 void warm_percentiles(const std::vector<std::int64_t>& samples, Result& r);
+
+}  // namespace
 
 long peak_rss_kb() {
   std::ifstream status{"/proc/self/status"};
@@ -97,6 +85,8 @@ void percentiles(std::vector<std::int64_t>& ns, Result& r) {
   for (auto v : ns) sum += static_cast<double>(v);
   r.mean_us = sum / static_cast<double>(ns.size()) / 1000.0;
 }
+
+namespace {
 
 void warm_percentiles(const std::vector<std::int64_t>& samples, Result& r) {
   std::vector<std::int64_t> kept(samples.begin() + static_cast<std::ptrdiff_t>(samples.size() / 10), samples.end());
@@ -316,11 +306,13 @@ Result run_pingpong(const BenchOptions& o) {
   return r;
 }
 
+}  // namespace
+
 void print(const Result& r, bool json) {
   if (json) {
     std::string out = fmt::format(
-        R"({{"scenario":"{}","transport":"inproc","consumer":"{}","messages":{},"concurrency":{},"threads":{},"spin_us":{})",
-        r.scenario, r.consumer, r.messages, r.concurrency, r.threads, r.spin_us);
+        R"({{"scenario":"{}","transport":"{}","consumer":"{}","messages":{},"concurrency":{},"threads":{},"spin_us":{})",
+        r.scenario, r.transport, r.consumer, r.messages, r.concurrency, r.threads, r.spin_us);
     auto add = [&](const char* key, const std::optional<double>& v) {
       if (v) out += fmt::format(R"(,"{}":{:.3f})", key, *v);
     };
@@ -334,8 +326,8 @@ void print(const Result& r, bool json) {
     out += fmt::format(R"(,"peak_rss_kb":{},"all_notified":{}}})", r.peak_rss_kb, r.all_notified ? "true" : "false");
     std::puts(out.c_str());
   } else {
-    std::string line = fmt::format("{:<9} N={:<3} threads={} spin={}us consumer={} messages={}", r.scenario,
-                                   r.concurrency, r.threads, r.spin_us, r.consumer, r.messages);
+    std::string line = fmt::format("{:<9} {} N={:<3} threads={} spin={}us consumer={} messages={}", r.scenario,
+                                   r.transport, r.concurrency, r.threads, r.spin_us, r.consumer, r.messages);
     if (r.offered_rate) line += fmt::format(" offered={:.0f}/s", *r.offered_rate);
     if (r.msgs_per_s) line += fmt::format(" {:.3f} M msg/s", *r.msgs_per_s / 1e6);
     if (r.cpu_us_per_msg) line += fmt::format(" cpu={:.2f}us/msg", *r.cpu_us_per_msg);
@@ -346,6 +338,8 @@ void print(const Result& r, bool json) {
   }
   std::fflush(stdout);
 }
+
+namespace {
 
 }  // namespace
 

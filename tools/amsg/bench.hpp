@@ -25,5 +25,7 @@ struct BenchOptions {
 };
 
 int run_bench(const BenchOptions& options);
+// The same scenarios across processes (transport "ipc" or "tcp"), plus "reqresp".
+int run_net_bench(const BenchOptions& options, const std::string& transport);
 
 }  // namespace amsg::tool

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "bench.hpp"
+#include "demo.hpp"
 #include "node_commands.hpp"
 
 int main(int argc, char** argv) {
@@ -13,8 +14,10 @@ int main(int argc, char** argv) {
   amsg::tool::BenchOptions bench;
   std::string transport = "inproc";
   auto* bench_cmd = app.add_subcommand("bench", "Measure throughput, latency and memory of the runtime");
-  bench_cmd->add_option("--scenario", bench.scenarios, "thr, rate, pingpong (repeatable; default: all)")
-      ->check(CLI::IsMember({"thr", "rate", "pingpong"}));
+  bench_cmd
+      ->add_option("--scenario", bench.scenarios,
+                   "thr, rate, pingpong; across processes thr, pingpong, reqresp (repeatable; default: all)")
+      ->check(CLI::IsMember({"thr", "rate", "pingpong", "reqresp"}));
   bench_cmd->add_option("--concurrency,-n", bench.concurrency, "Concurrency limit(s) for thr (default: 4 64)");
   bench_cmd->add_option("--messages", bench.messages, "Messages in the thr scenario")->check(CLI::PositiveNumber);
   bench_cmd->add_option("--pingpong-messages", bench.pingpong_messages, "Round trips in pingpong")
@@ -33,7 +36,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"coroutine", "thread", "coroutine-batch", "thread-batch"}));
   bench_cmd->add_flag("--json", bench.json, "One JSON object per measurement on stdout");
   bench_cmd->add_flag("!--no-progress", bench.progress, "Never draw a progress bar");
-  bench_cmd->add_option("--transport", transport, "Where messages travel (inproc)")->check(CLI::IsMember({"inproc"}));
+  bench_cmd
+      ->add_option("--transport", transport,
+                   "Where messages travel: inproc (one process), ipc or tcp (to an `amsg serve` child on loopback)")
+      ->check(CLI::IsMember({"inproc", "ipc", "tcp"}));
 
   amsg::tool::ServeOptions serve;
   auto* serve_cmd = app.add_subcommand("serve", "Run a node with built-in handlers: echo, sleep (ms), fail (message), sink");
@@ -57,8 +63,37 @@ int main(int argc, char** argv) {
                        "Notification id: print the seed's '{id}:ok' / '{id}:err(...)' from the notification channel");
   send_cmd->add_option("--timeout", send.timeout_ms, "Deadline in milliseconds")->check(CLI::PositiveNumber);
 
+  amsg::tool::DemoOptions demo;
+  auto* demo_cmd = app.add_subcommand("demo", "KV-cache leader + worker processes over ipc: the main job");
+  demo_cmd->add_option("--messages", demo.messages, "Commands to send")->check(CLI::PositiveNumber);
+  demo_cmd->add_option("--workers", demo.workers, "Worker processes")->check(CLI::Range(1, 16));
+  demo_cmd->add_option("--blocks", demo.blocks, "Blocks per pool")->check(CLI::Range(16, 1 << 20));
+  demo_cmd->add_option("--block-kib", demo.block_kib, "Block size in KiB")->check(CLI::Range(1, 1024));
+  demo_cmd->add_option("--fail-every", demo.fail_every, "Every n-th command fails on purpose (0: none)");
+  demo_cmd->add_option("--window", demo.window, "Commands outstanding at once")->check(CLI::PositiveNumber);
+  demo_cmd->add_flag("!--no-progress", demo.progress, "Never draw a progress bar");
+
+  std::string worker_listen;
+  auto* worker_cmd = app.add_subcommand("demo-worker", "One worker of `amsg demo` (started by it)");
+  worker_cmd->group("");  // internal: not listed in --help
+  worker_cmd->add_option("--listen", worker_listen)->required();
+  worker_cmd->add_option("--blocks", demo.blocks);
+  worker_cmd->add_option("--block-kib", demo.block_kib);
+
   CLI11_PARSE(app, argc, argv);
-  if (bench_cmd->parsed()) return amsg::tool::run_bench(bench);
+  if (demo_cmd->parsed()) return amsg::tool::run_demo(demo);
+  if (worker_cmd->parsed()) return amsg::tool::run_demo_worker(worker_listen, demo.blocks, demo.block_kib);
+  if (bench_cmd->parsed()) {
+    if (transport == "inproc") {
+      std::erase(bench.scenarios, "reqresp");
+      return amsg::tool::run_bench(bench);
+    }
+    const bool defaults = bench.scenarios == std::vector<std::string>{"thr", "rate", "pingpong"};
+    if (defaults) bench.scenarios = {"pingpong", "thr", "reqresp"};
+    std::erase(bench.scenarios, "rate");
+    if (bench.concurrency == std::vector<std::size_t>{4, 64}) bench.concurrency = {64};
+    return amsg::tool::run_net_bench(bench, transport);
+  }
   if (serve_cmd->parsed()) return amsg::tool::run_serve(serve);
   if (send_cmd->parsed()) return amsg::tool::run_send(send);
   return 0;

@@ -1,0 +1,320 @@
+// `amsg demo`: the project's main job. A leader process starts worker processes
+// on loopback ipc and streams KV-cache commands at them: "offload" copies a range
+// of blocks from the worker's device pool to its host pool, "onboard" copies
+// them back. The worker handlers capture the two pools and copy real memory.
+// Some commands name blocks outside the pool on purpose and fail. At the end the
+// leader checks that every command got exactly one notification.
+
+#include "demo.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <amsg/amsg.hpp>
+#include <amsg/net/node.hpp>
+#include <amsg/net/typed.hpp>
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <fmt/format.h>
+#include <mutex>
+#include <optional>
+#include <spdlog/spdlog.h>
+#include <thread>
+#include <vector>
+
+#include "progress.hpp"
+
+extern char** environ;
+
+namespace amsg::tool {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// What the leader sends: a range of blocks.
+struct BlockRange {
+  std::uint32_t first = 0;
+  std::uint32_t count = 0;
+  MSGPACK_DEFINE(first, count)
+};
+// What a worker answers: the bytes it copied.
+struct Copied {
+  std::uint64_t bytes = 0;
+  MSGPACK_DEFINE(bytes)
+};
+
+// A worker's memory: a "device" pool and a "host" pool of equal size. Copies of
+// overlapping ranges may run at once (up to the concurrency limit), so each block
+// stripe has a lock, taken in order.
+class KvPools {
+ public:
+  KvPools(std::size_t blocks, std::size_t block_bytes)
+      : blocks_{blocks}, block_bytes_{block_bytes}, device_(blocks * block_bytes), host_(blocks * block_bytes) {
+    for (std::size_t i = 0; i < device_.size(); ++i) device_[i] = static_cast<std::byte>(i * 131 % 251);
+  }
+  Copied copy(BlockRange r, bool to_host) {
+    if (r.count == 0 || r.first >= blocks_ || r.count > blocks_ - r.first) {
+      throw std::out_of_range(fmt::format("block range [{}, {}) is outside the pool of {} blocks", r.first,
+                                          std::uint64_t{r.first} + r.count, blocks_));
+    }
+    const std::size_t lo = r.first % kStripes;
+    const std::size_t n = std::min<std::size_t>(r.count, kStripes);
+    for (std::size_t i = 0; i < n; ++i) stripes_[(lo + i) % kStripes].lock();
+    const std::size_t offset = std::size_t{r.first} * block_bytes_;
+    const std::size_t bytes = std::size_t{r.count} * block_bytes_;
+    if (to_host) {
+      std::memcpy(host_.data() + offset, device_.data() + offset, bytes);
+    } else {
+      std::memcpy(device_.data() + offset, host_.data() + offset, bytes);
+    }
+    for (std::size_t i = n; i > 0; --i) stripes_[(lo + i - 1) % kStripes].unlock();
+    return Copied{bytes};
+  }
+
+ private:
+  static constexpr std::size_t kStripes = 64;
+  std::size_t blocks_;
+  std::size_t block_bytes_;
+  std::vector<std::byte> device_;
+  std::vector<std::byte> host_;
+  std::array<std::mutex, kStripes> stripes_;
+};
+
+// A worker process: spawned from this very executable, ready once it prints its address.
+class Worker {
+ public:
+  Worker(const std::string& address, std::size_t blocks, std::size_t block_kib) : address_{address} {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    std::array<std::string, 8> args{"/proc/self/exe", "demo-worker", "--listen", address, "--blocks",
+                                    std::to_string(blocks), "--block-kib", std::to_string(block_kib)};
+    std::array<char*, 9> argv{};
+    for (std::size_t i = 0; i < args.size(); ++i) argv[i] = args[i].data();
+    const int rc = posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    out_ = fds[0];
+    if (rc != 0) throw std::runtime_error(fmt::format("cannot start a worker: {}", std::strerror(rc)));
+  }
+  ~Worker() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_ >= 0) ::close(out_);
+    if (address_.starts_with("ipc://")) ::unlink(address_.substr(6).c_str());
+  }
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Waits for the worker's "listening on" line.
+  bool wait_listening(std::chrono::milliseconds timeout) {
+    std::string buffer;
+    const auto deadline = Clock::now() + timeout;
+    while (buffer.find("listening on") == std::string::npos) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{out_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      std::array<char, 512> chunk{};
+      const ssize_t n = ::read(out_, chunk.data(), chunk.size());
+      if (n <= 0) return false;
+      buffer.append(chunk.data(), static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  // SIGTERM (the worker drains and exits 0); true when it exited cleanly in time.
+  bool stop(std::chrono::milliseconds timeout) {
+    ::kill(pid_, SIGTERM);
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        reaped_ = true;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      }
+      if (Clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds{2});  // no event to wait on for a child's exit here
+    }
+  }
+  [[nodiscard]] const std::string& address() const { return address_; }
+
+ private:
+  std::string address_;
+  pid_t pid_ = -1;
+  int out_ = -1;
+  bool reaped_ = false;
+};
+
+double percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1));
+  return sorted[i];
+}
+
+}  // namespace
+
+int run_demo_worker(const std::string& listen, std::size_t blocks, std::size_t block_kib) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  logger()->set_level(spdlog::level::off);  // failures are on purpose; the leader reports them
+  auto pools = std::make_shared<KvPools>(blocks, block_kib * 1024);
+  net::NodeOptions opts;
+  opts.listen = {listen};
+  opts.manager.concurrency = 8;
+  opts.manager.threads = 1;
+  net::Node node{opts};
+  node.manager().register_handler("offload", net::make_typed_handler<BlockRange, Copied>(
+                                                 [pools](BlockRange r) -> asio::awaitable<Copied> {
+                                                   co_return pools->copy(r, true);
+                                                 }));
+  node.manager().register_handler("onboard", net::make_typed_handler<BlockRange, Copied>(
+                                                 [pools](BlockRange r) -> asio::awaitable<Copied> {
+                                                   co_return pools->copy(r, false);
+                                                 }));
+  node.start();
+  std::printf("listening on %s\n", node.endpoints().front().c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  node.shutdown(std::chrono::seconds{5});
+  return 0;
+}
+
+int run_demo(const DemoOptions& o) {
+  logger()->set_level(spdlog::level::warn);
+  const std::string base = fmt::format("/tmp/amsg-demo-{}", ::getpid());
+  std::printf("amsg demo: a KV-cache leader and %zu worker processes on loopback ipc\n", o.workers);
+  std::printf("  each worker: device and host pools of %zu blocks x %zu KiB; commands offload/onboard block ranges\n",
+              o.blocks, o.block_kib);
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (std::size_t w = 0; w < o.workers; ++w) {
+    workers.push_back(std::make_unique<Worker>(fmt::format("ipc://{}-w{}.ipc", base, w), o.blocks, o.block_kib));
+  }
+  for (auto& w : workers) {
+    if (!w->wait_listening(std::chrono::seconds{20})) {
+      std::fprintf(stderr, "amsg demo: worker %s did not start\n", w->address().c_str());
+      return 1;
+    }
+  }
+
+  net::NodeOptions opts;
+  opts.manager.threads = 1;
+  opts.max_outstanding_calls = o.window;
+  net::Node leader{opts};
+  leader.start();
+  std::vector<net::PeerId> peers;
+  for (auto& w : workers) {
+    peers.push_back(leader.connect(w->address()));
+    if (!leader.wait_ready(peers.back(), std::chrono::seconds{10})) {
+      std::fprintf(stderr, "amsg demo: no hello from %s\n", w->address().c_str());
+      return 1;
+    }
+  }
+  std::printf("  leader %s connected to %zu workers\n\n", leader.identity().c_str(), peers.size());
+
+  const std::size_t n = o.messages;
+  std::vector<Clock::time_point> sent_at(n);
+  std::vector<std::uint8_t> seen(n, 0);
+  std::vector<double> latency_us;
+  latency_us.reserve(n);
+  std::size_t ok = 0;
+  std::size_t err = 0;
+  std::size_t err_expected = 0;
+  std::size_t unexpected = 0;
+  std::size_t duplicates = 0;
+  std::uint64_t bytes = 0;
+  std::string sample_err;
+  std::optional<Progress> progress{std::in_place, o.progress, "demo", n};
+
+  // Notifications arrive on the leader's channel, in the seed's format.
+  std::thread reader{[&] {
+    for (std::size_t got = 0; got < n;) {
+      auto note = leader.manager().receive_for(std::chrono::seconds{30});
+      if (!note) break;
+      ++got;
+      progress->count.store(got, std::memory_order_relaxed);
+      std::size_t i = 0;
+      const std::string_view id = note->id;
+      if (!id.starts_with("kv-") || std::from_chars(id.data() + 3, id.data() + id.size(), i).ec != std::errc{} ||
+          i >= n) {
+        ++unexpected;
+        continue;
+      }
+      if (seen[i]++ != 0) ++duplicates;
+      latency_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent_at[i]).count());
+      const bool meant_to_fail = o.fail_every != 0 && i % o.fail_every == o.fail_every - 1;
+      if (note->is_success()) {
+        ++ok;
+        if (meant_to_fail) ++unexpected;
+      } else {
+        ++err;
+        if (meant_to_fail) ++err_expected;
+        else ++unexpected;
+        if (sample_err.empty()) sample_err = note->text();
+      }
+    }
+  }};
+
+  const auto t0 = Clock::now();
+  std::size_t offloads = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool fail = o.fail_every != 0 && i % o.fail_every == o.fail_every - 1;
+    const auto count = static_cast<std::uint32_t>(1 + i % 8);
+    BlockRange range{static_cast<std::uint32_t>((i * 8) % (o.blocks - 8)), count};
+    if (fail) range.first = static_cast<std::uint32_t>(o.blocks + i % 7);  // outside the pool, on purpose
+    if (!fail) bytes += std::uint64_t{count} * o.block_kib * 1024;
+    const bool offload = (i / o.workers) % 2 == 0;
+    offloads += offload ? 1 : 0;
+    sent_at[i] = Clock::now();
+    if (leader.send(peers[i % peers.size()], offload ? "offload" : "onboard", net::encode(range),
+                    fmt::format("kv-{}", i)) != SendStatus::ok) {
+      std::fprintf(stderr, "amsg demo: the leader refused a send\n");
+      break;
+    }
+  }
+  reader.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  progress.reset();
+
+  bool workers_ok = true;
+  for (auto& w : workers) workers_ok = w->stop(std::chrono::seconds{10}) && workers_ok;
+  leader.shutdown(std::chrono::seconds{1});
+
+  std::sort(latency_us.begin(), latency_us.end());
+  const std::size_t arrived = ok + err;
+  const std::size_t missing = static_cast<std::size_t>(std::count(seen.begin(), seen.end(), 0));
+  const std::size_t planned_failures = o.fail_every == 0 ? 0 : n / o.fail_every;
+  std::printf("  messages sent      %zu (offload %zu, onboard %zu) to %zu workers\n", n, offloads, n - offloads,
+              peers.size());
+  std::printf("  outcomes           %zu ok, %zu err (%zu failed on purpose: block ranges outside the pool)\n", ok, err,
+              err_expected);
+  std::printf("  throughput         %.0f msg/s, %.2f GB/s of blocks copied, %.2f s in all\n",
+              static_cast<double>(n) / secs, static_cast<double>(bytes) / secs / 1e9, secs);
+  std::printf("  latency (send to notification)  p50 %.0f us  p90 %.0f us  p99 %.0f us  max %.0f us\n",
+              percentile(latency_us, 0.50), percentile(latency_us, 0.90), percentile(latency_us, 0.99),
+              latency_us.empty() ? 0.0 : latency_us.back());
+  if (!sample_err.empty()) std::printf("  an error, as sent  %s\n", sample_err.c_str());
+  const bool all_arrived = arrived == n && missing == 0 && duplicates == 0 && unexpected == 0 &&
+                           err_expected == planned_failures;
+  std::printf("  notifications      %zu of %zu arrived, %zu missing, %zu duplicated, %zu unexpected: %s\n", arrived, n,
+              missing, duplicates, unexpected, all_arrived ? "every notification arrived, exactly once" : "MISMATCH");
+  std::printf("  workers            %s\n", workers_ok ? "drained and exited 0 on SIGTERM" : "did NOT exit cleanly");
+  return all_arrived && workers_ok ? 0 : 1;
+}
+
+}  // namespace amsg::tool

@@ -1,0 +1,256 @@
+// `amsg bench --transport ipc|tcp`: the benchmark across processes. An
+// `amsg serve` child (this executable) runs the handlers; this process sends.
+//  - pingpong: notified round trips one at a time (send -> remote handler -> notification
+//    back), from a coroutine on the node's I/O thread; latency percentiles.
+//  - thr: notified one-way throughput: every message asks for a notification, the
+//    outcome comes back on the notification channel; N = the server's concurrency.
+//  - reqresp: request/response with 64 calls outstanding (64 coroutines calling echo).
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <amsg/amsg.hpp>
+#include <amsg/net/node.hpp>
+#include <array>
+#include <asio/co_spawn.hpp>
+#include <asio/use_future.hpp>
+#include <chrono>
+#include <cstring>
+#include <fmt/format.h>
+#include <optional>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "bench.hpp"
+#include "bench_report.hpp"
+
+extern char** environ;
+
+namespace amsg::tool {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// `amsg serve` in a child process; stopped with SIGTERM.
+class ServeChild {
+ public:
+  ServeChild(const std::string& listen, std::size_t concurrency, std::size_t threads, long spin_us) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    std::array<std::string, 11> args{"/proc/self/exe", "serve",    "--listen",  listen,
+                                     "--concurrency",  std::to_string(concurrency), "--threads",
+                                     std::to_string(threads), "--spin-us", std::to_string(spin_us), "--drain-ms=0"};
+    std::array<char*, 12> argv{};
+    for (std::size_t i = 0; i < args.size(); ++i) argv[i] = args[i].data();
+    const int rc = posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    out_ = fds[0];
+    if (rc != 0) throw std::runtime_error(fmt::format("cannot start amsg serve: {}", std::strerror(rc)));
+    // The first "listening on" line names the address (with the tcp port resolved).
+    std::string buffer;
+    const auto deadline = Clock::now() + std::chrono::seconds{20};
+    for (;;) {
+      const auto at = buffer.find("listening on ");
+      if (at != std::string::npos && buffer.find('\n', at) != std::string::npos) {
+        address_ = buffer.substr(at + 13, buffer.find('\n', at) - at - 13);
+        break;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      pollfd p{out_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) < 0) {
+        throw std::runtime_error("amsg serve did not start");
+      }
+      std::array<char, 512> chunk{};
+      const ssize_t n = ::read(out_, chunk.data(), chunk.size());
+      if (n <= 0) throw std::runtime_error("amsg serve exited: " + buffer);
+      buffer.append(chunk.data(), static_cast<std::size_t>(n));
+    }
+  }
+  ~ServeChild() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+    ::close(out_);
+    if (address_.starts_with("ipc://")) ::unlink(address_.substr(6).c_str());
+  }
+  ServeChild(const ServeChild&) = delete;
+  ServeChild& operator=(const ServeChild&) = delete;
+  [[nodiscard]] const std::string& address() const { return address_; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  std::string address_;
+};
+
+std::string listen_address(const std::string& transport) {
+  if (transport == "tcp") return "tcp://127.0.0.1:0";
+  return fmt::format("ipc:///tmp/amsg-bench-{}.ipc", ::getpid());
+}
+
+net::NodeOptions client_options(const BenchOptions& o) {
+  net::NodeOptions opts;
+  opts.manager.threads = 1;
+  opts.manager.logger_name = "amsg.bench";
+  opts.io_spin = std::chrono::microseconds{o.spin_us};
+  return opts;
+}
+
+Result base_result(std::string scenario, const std::string& transport, const BenchOptions& o, std::size_t n,
+                   std::size_t concurrency) {
+  Result r;
+  r.scenario = std::move(scenario);
+  r.transport = transport;
+  r.consumer = "coroutine";
+  r.messages = n;
+  r.concurrency = concurrency;
+  r.threads = o.threads;
+  r.spin_us = o.spin_us;
+  return r;
+}
+
+Result run_pingpong(const BenchOptions& o, const std::string& transport) {
+  ServeChild server{listen_address(transport), 4, o.threads, o.spin_us};
+  net::Node client{client_options(o)};
+  client.start();
+  const net::PeerId peer = client.connect(server.address());
+  client.wait_ready(peer, std::chrono::seconds{10});
+  const std::size_t n = o.pingpong_messages;
+  std::vector<std::int64_t> ns;
+  ns.reserve(n);
+  std::string id = "rt";
+  const std::string body(o.payload, 'x');
+  auto done = asio::co_spawn(
+      client.executor(),
+      [&]() -> asio::awaitable<bool> {
+        bool all = true;
+        for (std::size_t i = 0; i < n; ++i) {
+          const auto t0 = Clock::now();
+          Notification note = co_await client.call(peer, "sink", Payload::copy_of(body), id);
+          ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
+          all = all && note.is_success();
+        }
+        co_return all;
+      },
+      asio::use_future);
+  const bool all = done.get();
+  Result r = base_result("pingpong", transport, o, n, 4);
+  ns.erase(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(n / 10));  // warm-up
+  percentiles(ns, r);
+  r.all_notified = all;
+  r.peak_rss_kb = peak_rss_kb();
+  return r;
+}
+
+Result run_thr(const BenchOptions& o, const std::string& transport, std::size_t concurrency) {
+  ServeChild server{listen_address(transport), concurrency, o.threads, o.spin_us};
+  net::Node client{client_options(o)};
+  client.start();
+  const net::PeerId peer = client.connect(server.address());
+  client.wait_ready(peer, std::chrono::seconds{10});
+  const std::size_t n = o.messages;
+  const std::string body(o.payload, 'x');
+  const std::string id = "t";
+  std::size_t ok = 0;
+  std::size_t got = 0;
+  const double cpu0 = cpu_seconds();
+  const auto t0 = Clock::now();
+  std::thread reader{[&] {
+    std::vector<Notification> batch;
+    while (got < n) {
+      batch.clear();
+      const std::size_t k = client.manager().receive_batch(batch, 256);
+      if (k == 0) break;
+      got += k;
+      for (const auto& note : batch) ok += note.is_success() ? 1 : 0;
+    }
+  }};
+  for (std::size_t i = 0; i < n; ++i) {
+    if (client.send(peer, "sink", Payload::copy_of(body), id) != SendStatus::ok) break;
+  }
+  reader.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  Result r = base_result("thr", transport, o, n, concurrency);
+  r.consumer = "thread-batch";
+  r.msgs_per_s = static_cast<double>(got) / secs;
+  r.cpu_us_per_msg = (cpu_seconds() - cpu0) * 1e6 / static_cast<double>(n);
+  r.all_notified = ok == n;
+  r.peak_rss_kb = peak_rss_kb();
+  return r;
+}
+
+Result run_reqresp(const BenchOptions& o, const std::string& transport) {
+  constexpr std::size_t kOutstanding = 64;
+  ServeChild server{listen_address(transport), kOutstanding, o.threads, o.spin_us};
+  net::Node client{client_options(o)};
+  client.start();
+  const net::PeerId peer = client.connect(server.address());
+  client.wait_ready(peer, std::chrono::seconds{10});
+  const std::size_t per = std::max<std::size_t>(1, o.messages / kOutstanding);
+  const std::string body(o.payload, 'x');
+  std::atomic<std::size_t> ok{0};
+  const double cpu0 = cpu_seconds();
+  const auto t0 = Clock::now();
+  std::vector<std::future<void>> workers;
+  for (std::size_t w = 0; w < kOutstanding; ++w) {
+    workers.push_back(asio::co_spawn(
+        client.executor(),
+        [&]() -> asio::awaitable<void> {
+          const std::string id = "q";
+          for (std::size_t i = 0; i < per; ++i) {
+            Notification note = co_await client.call(peer, "echo", Payload::copy_of(body), id);
+            if (note.is_success() && note.payload.size() == body.size()) ok.fetch_add(1, std::memory_order_relaxed);
+          }
+        },
+        asio::use_future));
+  }
+  for (auto& f : workers) f.get();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const std::size_t n = per * kOutstanding;
+  Result r = base_result("reqresp", transport, o, n, kOutstanding);
+  r.msgs_per_s = static_cast<double>(n) / secs;
+  r.cpu_us_per_msg = (cpu_seconds() - cpu0) * 1e6 / static_cast<double>(n);
+  r.all_notified = ok.load() == n;
+  r.peak_rss_kb = peak_rss_kb();
+  return r;
+}
+
+}  // namespace
+
+int run_net_bench(const BenchOptions& o, const std::string& transport) {
+  auto log = spdlog::get("amsg.bench");
+  if (!log) {
+    log = std::make_shared<spdlog::logger>("amsg.bench");
+    spdlog::register_logger(log);
+  }
+  log->set_level(spdlog::level::err);
+  ::signal(SIGPIPE, SIG_IGN);
+  bool all_ok = true;
+  try {
+    for (const auto& scenario : o.scenarios) {
+      std::vector<Result> results;
+      if (scenario == "pingpong") results.push_back(run_pingpong(o, transport));
+      if (scenario == "thr") {
+        for (auto n : o.concurrency) results.push_back(run_thr(o, transport, n));
+      }
+      if (scenario == "reqresp") results.push_back(run_reqresp(o, transport));
+      for (const auto& r : results) {
+        all_ok = all_ok && r.all_notified;
+        print(r, o.json);
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "amsg bench: %s\n", e.what());
+    return 2;
+  }
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace amsg::tool
