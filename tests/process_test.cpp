@@ -203,9 +203,11 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
   }
   (void)raw.send(zmq::buffer(frame_of({0xAE, 1})), zmq::send_flags::none);  // truncated prefix
   (void)raw.send(zmq::buffer(frame_of({})), zmq::send_flags::none);          // empty frame
-  // A MSG claiming a 65535-byte type in a 17-byte header: answered "malformed" by call id.
-  (void)raw.send(zmq::buffer(msg_header(1, 901, "x", 0xFFFF)), zmq::send_flags::sndmore);
-  (void)raw.send(zmq::str_buffer(""), zmq::send_flags::none);
+  // A MSG claiming a 65535-byte type in a 17-byte frame: answered "malformed" by call id.
+  (void)raw.send(zmq::buffer(msg_header(1, 901, "x", 0xFFFF)), zmq::send_flags::none);
+  // A MSG split over two frames (version 1 is one frame per message): also malformed.
+  (void)raw.send(zmq::buffer(msg_header(1, 904, "echo")), zmq::send_flags::sndmore);
+  (void)raw.send(zmq::str_buffer("x"), zmq::send_flags::none);
   auto a = read_answer(raw, 10s);
   ASSERT_TRUE(a);
   // Skip any ERROR frames the junk earned, until the REPLY for call 901.
@@ -213,10 +215,14 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
   ASSERT_TRUE(a) << "no REPLY for the malformed MSG";
   EXPECT_EQ((*a)[12], 1);  // status error
   EXPECT_EQ((*a)[13], 6);  // code malformed
+  do {
+    a = read_answer(raw, 10s);
+  } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(904)));
+  ASSERT_TRUE(a) << "no REPLY for the two-frame MSG";
+  EXPECT_EQ((*a)[13], 6);
 
   // A MSG of version 2: answered "incompatible protocol version" in version 1.
-  (void)raw.send(zmq::buffer(msg_header(2, 902, "echo")), zmq::send_flags::sndmore);
-  (void)raw.send(zmq::str_buffer("x"), zmq::send_flags::none);
+  (void)raw.send(zmq::buffer(msg_header(2, 902, "echo") + "x"), zmq::send_flags::none);
   do {
     a = read_answer(raw, 10s);
   } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(902)));
@@ -225,13 +231,13 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
   EXPECT_NE(a->find("incompatible protocol version 2"), std::string::npos);
 
   // A well-formed MSG on the same socket still works.
-  (void)raw.send(zmq::buffer(msg_header(1, 903, "echo")), zmq::send_flags::sndmore);
-  (void)raw.send(zmq::str_buffer("still here"), zmq::send_flags::none);
+  (void)raw.send(zmq::buffer(msg_header(1, 903, "echo") + "still here"), zmq::send_flags::none);
   do {
     a = read_answer(raw, 10s);
   } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(903)));
   ASSERT_TRUE(a);
   EXPECT_EQ((*a)[12], 0);  // ok
+  EXPECT_EQ(a->substr(16), "still here");  // the echo, after the 16-byte REPLY header
 
   // And so do real clients.
   Node client{client_options("proc-garbage")};

@@ -12,15 +12,16 @@ namespace {
 
 std::span<const std::byte> bytes(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
 
-std::string msg_frame(std::uint64_t call_id, std::string_view type, std::string_view id) {
-  std::string out(msg_size(type, id), '\0');
-  write_msg(reinterpret_cast<std::byte*>(out.data()), call_id, type, id);
+std::string msg_frame(std::uint64_t call_id, std::string_view type, std::string_view id, std::string_view body = {}) {
+  std::string out(msg_size(type, id) + body.size(), '\0');
+  write_msg(reinterpret_cast<std::byte*>(out.data()), call_id, type, id,
+            {reinterpret_cast<const std::byte*>(body.data()), body.size()});
   return out;
 }
 
 TEST(Wire, MsgLayoutIsLittleEndianWithTheDocumentedOffsets) {
-  const std::string f = msg_frame(0x0102030405060708ULL, "ab", "xyz");
-  ASSERT_EQ(f.size(), 16u + 2 + 3);
+  const std::string f = msg_frame(0x0102030405060708ULL, "ab", "xyz", "BODY");
+  ASSERT_EQ(f.size(), 16u + 2 + 3 + 4);
   EXPECT_EQ(static_cast<unsigned char>(f[0]), 0xAE);
   EXPECT_EQ(f[1], 1);
   EXPECT_EQ(f[2], 1);  // kind msg
@@ -29,30 +30,34 @@ TEST(Wire, MsgLayoutIsLittleEndianWithTheDocumentedOffsets) {
   EXPECT_EQ(f[11], 0x01);
   EXPECT_EQ(f[12], 2);  // type length
   EXPECT_EQ(f[14], 3);  // id length
-  EXPECT_EQ(f.substr(16), "abxyz");
+  EXPECT_EQ(f.substr(16), "abxyzBODY");
   MsgHeader h;
   ASSERT_EQ(decode_msg(bytes(f), h), DecodeError::none);
   EXPECT_EQ(h.call_id, 0x0102030405060708ULL);
   EXPECT_EQ(h.type, "ab");
   EXPECT_EQ(h.id, "xyz");
+  EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(h.body.data()), h.body.size()), "BODY");
   EXPECT_EQ(stable_call_id(bytes(f)), 0x0102030405060708ULL);
 }
 
 TEST(Wire, ReplyRoundTrips) {
-  std::string f(reply_size("boom (x)"), '\0');
-  write_reply(reinterpret_cast<std::byte*>(f.data()), 42, Status::error, ErrorCode::remote_error, "boom (x)");
+  std::string f(reply_size("boom (x)") + 3, '\0');
+  const std::string body = "abc";
+  write_reply(reinterpret_cast<std::byte*>(f.data()), 42, Status::error, ErrorCode::remote_error, "boom (x)",
+              bytes(body));
   ReplyHeader r;
   ASSERT_EQ(decode_reply(bytes(f), r), DecodeError::none);
   EXPECT_EQ(r.call_id, 42u);
   EXPECT_EQ(r.status, Status::error);
   EXPECT_EQ(r.code, ErrorCode::remote_error);
   EXPECT_EQ(r.error, "boom (x)");
+  EXPECT_EQ(r.body.size(), 3u);
 }
 
 TEST(Wire, LongErrorTextIsCutToTheLimit) {
   const std::string long_error(kMaxErrorLength + 100, 'e');
   std::string f(reply_size(long_error), '\0');
-  write_reply(reinterpret_cast<std::byte*>(f.data()), 1, Status::error, ErrorCode::remote_error, long_error);
+  write_reply(reinterpret_cast<std::byte*>(f.data()), 1, Status::error, ErrorCode::remote_error, long_error, {});
   ReplyHeader r;
   ASSERT_EQ(decode_reply(bytes(f), r), DecodeError::none);
   EXPECT_EQ(r.error.size(), kMaxErrorLength);
@@ -104,13 +109,14 @@ TEST(Wire, RejectsEveryKindOfBrokenHeader) {
   bad = good;
   bad[12] = 0;  // empty type
   EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_length);
-  bad = good + "trailing";
-  EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_length);
+  const std::string with_body = good + "body";  // the rest of the frame is the body
+  ASSERT_EQ(decode_msg(bytes(with_body), h), DecodeError::none);
+  EXPECT_EQ(h.body.size(), 4u);
   bad = good.substr(0, 15);
   EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::too_short);
 
   std::string reply(reply_size(""), '\0');
-  write_reply(reinterpret_cast<std::byte*>(reply.data()), 1, Status::ok, ErrorCode::none, "");
+  write_reply(reinterpret_cast<std::byte*>(reply.data()), 1, Status::ok, ErrorCode::none, "", {});
   reply[12] = 9;  // no such status
   ReplyHeader r;
   EXPECT_EQ(decode_reply(bytes(reply), r), DecodeError::bad_value);

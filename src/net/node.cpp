@@ -1,10 +1,12 @@
 // amsg::net::Node: the ZeroMQ transport.
 //
 // Threads:
-//  - One I/O thread runs `io` (an io_context of its own, so the transport outlives
-//    its manager's shutdown long enough to send the last replies). It owns every
-//    socket, the pending-call table, the inflight slab and all timers: nothing
-//    there is locked.
+//  - The node's state (every socket, the pending-call table, the inflight slab,
+//    all timers) lives on one strand of the manager's pool: nothing there is
+//    locked, and a message goes from the socket to a worker and its reply back to
+//    the socket without a thread wake-up when the pool has a thread at hand.
+//    After the manager's shutdown has stopped the pool, the last replies are sent
+//    from the thread that shuts down.
 //  - Senders (any thread) push into a per-peer bounded MPSC queue and post one
 //    flush per burst. Workers push replies (CommunicationLayer::deliver) into one
 //    bounded MPSC queue and post one flush per burst.
@@ -36,6 +38,7 @@
 #include <unordered_map>
 
 #include <asio/co_spawn.hpp>
+#include <asio/strand.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -79,7 +82,6 @@ constexpr std::uint64_t kLocalToken = 1ULL << 63U;  // deliver() token of a mess
 constexpr std::uint32_t kSelfIndex = 0;
 constexpr std::size_t kMaxPeers = 4096;
 constexpr std::size_t kServiceBatch = 256;   // frames read per turn before letting others run
-constexpr std::size_t kZeroCopyBytes = 4096;  // larger bodies are handed to ZeroMQ without a copy
 
 const std::string kPeerLost = "peer lost";
 const std::string kPeerUnreachable = "peer unreachable";
@@ -131,8 +133,7 @@ struct OutItem {
 
 // A MSG encoded and registered, waiting for ZeroMQ to take it (HWM reached).
 struct Encoded {
-  zmq::message_t header;
-  zmq::message_t body;
+  zmq::message_t frame;
   std::uint64_t call_id = 0;
 };
 
@@ -194,7 +195,7 @@ struct PeerConn {
   BoundedQueue<OutItem> queue;
   std::atomic<bool> flush_posted{false};
 
-  // I/O thread only.
+  // On the strand only.
   Watched sock;
   std::uint64_t epoch = 0;
   PeerState state = PeerState::connecting;
@@ -222,11 +223,11 @@ constexpr std::uint32_t kNoSlot = std::numeric_limits<std::uint32_t>::max();
 
 // A frame for a sender that ZeroMQ could not take yet (its pipe is at the high-water mark).
 struct RouterFrame {
-  std::string header;
-  Payload body;
-  bool has_body = false;
+  zmq::message_t frame;
   std::uint32_t slot = kNoSlot;  // the inflight slot a REPLY frees once it is out
 };
+
+zmq::message_t frame_of(std::string_view bytes) { return zmq::message_t{bytes.data(), bytes.size()}; }
 
 struct Client {
   Clock::time_point last_rx{};
@@ -273,6 +274,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::future<std::vector<std::string>> query_handlers(PeerId peer);
   SendStatus enqueue(PeerId peer, OutItem&& item, bool wait);
   asio::awaitable<Notification> call(PeerId peer, OutItem item);
+  asio::awaitable<SendStatus> async_enqueue(PeerId peer, OutItem item);
   NodeStats stats() const;
   std::string next_call_name() { return fmt::format("call-{}", call_names_.fetch_add(1, std::memory_order_relaxed) + 1); }
 
@@ -283,7 +285,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   Manager manager;
   std::string identity;
   std::vector<std::string> endpoints;
-  asio::io_context io{1};
+  // Every socket, timer and table of the node is used on this strand only. It runs
+  // on the manager's pool, so a message read from the wire reaches a worker, and
+  // its reply the socket, without waking another thread.
+  asio::strand<asio::any_io_executor> strand_;
 
  private:
   class Layer;
@@ -301,7 +306,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void schedule_flush(PeerConn& p) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (!p.flush_posted.load(std::memory_order_relaxed) && !p.flush_posted.exchange(true, std::memory_order_acq_rel)) {
-      asio::post(io, [this, &p] { flush_peer(p); });
+      asio::post(strand_, [this, &p] { flush_peer(p); });
     }
   }
   void notify_space() {
@@ -316,8 +321,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   template <typename F>
   void run_on_io_and_wait(F&& f);
 
-  // --- I/O thread ---
-  void run_io_thread();
+  // --- on the strand ---
   void open_peer(PeerConn& p);
   void set_info(PeerConn& p, PeerState state);
   void flush_peer(PeerConn& p);
@@ -336,11 +340,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void reply_error(const zmq::message_t& routing_id, std::uint64_t call_id, wire::ErrorCode code,
                    std::string_view text);
   enum class SendResult : std::uint8_t { sent, again, gone };
-  SendResult router_try_send(std::string_view routing_id, std::string_view header, const Payload* body);
+  SendResult router_try_send(std::string_view routing_id, zmq::message_t& frame);
   // `must`: REPLY, HELLO_ACK and BYE wait in a per-sender backlog when ZeroMQ says
-  // EAGAIN; PING and ERROR frames are dropped instead. `body` may be moved from.
-  void router_send(std::string_view routing_id, std::string_view header, Payload* body, bool must,
-                   std::uint32_t slot = kNoSlot);
+  // EAGAIN; PING and ERROR frames are dropped instead.
+  void router_send(std::string_view routing_id, zmq::message_t&& frame, bool must, std::uint32_t slot = kNoSlot);
   void drain_router_backlog();
   void forget_client(const std::string& routing_id);
   void flush_replies();
@@ -363,9 +366,6 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   Ingress ingress_;
   zmq::context_t ctx_;
   Watched router_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::thread thread_;
-  std::promise<void> thread_done_;
 
   std::vector<std::unique_ptr<PeerConn>> peers_;
   std::atomic<std::uint32_t> peer_count_{0};
@@ -384,7 +384,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::mutex lifecycle_mutex_;
   std::optional<ShutdownReport> report_;
 
-  // I/O thread only.
+  // On the strand only.
   bool stopping_ = false;
   std::uint64_t next_call_id_ = 0;
   std::uint64_t ping_nonce_ = 0;
@@ -392,9 +392,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::priority_queue<std::pair<Clock::time_point, std::uint64_t>,
                       std::vector<std::pair<Clock::time_point, std::uint64_t>>, std::greater<>>
       deadlines_;
-  asio::steady_timer deadline_timer_{io};
+  asio::steady_timer deadline_timer_{strand_};
   Clock::time_point deadline_armed_ = Clock::time_point::max();
-  asio::steady_timer heartbeat_timer_{io};
+  asio::steady_timer heartbeat_timer_{strand_};
   std::unordered_map<std::string, Client> clients_;
   std::unordered_map<std::string, std::deque<RouterFrame>> router_backlog_;
   std::vector<Inflight> slab_;
@@ -404,7 +404,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   RateLimitedLog malformed_log_;
   RateLimitedLog drop_log_;
 
-  // Counters: written by the I/O thread (one writer), read by stats().
+  // Counters: written on the strand (one writer at a time), read by stats().
   Counter messages_sent_, replies_received_, late_replies_, timeouts_, calls_failed_peer_, peers_lost_,
       messages_received_, replies_sent_, replies_dropped_, refused_shutting_down_, refused_too_large_,
       malformed_frames_;
@@ -428,6 +428,7 @@ NodeImpl::NodeImpl(NodeOptions o)
     : opts{std::move(o)},
       manager{opts.manager},
       identity{opts.identity.empty() ? make_identity() : opts.identity},
+      strand_{asio::make_strand(manager.executor())},
       log_{logger(opts.manager.logger_name)},
       ctx_{1},
       peers_(kMaxPeers),
@@ -471,54 +472,31 @@ void NodeImpl::start() {
     }
     endpoints.push_back(router_.socket->get(zmq::sockopt::last_endpoint));
   }
-  router_.fd = std::make_unique<asio::posix::stream_descriptor>(io, router_.socket->get(zmq::sockopt::fd));
+  router_.fd = std::make_unique<asio::posix::stream_descriptor>(strand_, router_.socket->get(zmq::sockopt::fd));
 
   layer_ = std::make_shared<Layer>(this);
   manager.attach(layer_);
   manager.start();
 
-  work_.emplace(io.get_executor());
-  asio::co_spawn(io, router_loop(), asio::detached);
-  asio::co_spawn(io, heartbeat_loop(), asio::detached);
-  asio::co_spawn(io, deadline_loop(), asio::detached);
+  asio::co_spawn(strand_, router_loop(), asio::detached);
+  asio::co_spawn(strand_, heartbeat_loop(), asio::detached);
+  asio::co_spawn(strand_, deadline_loop(), asio::detached);
   {
     std::lock_guard peers_lock{peers_mutex_};  // connect() either sees started_ or is opened here
     for (std::uint32_t i = 1; i < peer_count_.load(); ++i) {
-      asio::post(io, [this, p = peers_[i].get()] { open_peer(*p); });
+      asio::post(strand_, [this, p = peers_[i].get()] { open_peer(*p); });
     }
     started_.store(true, std::memory_order_release);
   }
   schedule_flush(*peers_[kSelfIndex]);
-  thread_ = std::thread{[this] { run_io_thread(); }};
   log_->info("node {} listening on [{}]", identity, fmt::join(endpoints, ", "));
-}
-
-void NodeImpl::run_io_thread() {
-  const auto spin = opts.io_spin;
-  auto last_work = Clock::now();
-  for (;;) {
-    if (spin.count() > 0) {
-      if (io.poll() > 0) {
-        last_work = Clock::now();
-        continue;
-      }
-      if (io.stopped()) break;
-      if (Clock::now() - last_work < spin) {
-        detail::cpu_relax();
-        continue;
-      }
-    }
-    if (io.run_one() == 0) break;
-    last_work = Clock::now();
-  }
-  thread_done_.set_value();
 }
 
 template <typename F>
 void NodeImpl::run_on_io_and_wait(F&& f) {
   std::promise<void> done;
   auto fut = done.get_future();
-  asio::post(io, [&] {
+  asio::post(strand_, [&] {
     f();
     done.set_value();
   });
@@ -540,13 +518,13 @@ ShutdownReport NodeImpl::shutdown(std::chrono::milliseconds drain) {
     report_ = manager.shutdown(drain);
     return *report_;
   }
-  asio::post(io, [this] {
+  asio::post(strand_, [this] {
     const std::string bye = wire::encode_bye();
     std::vector<std::string> told;  // router_send() forgets senders that have gone: no iterating meanwhile
     for (const auto& [rid, client] : clients_) {
       if (client.hello) told.push_back(rid);
     }
-    for (const auto& rid : told) router_send(rid, bye, nullptr, true);
+    for (const auto& rid : told) router_send(rid, frame_of(bye), true);
     router_.poke(!router_backlog_.empty());
   });
   // Our own calls get the drain period to finish.
@@ -579,14 +557,9 @@ ShutdownReport NodeImpl::shutdown(std::chrono::milliseconds drain) {
   });
   const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
   ShutdownReport report = manager.shutdown(std::max(std::chrono::milliseconds{0}, drain - elapsed));
-  run_on_io_and_wait([this] { final_stop(); });
-  work_.reset();
-  auto done = thread_done_.get_future();
-  if (done.wait_for(std::chrono::seconds{2}) != std::future_status::ready) {
-    log_->warn("node {}: I/O thread still busy 2 s after shutdown; stopping it", identity);
-    io.stop();
-  }
-  thread_.join();
+  // The manager's pool has stopped and its threads are joined: what is left of the
+  // strand's work runs here, on this thread.
+  final_stop();
   for (std::uint32_t i = 1; i < peer_count_.load(); ++i) peers_[i]->sock.close(0);
   router_.close(static_cast<int>(opts.linger.count()));
   ctx_.close();
@@ -596,17 +569,20 @@ ShutdownReport NodeImpl::shutdown(std::chrono::milliseconds drain) {
   return report;
 }
 
-// The last turn on the I/O thread: send what the manager delivered, then let
-// every coroutine end (they see stopping_ when their wait is cancelled).
+// After the pool has stopped: sends the last replies the manager delivered
+// (waiting up to `linger` for ZeroMQ to take them), then stops everything.
 void NodeImpl::final_stop() {
-  flush_replies();
   stopping_ = true;
+  flush_replies();
+  const auto until = Clock::now() + opts.linger;
+  while (!router_backlog_.empty() && Clock::now() < until) {
+    zmq::pollitem_t item{router_.socket->handle(), 0, ZMQ_POLLOUT, 0};
+    (void)zmq::poll(&item, 1, std::chrono::milliseconds{10});
+    drain_router_backlog();
+  }
+  if (!router_backlog_.empty()) log_->warn("node {}: replies still unsent after {} ms", identity, opts.linger.count());
   heartbeat_timer_.cancel();
   deadline_timer_.cancel();
-  if (router_.fd) router_.fd->cancel();
-  for (std::uint32_t i = 1; i < peer_count_.load(); ++i) {
-    if (peers_[i]->sock.fd) peers_[i]->sock.fd->cancel();
-  }
 }
 
 // ---------------------------------------------------------------- peers
@@ -624,7 +600,7 @@ PeerId NodeImpl::connect(const std::string& address) {
   PeerConn* raw = p.get();
   peers_[count] = std::move(p);
   peer_count_.store(count + 1, std::memory_order_release);
-  if (started_.load(std::memory_order_acquire)) asio::post(io, [this, raw] { open_peer(*raw); });
+  if (started_.load(std::memory_order_acquire)) asio::post(strand_, [this, raw] { open_peer(*raw); });
   return PeerId{count};
 }
 
@@ -663,13 +639,13 @@ void NodeImpl::open_peer(PeerConn& p) {
     return;
   }
   p.sock.socket = std::move(s);
-  p.sock.fd = std::make_unique<asio::posix::stream_descriptor>(io, p.sock.socket->get(zmq::sockopt::fd));
+  p.sock.fd = std::make_unique<asio::posix::stream_descriptor>(strand_, p.sock.socket->get(zmq::sockopt::fd));
   ++p.epoch;
   p.last_rx = Clock::now();
   set_info(p, PeerState::connecting);
   const std::string hello = hello_frame(wire::Kind::hello);
   (void)p.sock.socket->send(zmq::buffer(hello), zmq::send_flags::dontwait);
-  asio::co_spawn(io, peer_loop(p, p.epoch), asio::detached);
+  asio::co_spawn(strand_, peer_loop(p, p.epoch), asio::detached);
   flush_peer(p);
 }
 
@@ -705,7 +681,7 @@ std::future<std::vector<std::string>> NodeImpl::query_handlers(PeerId id) {
     promise.set_exception(std::make_exception_ptr(LifecycleError("amsg: query_handlers() needs a running node")));
     return fut;
   }
-  asio::post(io, [this, p, pr = std::move(promise)]() mutable {
+  asio::post(strand_, [this, p, pr = std::move(promise)]() mutable {
     if (p->loopback) {
       pr.set_value(manager.handlers().types());
       return;
@@ -778,6 +754,18 @@ asio::awaitable<Notification> NodeImpl::call(PeerId id, OutItem item) {
       asio::use_awaitable);
 }
 
+asio::awaitable<SendStatus> NodeImpl::async_enqueue(PeerId id, OutItem item) {
+  auto self = shared_from_this();  // we may suspend: keep the node alive
+  PeerConn* p = peer_at(id);
+  if (p == nullptr) throw std::invalid_argument("amsg: unknown PeerId");
+  for (;;) {
+    const SendStatus s = enqueue(id, std::move(item), false);
+    if (s != SendStatus::full) co_return s;
+    co_await space_coroutines_.async_wait(
+        [this, p, notified = item.notified] { return closing_.load() || has_room(*p, notified); });  // NOLINT: refused, still ours
+  }
+}
+
 // Ends an item that never reached the wire.
 void NodeImpl::fail_item(OutItem& item, const std::string& why) {
   if (!item.notified) return;
@@ -830,15 +818,9 @@ bool NodeImpl::send_out(PeerConn& p, OutItem& item) {
   }
   Encoded e;
   e.call_id = item.notified ? ++next_call_id_ : 0;
-  e.header.rebuild(wire::msg_size(item.type, item.notify_id));
-  wire::write_msg(static_cast<std::byte*>(e.header.data()), e.call_id, item.type, item.notify_id);
-  if (item.payload.size() > kZeroCopyBytes) {
-    auto* holder = new Payload(std::move(item.payload));
-    e.body.rebuild(
-        holder->data(), holder->size(), [](void*, void* hint) { delete static_cast<Payload*>(hint); }, holder);
-  } else if (!item.payload.empty()) {
-    e.body.rebuild(item.payload.data(), item.payload.size());
-  }
+  e.frame.rebuild(wire::msg_size(item.type, item.notify_id) + item.payload.size());
+  wire::write_msg(static_cast<std::byte*>(e.frame.data()), e.call_id, item.type, item.notify_id, item.payload.bytes());
+  item.payload = Payload{};
   if (item.notified) {
     Pending pd;
     pd.peer = p.index;
@@ -854,12 +836,10 @@ bool NodeImpl::send_out(PeerConn& p, OutItem& item) {
     p.backlog.push_back(std::move(e));
     return false;
   }
-  auto sent = p.sock.socket->send(e.header, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-  if (!sent) {
+  if (!p.sock.socket->send(e.frame, zmq::send_flags::dontwait)) {
     p.backlog.push_back(std::move(e));
     return false;
   }
-  (void)p.sock.socket->send(e.body, zmq::send_flags::none);  // the rest of a started message is never refused
   messages_sent_.add();
   return true;
 }
@@ -872,9 +852,7 @@ bool NodeImpl::send_backlog(PeerConn& p) {
       p.backlog.pop_front();
       continue;
     }
-    auto sent = p.sock.socket->send(e.header, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    if (!sent) return false;
-    (void)p.sock.socket->send(e.body, zmq::send_flags::none);
+    if (!p.sock.socket->send(e.frame, zmq::send_flags::dontwait)) return false;
     messages_sent_.add();
     p.backlog.pop_front();
   }
@@ -923,7 +901,7 @@ void NodeImpl::flush_local(PeerConn& p) {
   }
   if (!p.local_backlog.empty() && !p.local_pump_running) {
     p.local_pump_running = true;
-    asio::co_spawn(io, local_pump(p), asio::detached);
+    asio::co_spawn(strand_, local_pump(p), asio::detached);
   }
   if (n != 0) notify_space();
 }
@@ -964,7 +942,7 @@ asio::awaitable<void> NodeImpl::peer_loop(PeerConn& p, std::uint64_t epoch) {
     service_peer(p);
     if (stopping_ || p.epoch != epoch || !p.sock.socket) co_return;
     if ((p.sock.events() & ZMQ_POLLIN) != 0) {
-      co_await asio::post(io, asio::use_awaitable);  // more to read: yield first
+      co_await asio::post(strand_, asio::use_awaitable);  // more to read: yield first
       continue;
     }
     asio::error_code ec;
@@ -1010,7 +988,7 @@ void NodeImpl::on_peer_frames(PeerConn& p, std::vector<zmq::message_t>& frames) 
     case wire::Kind::reply: {
       wire::ReplyHeader r;
       auto e = wire::decode_reply(header, r);
-      if (e == wire::DecodeError::none && frames.size() != 2) e = wire::DecodeError::bad_frames;
+      if (e == wire::DecodeError::none && frames.size() != 1) e = wire::DecodeError::bad_frames;
       if (e != wire::DecodeError::none) {
         malformed(p.address, wire::to_string(e));
         return;
@@ -1028,10 +1006,7 @@ void NodeImpl::on_peer_frames(PeerConn& p, std::vector<zmq::message_t>& frames) 
       n.message_type = std::move(pd.type);
       if (r.status == wire::Status::ok) {
         n.outcome = Outcome::ok;
-        if (frames[1].size() != 0) {
-          n.payload = Payload::copy_of(
-              std::span<const std::byte>{static_cast<const std::byte*>(frames[1].data()), frames[1].size()});
-        }
+        if (!r.body.empty()) n.payload = Payload::copy_of(r.body);
       } else {
         n.outcome = r.status == wire::Status::cancelled ? Outcome::cancelled : Outcome::error;
         n.error = std::string{r.error};
@@ -1143,7 +1118,7 @@ asio::awaitable<void> NodeImpl::router_loop() {
     if (stopping_) co_return;
     drain_router_backlog();
     if (n == kServiceBatch) {
-      co_await asio::post(io, asio::use_awaitable);
+      co_await asio::post(strand_, asio::use_awaitable);
       continue;
     }
     if (!free_slots_.empty() && (router_.events() & ZMQ_POLLIN) != 0) continue;
@@ -1158,10 +1133,10 @@ asio::awaitable<void> NodeImpl::router_loop() {
 std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std::vector<zmq::message_t>& frames) {
   const zmq::message_t& rid = frames[0];
   const std::string_view rid_view{static_cast<const char*>(rid.data()), rid.size()};
-  const std::string where = fmt::format("a sender on {}", fmt::join(endpoints, ","));
+  const std::string_view where = "a sender";
   if (frames.size() < 2) {
     malformed(where, "no header frame");
-    router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, "no header frame"), nullptr, false);
+    router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, "no header frame")), false);
     return std::nullopt;
   }
   auto client_it = clients_.find(std::string{rid_view});
@@ -1170,7 +1145,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
   wire::Prefix prefix;
   if (auto e = wire::read_prefix(header, prefix); e != wire::DecodeError::none) {
     malformed(where, wire::to_string(e));
-    router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e)), nullptr, false);
+    router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e))), false);
     return std::nullopt;
   }
   if (prefix.version != wire::kVersion) {
@@ -1179,8 +1154,9 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
     if (call_id != 0) {
       reply_error(rid, call_id, wire::ErrorCode::version_mismatch, incompatible_text(prefix.version));
     } else {
-      router_send(rid_view, wire::encode_error(wire::ErrorCode::version_mismatch, incompatible_text(prefix.version)),
-                  nullptr, false);
+      router_send(rid_view,
+                  frame_of(wire::encode_error(wire::ErrorCode::version_mismatch, incompatible_text(prefix.version))),
+                  false);
     }
     return std::nullopt;
   }
@@ -1188,7 +1164,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
     case wire::Kind::msg: {
       wire::MsgHeader h;
       auto e = wire::decode_msg(header, h);
-      if (e == wire::DecodeError::none && frames.size() != 3) e = wire::DecodeError::bad_frames;
+      if (e == wire::DecodeError::none && frames.size() != 2) e = wire::DecodeError::bad_frames;
       if (e != wire::DecodeError::none) {
         malformed(where, wire::to_string(e));
         const std::uint64_t call_id = wire::stable_call_id(header);
@@ -1196,7 +1172,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
         if (call_id != 0) {
           reply_error(rid, call_id, wire::ErrorCode::malformed, text);
         } else {
-          router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, text), nullptr, false);
+          router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, text)), false);
         }
         return std::nullopt;
       }
@@ -1206,7 +1182,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
         if (h.call_id != 0) reply_error(rid, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
         return std::nullopt;
       }
-      const zmq::message_t& body = frames[2];
+      const std::span<const std::byte> body = h.body;
       if (body.size() > opts.manager.max_payload_bytes) {
         refused_too_large_.add();
         if (h.call_id != 0) {
@@ -1217,7 +1193,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
         return std::nullopt;
       }
       Message m{std::string{h.type},
-                Payload::copy_of(std::span<const std::byte>{static_cast<const std::byte*>(body.data()), body.size()})};
+                Payload::copy_of(body)};
       std::uint64_t token = 0;
       if (h.call_id != 0) {
         m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
@@ -1241,22 +1217,22 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
       if (auto e = wire::decode_hello(header, h); e != wire::DecodeError::none || frames.size() != 2) {
         const std::string why{e != wire::DecodeError::none ? wire::to_string(e) : "wrong number of frames"};
         malformed(where, why);
-        router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, why), nullptr, false);
+        router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, why)), false);
         return std::nullopt;
       }
       auto& c = clients_[std::string{rid_view}];
       c.hello = true;
       c.last_rx = Clock::now();
       log_->debug("hello from {}", h.identity);
-      router_send(rid_view, hello_frame(wire::Kind::hello_ack), nullptr, true);
-      if (closing_.load(std::memory_order_acquire)) router_send(rid_view, wire::encode_bye(), nullptr, true);
+      router_send(rid_view, frame_of(hello_frame(wire::Kind::hello_ack)), true);
+      if (closing_.load(std::memory_order_acquire)) router_send(rid_view, frame_of(wire::encode_bye()), true);
       return std::nullopt;
     }
     case wire::Kind::ping: {
       std::uint64_t nonce = 0;
       if (auto e = wire::decode_ping(header, nonce); e != wire::DecodeError::none) {
         malformed(where, wire::to_string(e));
-        router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e)), nullptr, false);
+        router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e))), false);
       }
       return std::nullopt;
     }
@@ -1267,22 +1243,16 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
     }
     default:
       malformed(where, "unexpected frame kind");
-      router_send(rid_view, wire::encode_error(wire::ErrorCode::malformed, "unexpected frame kind"), nullptr, false);
+      router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, "unexpected frame kind")), false);
       return std::nullopt;
   }
 }
 
-NodeImpl::SendResult NodeImpl::router_try_send(std::string_view routing_id, std::string_view header,
-                                               const Payload* body) {
+NodeImpl::SendResult NodeImpl::router_try_send(std::string_view routing_id, zmq::message_t& frame) {
   try {
     auto sent = router_.socket->send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     if (!sent) return SendResult::again;
-    if (body == nullptr) {
-      (void)router_.socket->send(zmq::buffer(header), zmq::send_flags::none);
-    } else {
-      (void)router_.socket->send(zmq::buffer(header), zmq::send_flags::sndmore);
-      (void)router_.socket->send(zmq::const_buffer(body->data(), body->size()), zmq::send_flags::none);
-    }
+    (void)router_.socket->send(frame, zmq::send_flags::none);  // the rest of a started message is never refused
     return SendResult::sent;
   } catch (const zmq::error_t& e) {
     // EHOSTUNREACH: the sender has gone (ROUTER_MANDATORY says so instead of dropping silently).
@@ -1290,11 +1260,10 @@ NodeImpl::SendResult NodeImpl::router_try_send(std::string_view routing_id, std:
   }
 }
 
-void NodeImpl::router_send(std::string_view routing_id, std::string_view header, Payload* body, bool must,
-                           std::uint32_t slot) {
+void NodeImpl::router_send(std::string_view routing_id, zmq::message_t&& frame, bool must, std::uint32_t slot) {
   auto queued = router_backlog_.find(std::string{routing_id});
   SendResult r = SendResult::again;
-  if (queued == router_backlog_.end()) r = router_try_send(routing_id, header, body);
+  if (queued == router_backlog_.end()) r = router_try_send(routing_id, frame);
   if (r == SendResult::sent) {
     if (slot != kNoSlot) free_slot(slot);
     return;
@@ -1307,14 +1276,7 @@ void NodeImpl::router_send(std::string_view routing_id, std::string_view header,
     return;
   }
   if (!must) return;  // a PING or an ERROR: the next one will do
-  RouterFrame f;
-  f.header.assign(header);
-  if (body != nullptr) {
-    f.body = std::move(*body);
-    f.has_body = true;
-  }
-  f.slot = slot;
-  router_backlog_[std::string{routing_id}].push_back(std::move(f));
+  router_backlog_[std::string{routing_id}].push_back(RouterFrame{std::move(frame), slot});
 }
 
 void NodeImpl::drain_router_backlog() {
@@ -1323,7 +1285,7 @@ void NodeImpl::drain_router_backlog() {
     SendResult r = SendResult::sent;
     while (!q.empty()) {
       RouterFrame& f = q.front();
-      r = router_try_send(it->first, f.header, f.has_body ? &f.body : nullptr);
+      r = router_try_send(it->first, f.frame);
       if (r != SendResult::sent) break;
       if (f.slot != kNoSlot) free_slot(f.slot);
       q.pop_front();
@@ -1354,10 +1316,9 @@ void NodeImpl::forget_client(const std::string& routing_id) {
 
 void NodeImpl::reply_error(const zmq::message_t& routing_id, std::uint64_t call_id, wire::ErrorCode code,
                            std::string_view text) {
-  std::string header(wire::reply_size(text), '\0');
-  wire::write_reply(reinterpret_cast<std::byte*>(header.data()), call_id, wire::Status::error, code, text);
-  Payload empty;
-  router_send({static_cast<const char*>(routing_id.data()), routing_id.size()}, header, &empty, true);
+  zmq::message_t frame{wire::reply_size(text)};
+  wire::write_reply(static_cast<std::byte*>(frame.data()), call_id, wire::Status::error, code, text, {});
+  router_send({static_cast<const char*>(routing_id.data()), routing_id.size()}, std::move(frame), true);
   replies_sent_.add();
 }
 
@@ -1368,14 +1329,13 @@ void NodeImpl::deliver(std::uint64_t token, Notification&& n) {
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);  // see schedule_flush()
   if (!replies_posted_.load(std::memory_order_relaxed) && !replies_posted_.exchange(true, std::memory_order_acq_rel)) {
-    asio::post(io, [this] { flush_replies(); });
+    asio::post(strand_, [this] { flush_replies(); });
   }
 }
 
 void NodeImpl::flush_replies() {
   replies_posted_.store(false, std::memory_order_seq_cst);
   ReplyItem item;
-  std::string header;
   bool any = false;
   while (replies_.try_pop(item)) {
     if ((item.token & kLocalToken) != 0) {
@@ -1393,16 +1353,17 @@ void NodeImpl::flush_replies() {
     }
     any = true;
     const auto slot = static_cast<std::uint32_t>(item.token);
-    const Notification& n = item.notification;  // NOLINT: payload moved out below, after the last use of n
+    const Notification& n = item.notification;
     const wire::Status status = n.outcome == Outcome::ok          ? wire::Status::ok
                                 : n.outcome == Outcome::cancelled ? wire::Status::cancelled
                                                                   : wire::Status::error;
     const wire::ErrorCode code = n.outcome == Outcome::ok          ? wire::ErrorCode::none
                                  : n.outcome == Outcome::cancelled ? wire::ErrorCode::cancelled
                                                                    : wire::ErrorCode::remote_error;
-    header.resize(wire::reply_size(n.error));
-    wire::write_reply(reinterpret_cast<std::byte*>(header.data()), slab_[slot].call_id, status, code, n.error);
-    router_send(slab_[slot].routing_id, header, &item.notification.payload, true, slot);  // frees the slot once out
+    zmq::message_t frame{wire::reply_size(n.error) + n.payload.size()};
+    wire::write_reply(static_cast<std::byte*>(frame.data()), slab_[slot].call_id, status, code, n.error,
+                      n.payload.bytes());
+    router_send(slab_[slot].routing_id, std::move(frame), true, slot);  // frees the slot once out
     replies_sent_.add();
   }
   if (any) router_.poke(!router_backlog_.empty());
@@ -1452,7 +1413,7 @@ void NodeImpl::publish(Notification&& n) {
   publish_backlog_.push_back(std::move(n));  // NOLINT(bugprone-use-after-move): refused, still ours
   if (!publisher_running_) {
     publisher_running_ = true;
-    asio::co_spawn(io, publisher(), asio::detached);
+    asio::co_spawn(strand_, publisher(), asio::detached);
   }
 }
 
@@ -1530,7 +1491,7 @@ asio::awaitable<void> NodeImpl::heartbeat_loop() {
       }
       const std::string rid = it->first;
       ++it;
-      if (clients_.at(rid).hello) router_send(rid, ping, nullptr, false);
+      if (clients_.at(rid).hello) router_send(rid, frame_of(ping), false);
     }
     router_.poke(!router_backlog_.empty());
   }
@@ -1626,6 +1587,15 @@ asio::awaitable<Notification> Node::call(PeerId peer, std::string type, Payload 
   return impl_->call(peer, std::move(item));
 }
 
+asio::awaitable<SendStatus> Node::async_send(PeerId peer, std::string type, Payload payload) {
+  return impl_->async_enqueue(peer, make_item(std::move(type), std::move(payload), std::nullopt, {}));
+}
+
+asio::awaitable<SendStatus> Node::async_send(PeerId peer, std::string type, Payload payload, std::string notify_id,
+                                             std::chrono::milliseconds timeout) {
+  return impl_->async_enqueue(peer, make_item(std::move(type), std::move(payload), std::move(notify_id), timeout));
+}
+
 std::future<Notification> Node::call_future(PeerId peer, std::string type, Payload payload,
                                           const CallOptions& options) {
   auto completion = std::make_unique<PromiseCompletion>();
@@ -1643,6 +1613,6 @@ std::future<Notification> Node::call_future(PeerId peer, std::string type, Paylo
 }
 
 NodeStats Node::stats() const { return impl_->stats(); }
-asio::any_io_executor Node::executor() const { return impl_->io.get_executor(); }
+asio::any_io_executor Node::executor() const { return impl_->strand_; }
 
 }  // namespace amsg::net

@@ -62,7 +62,7 @@ std::string_view to_string(DecodeError e) noexcept {
     case DecodeError::bad_version: return "unsupported protocol version";
     case DecodeError::bad_kind: return "unknown frame kind";
     case DecodeError::bad_length: return "declared length disagrees with the frame or exceeds a limit";
-    case DecodeError::bad_frames: return "wrong number of frames";
+    case DecodeError::bad_frames: return "more than one frame";
     case DecodeError::bad_value: return "field value out of range";
   }
   return "unknown";
@@ -70,18 +70,21 @@ std::string_view to_string(DecodeError e) noexcept {
 
 std::size_t msg_size(std::string_view type, std::string_view id) noexcept { return kMsgFixed + type.size() + id.size(); }
 
-void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id) noexcept {
+void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id,
+               std::span<const std::byte> body) noexcept {
   put_prefix(out, Kind::msg);
   put_u64(out + 4, call_id);
   put_u16(out + 12, static_cast<std::uint16_t>(type.size()));
   put_u16(out + 14, static_cast<std::uint16_t>(id.size()));
   put_text(out + kMsgFixed, type);
   put_text(out + kMsgFixed + type.size(), id);
+  if (!body.empty()) std::memcpy(out + kMsgFixed + type.size() + id.size(), body.data(), body.size());
 }
 
 std::size_t reply_size(std::string_view error) noexcept { return kReplyFixed + clip_error(error).size(); }
 
-void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode code, std::string_view error) noexcept {
+void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode code, std::string_view error,
+                 std::span<const std::byte> body) noexcept {
   error = clip_error(error);
   put_prefix(out, Kind::reply);
   put_u64(out + 4, call_id);
@@ -89,6 +92,7 @@ void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode
   out[13] = static_cast<std::byte>(code);
   put_u16(out + 14, static_cast<std::uint16_t>(error.size()));
   put_text(out + kReplyFixed, error);
+  if (!body.empty()) std::memcpy(out + kReplyFixed + error.size(), body.data(), body.size());
 }
 
 std::string encode_hello(Kind kind, std::uint32_t max_payload, std::string_view identity,
@@ -161,9 +165,10 @@ DecodeError decode_msg(std::span<const std::byte> frame, MsgHeader& out) noexcep
   const std::size_t type_len = get_u16(p + 12);
   const std::size_t id_len = get_u16(p + 14);
   if (type_len == 0 || type_len > kMaxTypeLength || id_len > kMaxIdLength) return DecodeError::bad_length;
-  if (frame.size() != kMsgFixed + type_len + id_len) return DecodeError::bad_length;
+  if (frame.size() < kMsgFixed + type_len + id_len) return DecodeError::bad_length;
   out.type = text_at(p + kMsgFixed, type_len);
   out.id = text_at(p + kMsgFixed + type_len, id_len);
+  out.body = frame.subspan(kMsgFixed + type_len + id_len);
   return DecodeError::none;
 }
 
@@ -176,8 +181,9 @@ DecodeError decode_reply(std::span<const std::byte> frame, ReplyHeader& out) noe
   out.status = static_cast<Status>(status);
   out.code = static_cast<ErrorCode>(std::to_integer<std::uint8_t>(p[13]));
   const std::size_t error_len = get_u16(p + 14);
-  if (error_len > kMaxErrorLength || frame.size() != kReplyFixed + error_len) return DecodeError::bad_length;
+  if (error_len > kMaxErrorLength || frame.size() < kReplyFixed + error_len) return DecodeError::bad_length;
   out.error = text_at(p + kReplyFixed, error_len);
+  out.body = frame.subspan(kReplyFixed + error_len);
   return DecodeError::none;
 }
 

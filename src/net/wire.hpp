@@ -2,9 +2,9 @@
 // The amsg wire protocol, version 1: frame layouts, encoders and a validating
 // decoder. docs/wire-protocol.md is the specification; this file follows it.
 //
-// Every message is one ZeroMQ multipart message of one or two frames: a header
-// frame (always) and a body frame (MSG and REPLY only, possibly empty). All
-// integers are little-endian. The first four header bytes are the same in every
+// Every message is one single-frame ZeroMQ message: a header, and for MSG and
+// REPLY the body (payload) right after it, to the end of the frame. All integers
+// are little-endian. The first four header bytes are the same in every
 // version (magic, version, kind, flags) and so are a MSG's or REPLY's call id at
 // bytes 4..11, so a node can address an error reply to a peer speaking another
 // version.
@@ -56,6 +56,7 @@ struct MsgHeader {
   std::uint64_t call_id = 0;  // 0: fire-and-forget (no REPLY)
   std::string_view type;
   std::string_view id;  // the sender's notification id (informative; may be empty)
+  std::span<const std::byte> body;
 };
 
 struct ReplyHeader {
@@ -63,6 +64,7 @@ struct ReplyHeader {
   Status status = Status::ok;
   ErrorCode code = ErrorCode::none;
   std::string_view error;
+  std::span<const std::byte> body;
 };
 
 struct Hello {
@@ -77,11 +79,14 @@ struct ErrorFrame {
 };
 
 // --- encoding: size first, then write into a buffer of exactly that size ---
+// msg_size/reply_size are the header sizes; the frame is header + body bytes.
 [[nodiscard]] std::size_t msg_size(std::string_view type, std::string_view id) noexcept;
-void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id) noexcept;
+void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id,
+               std::span<const std::byte> body) noexcept;
 
 [[nodiscard]] std::size_t reply_size(std::string_view error) noexcept;  // error is cut to kMaxErrorLength
-void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode code, std::string_view error) noexcept;
+void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode code, std::string_view error,
+                 std::span<const std::byte> body) noexcept;
 
 [[nodiscard]] std::string encode_hello(Kind kind, std::uint32_t max_payload, std::string_view identity,
                                        std::span<const std::string> handlers);
@@ -97,7 +102,7 @@ enum class DecodeError : std::uint8_t {
   bad_version,    // byte 1 is not kVersion (the prefix is still readable)
   bad_kind,       // unknown kind byte
   bad_length,     // declared lengths disagree with the frame size or exceed a limit
-  bad_frames,     // wrong number of frames for the kind
+  bad_frames,     // more than one frame
   bad_value,      // a field holds a value the kind does not allow
 };
 [[nodiscard]] std::string_view to_string(DecodeError e) noexcept;

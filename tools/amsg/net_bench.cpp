@@ -1,7 +1,7 @@
 // `amsg bench --transport ipc|tcp`: the benchmark across processes. An
 // `amsg serve` child (this executable) runs the handlers; this process sends.
 //  - pingpong: notified round trips one at a time (send -> remote handler -> notification
-//    back), from a coroutine on the node's I/O thread; latency percentiles.
+//    back), from a coroutine on the node's strand; latency percentiles.
 //  - thr: notified one-way throughput: every message asks for a notification, the
 //    outcome comes back on the notification channel; N = the server's concurrency.
 //  - reqresp: request/response with 64 calls outstanding (64 coroutines calling echo).
@@ -23,7 +23,6 @@
 #include <fmt/format.h>
 #include <optional>
 #include <spdlog/spdlog.h>
-#include <thread>
 
 #include "bench.hpp"
 #include "bench_report.hpp"
@@ -99,7 +98,7 @@ net::NodeOptions client_options(const BenchOptions& o) {
   net::NodeOptions opts;
   opts.manager.threads = 1;
   opts.manager.logger_name = "amsg.bench";
-  opts.io_spin = std::chrono::microseconds{o.spin_us};
+  opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
   return opts;
 }
 
@@ -162,23 +161,33 @@ Result run_thr(const BenchOptions& o, const std::string& transport, std::size_t 
   std::size_t got = 0;
   const double cpu0 = cpu_seconds();
   const auto t0 = Clock::now();
-  std::thread reader{[&] {
-    std::vector<Notification> batch;
-    while (got < n) {
-      batch.clear();
-      const std::size_t k = client.manager().receive_batch(batch, 256);
-      if (k == 0) break;
-      got += k;
-      for (const auto& note : batch) ok += note.is_success() ? 1 : 0;
-    }
-  }};
-  for (std::size_t i = 0; i < n; ++i) {
-    if (client.send(peer, "sink", Payload::copy_of(body), id) != SendStatus::ok) break;
-  }
-  reader.join();
+  // Sender and reader are coroutines on the node's strand: no thread of their own.
+  auto reader = asio::co_spawn(
+      client.executor(),
+      [&]() -> asio::awaitable<void> {
+        std::vector<Notification> batch;
+        while (got < n) {
+          batch.clear();
+          const std::size_t k = co_await client.manager().async_receive_batch(batch, 256);
+          if (k == 0) break;
+          got += k;
+          for (const auto& note : batch) ok += note.is_success() ? 1 : 0;
+        }
+      },
+      asio::use_future);
+  auto sender = asio::co_spawn(
+      client.executor(),
+      [&]() -> asio::awaitable<void> {
+        for (std::size_t i = 0; i < n; ++i) {
+          if (co_await client.async_send(peer, "sink", Payload::copy_of(body), id) != SendStatus::ok) break;
+        }
+      },
+      asio::use_future);
+  sender.get();
+  reader.get();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   Result r = base_result("thr", transport, o, n, concurrency);
-  r.consumer = "thread-batch";
+  r.consumer = "coroutine-batch";
   r.msgs_per_s = static_cast<double>(got) / secs;
   r.cpu_us_per_msg = (cpu_seconds() - cpu0) * 1e6 / static_cast<double>(n);
   r.all_notified = ok == n;

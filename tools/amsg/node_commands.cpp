@@ -62,7 +62,7 @@ int run_serve(const ServeOptions& o) {
   opts.manager.concurrency = o.concurrency;
   opts.manager.threads = o.threads;
   opts.manager.max_payload_bytes = o.max_payload;
-  opts.io_spin = std::chrono::microseconds{o.spin_us};
+  opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
   opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
   // Errors are the clients' business; the server logs them at debug only.
   logger()->set_level(spdlog::level::err);

@@ -21,10 +21,11 @@
 // "remote shutting down", "node shutting down" (this node's shutdown), or
 // "incompatible protocol version ...".
 //
-// Threads: one I/O thread per node owns every socket; handlers run on the
-// manager's pool. Every member is thread-safe. Coroutines running on executor()
-// (the I/O thread) call without any thread hop; they must not use the blocking
-// send() forms.
+// Threads: the node's sockets and tables live on one strand of its manager's
+// pool, beside the handlers; no thread of its own. Every member is thread-safe.
+// Coroutines running on executor() (that strand) call without any thread hop;
+// they must not use the blocking send() forms. Do not call shutdown() from the
+// pool itself.
 
 #include <chrono>
 #include <cstdint>
@@ -107,7 +108,7 @@ class Node {
   Manager& manager() noexcept;
 
   // Binds the listen addresses (throws NetworkError naming the address), starts
-  // the manager and the I/O thread. Throws LifecycleError when called twice.
+  // the manager and the node's I/O. Throws LifecycleError when called twice.
   void start();
   // Stops taking messages (senders get closed, remote senders err(remote shutting
   // down)), waits up to `drain` for this node's own calls and the manager's
@@ -141,6 +142,13 @@ class Node {
   SendStatus try_send(PeerId peer, std::string type, Payload payload, std::string notify_id,
                       std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
+  // As send(), for coroutines: suspends while the peer's queue or the outstanding
+  // limit is full. ok or closed.
+  [[nodiscard]] asio::awaitable<SendStatus> async_send(PeerId peer, std::string type, Payload payload);
+  [[nodiscard]] asio::awaitable<SendStatus> async_send(PeerId peer, std::string type, Payload payload,
+                                                       std::string notify_id,
+                                                       std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+
   // Request/response: the outcome (with the handler's response bytes in
   // Notification::payload) comes back to the caller. Suspends while the peer
   // queue is full. Never throws for remote failures: check outcome.
@@ -157,7 +165,7 @@ class Node {
                                                    std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
   [[nodiscard]] NodeStats stats() const;
-  // The I/O thread's executor.
+  // The node's strand (on the manager's pool).
   [[nodiscard]] asio::any_io_executor executor() const;
 
  private:

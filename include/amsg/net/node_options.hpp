@@ -26,7 +26,7 @@ struct NodeOptions {
   // outstanding calls end with err(peer lost) and the connection starts over.
   // With the defaults a dead peer is noticed within about 1.2 s.
   std::chrono::milliseconds heartbeat_timeout{1000};
-  // Messages waiting per peer for the I/O thread. A full queue makes send()
+  // Messages waiting per peer to be written to its socket. A full queue makes send()
   // wait, try_send() return full and call() suspend (see docs/wire-protocol.md,
   // "Backpressure").
   std::size_t peer_queue_capacity = 4096;
@@ -38,9 +38,6 @@ struct NodeOptions {
   std::size_t max_inflight = 8192;
   // ZeroMQ send and receive high-water marks of every socket, in messages.
   int socket_hwm = 10000;
-  // How long the I/O thread keeps polling before it sleeps in the kernel. 0
-  // sleeps at once; ~50 us saves a thread wake-up per message at moderate rates.
-  std::chrono::microseconds io_spin{0};
   // At shutdown, how long replies still queued in ZeroMQ may take to leave.
   std::chrono::milliseconds linger{1000};
 };
