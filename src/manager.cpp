@@ -618,9 +618,8 @@ asio::awaitable<SendStatus> Core::async_publish(Notification notification) {
   for (;;) {
     const SendStatus s = publish(notification, false);
     if (s != SendStatus::full) co_return s;
-    co_await notification_space_.async_wait([this] {
-      return notifications_have_room() || notifications_closed_.load(std::memory_order_acquire);
-    });
+    co_await notification_space_.async_wait(
+        [this] { return notifications_have_room() || notifications_closed_.load(std::memory_order_acquire); });
   }
 }
 

@@ -227,9 +227,8 @@ TEST(Node, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
   so.socket_hwm = 4;
   Node server{so};
   Gate gate{server.manager().executor()};
-  server.manager().register_handler("gated", make_handler([&gate](Message&) -> asio::awaitable<void> {
-                                      co_await gate.wait();
-                                    }));
+  server.manager().register_handler("gated",
+                                    make_handler([&gate](Message&) -> asio::awaitable<void> { co_await gate.wait(); }));
   server.start();
   NodeOptions co = client_options("node-bp-c");
   co.peer_queue_capacity = 4;
@@ -283,7 +282,8 @@ TEST(Node, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
   const PeerId peer = client.connect(path.address());
   std::vector<std::future<Notification>> futures;
   for (int i = 0; i < 10; ++i) futures.push_back(client.call_future(peer, "sleep", bytes("60000")));
-  for (int i = 0; i < 5; ++i) ASSERT_EQ(client.send(peer, "sleep", bytes("60000"), "n" + std::to_string(i)), SendStatus::ok);
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(client.send(peer, "sleep", bytes("60000"), "n" + std::to_string(i)), SendStatus::ok);
   ASSERT_TRUE(eventually([&] { return server.stats().messages_received == 15; }));
   client.shutdown(0ms);
   for (auto& f : futures) EXPECT_EQ(get(f).error, "node shutting down");
@@ -299,9 +299,8 @@ TEST(Node, ARemoteThatIsShuttingDownRefusesNewMessages) {
   IpcPath path;
   Node server{server_options(path, "node-remote-shut-s")};
   Gate gate{server.manager().executor()};
-  server.manager().register_handler("gated", make_handler([&gate](Message&) -> asio::awaitable<void> {
-                                      co_await gate.wait();
-                                    }));
+  server.manager().register_handler("gated",
+                                    make_handler([&gate](Message&) -> asio::awaitable<void> { co_await gate.wait(); }));
   add_handlers(server.manager());
   server.start();
   Node client{client_options("node-remote-shut-c")};

@@ -77,7 +77,8 @@ TEST(Process, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) 
   ASSERT_TRUE(client.wait_ready(peer, 20s));
   std::vector<std::future<Notification>> calls;
   for (int i = 0; i < 50; ++i) calls.push_back(client.call_future(peer, "sleep", bytes("30000")));
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(client.send(peer, "sleep", bytes("30000"), "n" + std::to_string(i)), SendStatus::ok);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(client.send(peer, "sleep", bytes("30000"), "n" + std::to_string(i)), SendStatus::ok);
   ASSERT_TRUE(eventually([&] { return client.stats().messages_sent == 60; }));
 
   server->process().signal(SIGKILL);
@@ -172,7 +173,8 @@ std::string msg_header(int version, std::uint64_t call_id, std::string_view type
 std::optional<std::string> read_answer(zmq::socket_t& s, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return std::nullopt;
     zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, left) <= 0) continue;
@@ -202,7 +204,7 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
     (void)raw.send(zmq::buffer(junk), zmq::send_flags::none);
   }
   (void)raw.send(zmq::buffer(frame_of({0xAE, 1})), zmq::send_flags::none);  // truncated prefix
-  (void)raw.send(zmq::buffer(frame_of({})), zmq::send_flags::none);          // empty frame
+  (void)raw.send(zmq::buffer(frame_of({})), zmq::send_flags::none);         // empty frame
   // A MSG claiming a 65535-byte type in a 17-byte frame: answered "malformed" by call id.
   (void)raw.send(zmq::buffer(msg_header(1, 901, "x", 0xFFFF)), zmq::send_flags::none);
   // A MSG split over two frames (version 1 is one frame per message): also malformed.
@@ -236,7 +238,7 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
     a = read_answer(raw, 10s);
   } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(903)));
   ASSERT_TRUE(a);
-  EXPECT_EQ((*a)[12], 0);  // ok
+  EXPECT_EQ((*a)[12], 0);                  // ok
   EXPECT_EQ(a->substr(16), "still here");  // the echo, after the 16-byte REPLY header
 
   // And so do real clients.

@@ -10,7 +10,9 @@
 namespace amsg::net::wire {
 namespace {
 
-std::span<const std::byte> bytes(const std::string& s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+std::span<const std::byte> bytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
 
 std::string msg_frame(std::uint64_t call_id, std::string_view type, std::string_view id, std::string_view body = {}) {
   std::string out(msg_size(type, id) + body.size(), '\0');

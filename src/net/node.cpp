@@ -37,8 +37,9 @@
 #include <thread>
 #include <unordered_map>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <asio/co_spawn.hpp>
-#include <asio/strand.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -46,9 +47,8 @@
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
 #include "amsg/communication_layer.hpp"
@@ -63,11 +63,16 @@ namespace amsg::net {
 
 const char* to_string(PeerState state) noexcept {
   switch (state) {
-    case PeerState::connecting: return "connecting";
-    case PeerState::ready: return "ready";
-    case PeerState::closing: return "closing";
-    case PeerState::incompatible: return "incompatible";
-    case PeerState::local: return "local";
+    case PeerState::connecting:
+      return "connecting";
+    case PeerState::ready:
+      return "ready";
+    case PeerState::closing:
+      return "closing";
+    case PeerState::incompatible:
+      return "incompatible";
+    case PeerState::local:
+      return "local";
   }
   return "unknown";
 }
@@ -81,7 +86,7 @@ using detail::PushResult;
 constexpr std::uint64_t kLocalToken = 1ULL << 63U;  // deliver() token of a message this node sent itself
 constexpr std::uint32_t kSelfIndex = 0;
 constexpr std::size_t kMaxPeers = 4096;
-constexpr std::size_t kServiceBatch = 256;   // frames read per turn before letting others run
+constexpr std::size_t kServiceBatch = 256;  // frames read per turn before letting others run
 
 const std::string kPeerLost = "peer lost";
 const std::string kPeerUnreachable = "peer unreachable";
@@ -203,7 +208,7 @@ struct PeerConn {
   Clock::time_point last_rx{};
   Clock::time_point state_since{};
   std::string incompatible_reason;
-  std::deque<Encoded> backlog;  // ZeroMQ said EAGAIN
+  std::deque<Encoded> backlog;                                  // ZeroMQ said EAGAIN
   std::deque<std::pair<Message, std::uint64_t>> local_backlog;  // the inbox said full
   bool local_pump_running = false;
   std::vector<std::pair<std::promise<std::vector<std::string>>, Clock::time_point>> handler_queries;
@@ -276,7 +281,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::awaitable<Notification> call(PeerId peer, OutItem item);
   asio::awaitable<SendStatus> async_enqueue(PeerId peer, OutItem item);
   NodeStats stats() const;
-  std::string next_call_name() { return fmt::format("call-{}", call_names_.fetch_add(1, std::memory_order_relaxed) + 1); }
+  std::string next_call_name() {
+    return fmt::format("call-{}", call_names_.fetch_add(1, std::memory_order_relaxed) + 1);
+  }
 
   // CommunicationLayer (worker threads).
   void deliver(std::uint64_t token, Notification&& n);
@@ -616,8 +623,9 @@ void NodeImpl::set_info(PeerConn& p, PeerState state) {
 
 std::string NodeImpl::hello_frame(wire::Kind kind) {
   const auto types = manager.handlers().types();
-  return wire::encode_hello(kind, static_cast<std::uint32_t>(std::min<std::size_t>(
-                                      opts.manager.max_payload_bytes, std::numeric_limits<std::uint32_t>::max())),
+  return wire::encode_hello(kind,
+                            static_cast<std::uint32_t>(std::min<std::size_t>(
+                                opts.manager.max_payload_bytes, std::numeric_limits<std::uint32_t>::max())),
                             identity, types);
 }
 
@@ -653,9 +661,8 @@ bool NodeImpl::wait_ready(PeerId id, std::chrono::milliseconds timeout) {
   PeerConn* p = peer_at(id);
   if (p == nullptr) return false;
   std::unique_lock lock{p->info_mutex};
-  return p->info_changed.wait_for(lock, timeout, [p] {
-    return p->info.state == PeerState::ready || p->info.state == PeerState::local;
-  });
+  return p->info_changed.wait_for(
+      lock, timeout, [p] { return p->info.state == PeerState::ready || p->info.state == PeerState::local; });
 }
 
 std::optional<PeerInfo> NodeImpl::peer_info(PeerId id) const {
@@ -761,8 +768,9 @@ asio::awaitable<SendStatus> NodeImpl::async_enqueue(PeerId id, OutItem item) {
   for (;;) {
     const SendStatus s = enqueue(id, std::move(item), false);
     if (s != SendStatus::full) co_return s;
-    co_await space_coroutines_.async_wait(
-        [this, p, notified = item.notified] { return closing_.load() || has_room(*p, notified); });  // NOLINT: refused, still ours
+    co_await space_coroutines_.async_wait([this, p, notified = item.notified] {
+      return closing_.load() || has_room(*p, notified);
+    });  // NOLINT: refused, still ours
   }
 }
 
@@ -1042,7 +1050,8 @@ void NodeImpl::on_peer_frames(PeerConn& p, std::vector<zmq::message_t>& frames) 
       }
       return;
     }
-    case wire::Kind::ping: return;  // liveness only: last_rx is updated
+    case wire::Kind::ping:
+      return;  // liveness only: last_rx is updated
     case wire::Kind::bye:
       log_->info("peer {} is shutting down", p.address);
       set_info(p, PeerState::closing);
@@ -1061,7 +1070,9 @@ void NodeImpl::on_peer_frames(PeerConn& p, std::vector<zmq::message_t>& frames) 
       log_->warn("peer {} reports an error: {}", p.address, ef.text);
       return;
     }
-    default: malformed(p.address, "unexpected frame kind from a listening node"); return;
+    default:
+      malformed(p.address, "unexpected frame kind from a listening node");
+      return;
   }
 }
 
@@ -1192,8 +1203,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
         }
         return std::nullopt;
       }
-      Message m{std::string{h.type},
-                Payload::copy_of(body)};
+      Message m{std::string{h.type}, Payload::copy_of(body)};
       std::uint64_t token = 0;
       if (h.call_id != 0) {
         m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
@@ -1236,7 +1246,9 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
       }
       return std::nullopt;
     }
-    case wire::Kind::bye: clients_.erase(std::string{rid_view}); return std::nullopt;
+    case wire::Kind::bye:
+      clients_.erase(std::string{rid_view});
+      return std::nullopt;
     case wire::Kind::error: {
       malformed(where, "ERROR frame sent to a listening node");  // never answered: no error loops
       return std::nullopt;
@@ -1597,7 +1609,7 @@ asio::awaitable<SendStatus> Node::async_send(PeerId peer, std::string type, Payl
 }
 
 std::future<Notification> Node::call_future(PeerId peer, std::string type, Payload payload,
-                                          const CallOptions& options) {
+                                            const CallOptions& options) {
   auto completion = std::make_unique<PromiseCompletion>();
   auto fut = completion->promise.get_future();
   OutItem item = make_item(std::move(type), std::move(payload),

@@ -56,19 +56,29 @@ std::string_view clip_error(std::string_view error) noexcept { return error.subs
 
 std::string_view to_string(DecodeError e) noexcept {
   switch (e) {
-    case DecodeError::none: return "ok";
-    case DecodeError::too_short: return "frame too short";
-    case DecodeError::bad_magic: return "bad magic byte";
-    case DecodeError::bad_version: return "unsupported protocol version";
-    case DecodeError::bad_kind: return "unknown frame kind";
-    case DecodeError::bad_length: return "declared length disagrees with the frame or exceeds a limit";
-    case DecodeError::bad_frames: return "more than one frame";
-    case DecodeError::bad_value: return "field value out of range";
+    case DecodeError::none:
+      return "ok";
+    case DecodeError::too_short:
+      return "frame too short";
+    case DecodeError::bad_magic:
+      return "bad magic byte";
+    case DecodeError::bad_version:
+      return "unsupported protocol version";
+    case DecodeError::bad_kind:
+      return "unknown frame kind";
+    case DecodeError::bad_length:
+      return "declared length disagrees with the frame or exceeds a limit";
+    case DecodeError::bad_frames:
+      return "more than one frame";
+    case DecodeError::bad_value:
+      return "field value out of range";
   }
   return "unknown";
 }
 
-std::size_t msg_size(std::string_view type, std::string_view id) noexcept { return kMsgFixed + type.size() + id.size(); }
+std::size_t msg_size(std::string_view type, std::string_view id) noexcept {
+  return kMsgFixed + type.size() + id.size();
+}
 
 void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id,
                std::span<const std::byte> body) noexcept {

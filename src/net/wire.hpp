@@ -97,13 +97,13 @@ void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode
 // --- decoding ---
 enum class DecodeError : std::uint8_t {
   none,
-  too_short,      // shorter than the fixed part of its kind
-  bad_magic,      // byte 0 is not kMagic
-  bad_version,    // byte 1 is not kVersion (the prefix is still readable)
-  bad_kind,       // unknown kind byte
-  bad_length,     // declared lengths disagree with the frame size or exceed a limit
-  bad_frames,     // more than one frame
-  bad_value,      // a field holds a value the kind does not allow
+  too_short,    // shorter than the fixed part of its kind
+  bad_magic,    // byte 0 is not kMagic
+  bad_version,  // byte 1 is not kVersion (the prefix is still readable)
+  bad_kind,     // unknown kind byte
+  bad_length,   // declared lengths disagree with the frame size or exceed a limit
+  bad_frames,   // more than one frame
+  bad_value,    // a field holds a value the kind does not allow
 };
 [[nodiscard]] std::string_view to_string(DecodeError e) noexcept;
 

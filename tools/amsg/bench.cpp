@@ -29,8 +29,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-
-
 // The fields every scenario reports. `completed` messages in `secs` seconds of
 // wall time and `cpu_secs` of process CPU; `all_notified`: each got its notification.
 Result make_result(std::string scenario, const BenchOptions& o, const Manager& m, std::size_t messages,
@@ -92,7 +90,6 @@ void warm_percentiles(const std::vector<std::int64_t>& samples, Result& r) {
   std::vector<std::int64_t> kept(samples.begin() + static_cast<std::ptrdiff_t>(samples.size() / 10), samples.end());
   percentiles(kept, r);
 }
-
 
 // Reads `n` notifications, calling on_note for each: from a plain thread with
 // blocking receive(), or from a coroutine on the manager's own executor; one at a
@@ -339,9 +336,7 @@ void print(const Result& r, bool json) {
   std::fflush(stdout);
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 int run_bench(const BenchOptions& o) {
   // Quiet unless something goes wrong.

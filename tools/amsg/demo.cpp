@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <amsg/amsg.hpp>
 #include <amsg/net/node.hpp>
@@ -23,10 +25,8 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
-#include <fmt/format.h>
 #include <mutex>
 #include <optional>
-#include <spdlog/spdlog.h>
 #include <thread>
 #include <vector>
 
@@ -97,8 +97,8 @@ class Worker {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    std::array<std::string, 8> args{"/proc/self/exe", "demo-worker", "--listen", address, "--blocks",
-                                    std::to_string(blocks), "--block-kib", std::to_string(block_kib)};
+    std::array<std::string, 8> args{"/proc/self/exe", "demo-worker",          "--listen",    address,
+                                    "--blocks",       std::to_string(blocks), "--block-kib", std::to_string(block_kib)};
     std::array<char*, 9> argv{};
     for (std::size_t i = 0; i < args.size(); ++i) argv[i] = args[i].data();
     const int rc = posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
@@ -178,14 +178,12 @@ int run_demo_worker(const std::string& listen, std::size_t blocks, std::size_t b
   opts.manager.concurrency = 8;
   opts.manager.threads = 1;
   net::Node node{opts};
-  node.manager().register_handler("offload", net::make_typed_handler<BlockRange, Copied>(
-                                                 [pools](BlockRange r) -> asio::awaitable<Copied> {
-                                                   co_return pools->copy(r, true);
-                                                 }));
-  node.manager().register_handler("onboard", net::make_typed_handler<BlockRange, Copied>(
-                                                 [pools](BlockRange r) -> asio::awaitable<Copied> {
-                                                   co_return pools->copy(r, false);
-                                                 }));
+  node.manager().register_handler(
+      "offload", net::make_typed_handler<BlockRange, Copied>(
+                     [pools](BlockRange r) -> asio::awaitable<Copied> { co_return pools->copy(r, true); }));
+  node.manager().register_handler(
+      "onboard", net::make_typed_handler<BlockRange, Copied>(
+                     [pools](BlockRange r) -> asio::awaitable<Copied> { co_return pools->copy(r, false); }));
   node.start();
   std::printf("listening on %s\n", node.endpoints().front().c_str());
   std::fflush(stdout);
@@ -263,8 +261,10 @@ int run_demo(const DemoOptions& o) {
         if (meant_to_fail) ++unexpected;
       } else {
         ++err;
-        if (meant_to_fail) ++err_expected;
-        else ++unexpected;
+        if (meant_to_fail)
+          ++err_expected;
+        else
+          ++unexpected;
         if (sample_err.empty()) sample_err = note->text();
       }
     }
@@ -309,8 +309,8 @@ int run_demo(const DemoOptions& o) {
               percentile(latency_us, 0.50), percentile(latency_us, 0.90), percentile(latency_us, 0.99),
               latency_us.empty() ? 0.0 : latency_us.back());
   if (!sample_err.empty()) std::printf("  an error, as sent  %s\n", sample_err.c_str());
-  const bool all_arrived = arrived == n && missing == 0 && duplicates == 0 && unexpected == 0 &&
-                           err_expected == planned_failures;
+  const bool all_arrived =
+      arrived == n && missing == 0 && duplicates == 0 && unexpected == 0 && err_expected == planned_failures;
   std::printf("  notifications      %zu of %zu arrived, %zu missing, %zu duplicated, %zu unexpected: %s\n", arrived, n,
               missing, duplicates, unexpected, all_arrived ? "every notification arrived, exactly once" : "MISMATCH");
   std::printf("  workers            %s\n", workers_ok ? "drained and exited 0 on SIGTERM" : "did NOT exit cleanly");

@@ -9,8 +9,8 @@ namespace amsg::tool {
 struct DemoOptions {
   std::size_t messages = 20'000;
   std::size_t workers = 2;
-  std::size_t blocks = 1024;     // blocks per pool, per worker
-  std::size_t block_kib = 16;    // block size
+  std::size_t blocks = 1024;      // blocks per pool, per worker
+  std::size_t block_kib = 16;     // block size
   std::size_t fail_every = 1000;  // every n-th command names blocks outside the pool
   std::size_t window = 64;        // commands outstanding at once
   bool progress = true;

@@ -42,14 +42,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"inproc", "ipc", "tcp"}));
 
   amsg::tool::ServeOptions serve;
-  auto* serve_cmd = app.add_subcommand("serve", "Run a node with built-in handlers: echo, sleep (ms), fail (message), sink");
-  serve_cmd->add_option("--listen,-l", serve.listen, "Address to bind: tcp://127.0.0.1:5555, ipc:///tmp/amsg.ipc (repeatable)")
+  auto* serve_cmd =
+      app.add_subcommand("serve", "Run a node with built-in handlers: echo, sleep (ms), fail (message), sink");
+  serve_cmd
+      ->add_option("--listen,-l", serve.listen,
+                   "Address to bind: tcp://127.0.0.1:5555, ipc:///tmp/amsg.ipc (repeatable)")
       ->required();
   serve_cmd->add_option("--concurrency,-n", serve.concurrency, "Handlers running at once")->check(CLI::PositiveNumber);
   serve_cmd->add_option("--threads", serve.threads, "Handler pool threads (0 = hardware threads)");
   serve_cmd->add_option("--max-payload", serve.max_payload, "Largest payload accepted, in bytes");
   serve_cmd->add_option("--identity", serve.identity, "Node identity (default: host-pid-random)");
-  serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")->check(CLI::NonNegativeNumber);
+  serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")
+      ->check(CLI::NonNegativeNumber);
   serve_cmd->add_option("--drain-ms", serve.drain_ms, "On SIGINT/SIGTERM, how long running handlers may finish")
       ->check(CLI::NonNegativeNumber);
 

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <amsg/amsg.hpp>
 #include <amsg/net/node.hpp>
 #include <array>
@@ -20,9 +22,7 @@
 #include <asio/use_future.hpp>
 #include <chrono>
 #include <cstring>
-#include <fmt/format.h>
 #include <optional>
-#include <spdlog/spdlog.h>
 
 #include "bench.hpp"
 #include "bench_report.hpp"
@@ -43,9 +43,12 @@ class ServeChild {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    std::array<std::string, 11> args{"/proc/self/exe", "serve",    "--listen",  listen,
-                                     "--concurrency",  std::to_string(concurrency), "--threads",
-                                     std::to_string(threads), "--spin-us", std::to_string(spin_us), "--drain-ms=0"};
+    std::array<std::string, 11> args{"/proc/self/exe", "serve",
+                                     "--listen",       listen,
+                                     "--concurrency",  std::to_string(concurrency),
+                                     "--threads",      std::to_string(threads),
+                                     "--spin-us",      std::to_string(spin_us),
+                                     "--drain-ms=0"};
     std::array<char*, 12> argv{};
     for (std::size_t i = 0; i < args.size(); ++i) argv[i] = args[i].data();
     const int rc = posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);

@@ -123,7 +123,8 @@ int run_send(const SendOptions& o) {
       n = node.manager().receive_for(timeout + std::chrono::seconds{5});
     } else {
       // Request/response: the outcome and the response bytes come back to us.
-      auto fut = node.call_future(peer, o.type, std::move(payload), net::CallOptions{.notify_id = "send", .timeout = timeout});
+      auto fut =
+          node.call_future(peer, o.type, std::move(payload), net::CallOptions{.notify_id = "send", .timeout = timeout});
       if (fut.wait_for(timeout + std::chrono::seconds{5}) == std::future_status::ready) n = fut.get();
     }
     node.shutdown(std::chrono::milliseconds{0});

@@ -81,20 +81,20 @@ struct CallOptions {
 };
 
 struct NodeStats {
-  std::uint64_t messages_sent = 0;       // MSG frames written
-  std::uint64_t replies_received = 0;    // REPLY frames matched to a waiting call
-  std::uint64_t late_replies = 0;        // REPLY frames for calls that had already ended (discarded)
-  std::uint64_t timeouts = 0;            // calls ended by their deadline
-  std::uint64_t calls_failed_peer = 0;   // calls ended by peer lost / unreachable
-  std::uint64_t peers_lost = 0;          // connections declared lost
-  std::uint64_t messages_received = 0;   // MSG frames read
-  std::uint64_t replies_sent = 0;        // REPLY frames written
-  std::uint64_t replies_dropped = 0;     // replies whose peer was gone or not reading
+  std::uint64_t messages_sent = 0;          // MSG frames written
+  std::uint64_t replies_received = 0;       // REPLY frames matched to a waiting call
+  std::uint64_t late_replies = 0;           // REPLY frames for calls that had already ended (discarded)
+  std::uint64_t timeouts = 0;               // calls ended by their deadline
+  std::uint64_t calls_failed_peer = 0;      // calls ended by peer lost / unreachable
+  std::uint64_t peers_lost = 0;             // connections declared lost
+  std::uint64_t messages_received = 0;      // MSG frames read
+  std::uint64_t replies_sent = 0;           // REPLY frames written
+  std::uint64_t replies_dropped = 0;        // replies whose peer was gone or not reading
   std::uint64_t refused_shutting_down = 0;  // MSGs answered err(remote shutting down)
   std::uint64_t refused_too_large = 0;      // MSGs answered err(payload ... exceeds the limit ...)
-  std::uint64_t malformed_frames = 0;    // frames that failed to decode (any side)
-  std::uint64_t outstanding_calls = 0;   // calls waiting for an outcome now
-  Stats manager;                         // the node's manager
+  std::uint64_t malformed_frames = 0;       // frames that failed to decode (any side)
+  std::uint64_t outstanding_calls = 0;      // calls waiting for an outcome now
+  Stats manager;                            // the node's manager
 };
 
 class Node {
@@ -147,7 +147,8 @@ class Node {
   [[nodiscard]] asio::awaitable<SendStatus> async_send(PeerId peer, std::string type, Payload payload);
   [[nodiscard]] asio::awaitable<SendStatus> async_send(PeerId peer, std::string type, Payload payload,
                                                        std::string notify_id,
-                                                       std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+                                                       std::chrono::milliseconds timeout = std::chrono::milliseconds{
+                                                           0});
 
   // Request/response: the outcome (with the handler's response bytes in
   // Notification::payload) comes back to the caller. Suspends while the peer

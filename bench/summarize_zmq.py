@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Medians and ratios from bench/compare_zmq.sh's raw lines (zmq_bench key=value, amsg JSON)."""
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+
+def parse(line):
+    m = re.match(r"system=(\S+) config=(\S+) (.*)$", line.strip())
+    if not m:
+        return None
+    system, config, rest = m.groups()
+    if system == "amsg":
+        values = {}
+        for obj in re.findall(r"\{.*?\}", rest):
+            values.update(json.loads(obj))
+        out = {k: values[k] for k in ("msgs_per_s", "p50_us", "p99_us") if k in values}
+    else:
+        kv = dict(re.findall(r"(\w+)=([^\s]+)", rest))
+        out = {}
+        if "rtt_us_p50" in kv:
+            out["p50_us"] = float(kv["rtt_us_p50"])
+            out["p99_us"] = float(kv["rtt_us_p99"])
+        elif "msgs_per_s" in kv:
+            out["msgs_per_s"] = float(kv["msgs_per_s"])
+    return system, config, out
+
+
+def main(path):
+    runs = defaultdict(lambda: defaultdict(list))
+    for line in open(path):
+        p = parse(line)
+        if p:
+            system, config, values = p
+            for k, v in values.items():
+                runs[(system, config)][k].append(float(v))
+    med = {key: {k: statistics.median(v) for k, v in d.items()} for key, d in runs.items()}
+    n = max((len(v) for d in runs.values() for v in d.values()), default=0)
+    print(f"medians of {n} interleaved rounds\n")
+    print("| measurement | raw ZeroMQ | amsg | amsg / raw | target |")
+    print("|---|---|---|---|---|")
+
+    def get(system, cfg, key):
+        return med.get((system, cfg), {}).get(key)
+
+    for cfg, label in (("lat-ipc", "ipc"), ("lat-tcp", "tcp")):
+        for key in ("p50_us", "p99_us"):
+            z, a = get("zmq", cfg, key), get("amsg", cfg, key)
+            if z and a:
+                target = "≤ 1.2×" if key == "p50_us" else ""
+                print(f"| notified round trip {key[:3]}, {label} | {z:.1f} µs | {a:.1f} µs | {a / z:.2f}× | {target} |")
+    z, a = get("zmq", "thr-ipc", "msgs_per_s"), get("amsg", "thr-ipc", "msgs_per_s")
+    if z and a:
+        print(f"| notified one-way throughput, ipc, N=64 | {z / 1e6:.2f} M/s | {a / 1e6:.3f} M/s | {a / z:.2f}× | ≥ 1 M/s |")
+    a = get("amsg", "reqresp-ipc", "msgs_per_s")
+    if a:
+        print(f"| request/response, 64 outstanding, ipc | | {a / 1e6:.3f} M/s | | ≥ 0.5 M/s |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/amsg-compare-zmq/raw.txt")
