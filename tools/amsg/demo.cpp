@@ -7,11 +7,6 @@
 
 #include "demo.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -24,15 +19,15 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
+#include "child_process.hpp"
 #include "progress.hpp"
-
-extern char** environ;
 
 namespace amsg::tool {
 namespace {
@@ -88,73 +83,27 @@ class KvPools {
   std::array<std::mutex, kStripes> stripes_;
 };
 
-// A worker process: spawned from this very executable, ready once it prints its address.
+// A worker process: this executable again, as `amsg demo-worker`.
 class Worker {
  public:
-  Worker(const std::string& address, std::size_t blocks, std::size_t block_kib) : address_{address} {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    std::array<std::string, 8> args{"/proc/self/exe", "demo-worker",          "--listen",    address,
-                                    "--blocks",       std::to_string(blocks), "--block-kib", std::to_string(block_kib)};
-    std::array<char*, 9> argv{};
-    for (std::size_t i = 0; i < args.size(); ++i) argv[i] = args[i].data();
-    const int rc = posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[1]);
-    out_ = fds[0];
-    if (rc != 0) throw std::runtime_error(fmt::format("cannot start a worker: {}", std::strerror(rc)));
-  }
+  Worker(std::string address, std::size_t blocks, std::size_t block_kib)
+      : address_{std::move(address)},
+        child_{{"demo-worker", "--listen", address_, "--blocks", std::to_string(blocks), "--block-kib",
+                std::to_string(block_kib)}} {}
   ~Worker() {
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (out_ >= 0) ::close(out_);
     if (address_.starts_with("ipc://")) ::unlink(address_.substr(6).c_str());
   }
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
-
-  // Waits for the worker's "listening on" line.
   bool wait_listening(std::chrono::milliseconds timeout) {
-    std::string buffer;
-    const auto deadline = Clock::now() + timeout;
-    while (buffer.find("listening on") == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return false;
-      pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      std::array<char, 512> chunk{};
-      const ssize_t n = ::read(out_, chunk.data(), chunk.size());
-      if (n <= 0) return false;
-      buffer.append(chunk.data(), static_cast<std::size_t>(n));
-    }
-    return true;
+    return child_.wait_for_line("listening on", timeout).has_value();
   }
-  // SIGTERM (the worker drains and exits 0); true when it exited cleanly in time.
-  bool stop(std::chrono::milliseconds timeout) {
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        reaped_ = true;
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      }
-      if (Clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds{2});  // no event to wait on for a child's exit here
-    }
-  }
+  bool stop(std::chrono::milliseconds timeout) { return child_.stop(timeout); }
   [[nodiscard]] const std::string& address() const { return address_; }
 
  private:
   std::string address_;
-  pid_t pid_ = -1;
-  int out_ = -1;
-  bool reaped_ = false;
+  ChildProcess child_;
 };
 
 double percentile(const std::vector<double>& sorted, double p) {

@@ -6,28 +6,21 @@
 //    outcome comes back on the notification channel; N = the server's concurrency.
 //  - reqresp: request/response with 64 calls outstanding (64 coroutines calling echo).
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <amsg/amsg.hpp>
 #include <amsg/net/node.hpp>
-#include <array>
 #include <asio/co_spawn.hpp>
 #include <asio/use_future.hpp>
 #include <chrono>
-#include <cstring>
 #include <optional>
 
 #include "bench.hpp"
 #include "bench_report.hpp"
-
-extern char** environ;
+#include "child_process.hpp"
 
 namespace amsg::tool {
 namespace {
@@ -37,49 +30,16 @@ using Clock = std::chrono::steady_clock;
 // `amsg serve` in a child process; stopped with SIGTERM.
 class ServeChild {
  public:
-  ServeChild(const std::string& listen, std::size_t concurrency, std::size_t threads, long spin_us) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    std::array<std::string, 11> args{"/proc/self/exe", "serve",
-                                     "--listen",       listen,
-                                     "--concurrency",  std::to_string(concurrency),
-                                     "--threads",      std::to_string(threads),
-                                     "--spin-us",      std::to_string(spin_us),
-                                     "--drain-ms=0"};
-    std::array<char*, 12> argv{};
-    for (std::size_t i = 0; i < args.size(); ++i) argv[i] = args[i].data();
-    const int rc = posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[1]);
-    out_ = fds[0];
-    if (rc != 0) throw std::runtime_error(fmt::format("cannot start amsg serve: {}", std::strerror(rc)));
-    // The first "listening on" line names the address (with the tcp port resolved).
-    std::string buffer;
-    const auto deadline = Clock::now() + std::chrono::seconds{20};
-    for (;;) {
-      const auto at = buffer.find("listening on ");
-      if (at != std::string::npos && buffer.find('\n', at) != std::string::npos) {
-        address_ = buffer.substr(at + 13, buffer.find('\n', at) - at - 13);
-        break;
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      pollfd p{out_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) < 0) {
-        throw std::runtime_error("amsg serve did not start");
-      }
-      std::array<char, 512> chunk{};
-      const ssize_t n = ::read(out_, chunk.data(), chunk.size());
-      if (n <= 0) throw std::runtime_error("amsg serve exited: " + buffer);
-      buffer.append(chunk.data(), static_cast<std::size_t>(n));
-    }
+  ServeChild(const std::string& listen, std::size_t concurrency, std::size_t threads, long spin_us)
+      : child_{{"serve", "--listen", listen, "--concurrency", std::to_string(concurrency), "--threads",
+                std::to_string(threads), "--spin-us", std::to_string(spin_us), "--drain-ms=0"}} {
+    // Its first "listening on" line names the address (with a tcp port resolved).
+    const auto line = child_.wait_for_line("listening on ", std::chrono::seconds{20});
+    if (!line) throw std::runtime_error("amsg serve did not start");
+    address_ = line->substr(13);
   }
   ~ServeChild() {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    ::close(out_);
+    child_.stop(std::chrono::seconds{10});
     if (address_.starts_with("ipc://")) ::unlink(address_.substr(6).c_str());
   }
   ServeChild(const ServeChild&) = delete;
@@ -87,8 +47,7 @@ class ServeChild {
   [[nodiscard]] const std::string& address() const { return address_; }
 
  private:
-  pid_t pid_ = -1;
-  int out_ = -1;
+  ChildProcess child_;
   std::string address_;
 };
 
