@@ -104,7 +104,7 @@ TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {
         std::vector<std::string> texts;
         for (int i = 0; i < 20; ++i) {
           Notification n = co_await client.call(peer, "echo", bytes(std::to_string(i)), "e" + std::to_string(i));
-          texts.push_back(std::string{n.payload.as_string_view()});
+          texts.emplace_back(n.payload.as_string_view());
         }
         Notification bad = co_await client.call(peer, "fail", bytes("no (good)"), "b", 10s);
         texts.push_back(bad.text());
@@ -241,7 +241,7 @@ TEST(Node, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
   // buffers, the inbox) absorbs a bounded number, then try_send keeps saying full.
   int accepted = 0;
   int refused = 0;
-  const std::string big(16 * 1024, 'x');  // large enough that kernel socket buffers hold few
+  const std::string big(std::size_t{16} * 1024, 'x');  // large enough that kernel socket buffers hold few
   const auto until = std::chrono::steady_clock::now() + 2s;
   while (std::chrono::steady_clock::now() < until) {
     const SendStatus s = client.try_send(peer, "gated", bytes(big), "g" + std::to_string(accepted));
@@ -281,6 +281,7 @@ TEST(Node, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
   client.start();
   const PeerId peer = client.connect(path.address());
   std::vector<std::future<Notification>> futures;
+  futures.reserve(10);
   for (int i = 0; i < 10; ++i) futures.push_back(client.call_future(peer, "sleep", bytes("60000")));
   for (int i = 0; i < 5; ++i)
     ASSERT_EQ(client.send(peer, "sleep", bytes("60000"), "n" + std::to_string(i)), SendStatus::ok);

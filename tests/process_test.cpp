@@ -76,6 +76,7 @@ TEST(Process, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) 
   const PeerId peer = client.connect(path.address());
   ASSERT_TRUE(client.wait_ready(peer, 20s));
   std::vector<std::future<Notification>> calls;
+  calls.reserve(50);
   for (int i = 0; i < 50; ++i) calls.push_back(client.call_future(peer, "sleep", bytes("30000")));
   for (int i = 0; i < 10; ++i)
     ASSERT_EQ(client.send(peer, "sleep", bytes("30000"), "n" + std::to_string(i)), SendStatus::ok);

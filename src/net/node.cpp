@@ -88,11 +88,11 @@ constexpr std::uint32_t kSelfIndex = 0;
 constexpr std::size_t kMaxPeers = 4096;
 constexpr std::size_t kServiceBatch = 256;  // frames read per turn before letting others run
 
-const std::string kPeerLost = "peer lost";
-const std::string kPeerUnreachable = "peer unreachable";
-const std::string kRemoteShuttingDown = "remote shutting down";
-const std::string kNodeShuttingDown = "node shutting down";
-const std::string kTimeout = "timeout";
+constexpr const char* kPeerLost = "peer lost";
+constexpr const char* kPeerUnreachable = "peer unreachable";
+constexpr const char* kRemoteShuttingDown = "remote shutting down";
+constexpr const char* kNodeShuttingDown = "node shutting down";
+constexpr const char* kTimeout = "timeout";
 
 std::string make_identity() {
   std::array<char, 256> host{};
@@ -765,12 +765,12 @@ asio::awaitable<SendStatus> NodeImpl::async_enqueue(PeerId id, OutItem item) {
   auto self = shared_from_this();  // we may suspend: keep the node alive
   PeerConn* p = peer_at(id);
   if (p == nullptr) throw std::invalid_argument("amsg: unknown PeerId");
+  const bool notified = item.notified;
   for (;;) {
-    const SendStatus s = enqueue(id, std::move(item), false);
+    // enqueue() moves from the item only when it returns ok.
+    const SendStatus s = enqueue(id, std::move(item), false);  // NOLINT(bugprone-use-after-move)
     if (s != SendStatus::full) co_return s;
-    co_await space_coroutines_.async_wait([this, p, notified = item.notified] {
-      return closing_.load() || has_room(*p, notified);
-    });  // NOLINT: refused, still ours
+    co_await space_coroutines_.async_wait([this, p, notified] { return closing_.load() || has_room(*p, notified); });
   }
 }
 

@@ -216,7 +216,7 @@ DecodeError decode_hello(std::span<const std::byte> frame, Hello& out) {
   out.handlers.reserve(count);
   for (std::size_t i = 0; i < count; ++i) {
     if (at >= frame.size()) return DecodeError::bad_length;
-    const std::size_t len = std::to_integer<std::size_t>(p[at++]);
+    const auto len = std::to_integer<std::size_t>(p[at++]);
     if (len == 0 || at + len > frame.size()) return DecodeError::bad_length;
     out.handlers.push_back(text_at(p + at, len));
     at += len;

@@ -210,10 +210,7 @@ int run_demo(const DemoOptions& o) {
         if (meant_to_fail) ++unexpected;
       } else {
         ++err;
-        if (meant_to_fail)
-          ++err_expected;
-        else
-          ++unexpected;
+        ++(meant_to_fail ? err_expected : unexpected);
         if (sample_err.empty()) sample_err = note->text();
       }
     }

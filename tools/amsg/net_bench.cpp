@@ -6,7 +6,6 @@
 //    outcome comes back on the notification channel; N = the server's concurrency.
 //  - reqresp: request/response with 64 calls outstanding (64 coroutines calling echo).
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -16,6 +15,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/use_future.hpp>
 #include <chrono>
+#include <csignal>
 #include <optional>
 
 #include "bench.hpp"
