@@ -186,7 +186,8 @@ std::optional<std::string> read_answer(zmq::socket_t& s, std::chrono::millisecon
       frames.emplace_back(m.size() == 0 ? zmq::message_t{} : zmq::message_t{m.data(), m.size()});
     } while (m.more());
     std::string header = frames[0].to_string();
-    if (header.size() >= 3 && (header[2] == 2 || header[2] == 7)) return header;  // REPLY or ERROR
+    if (header.size() >= 3 && (header[2] == 2 || header[2] == 7 || header[2] == 8))
+      return header;  // REPLY, ERROR, BATCH
   }
 }
 
@@ -223,6 +224,25 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
   } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(904)));
   ASSERT_TRUE(a) << "no REPLY for the two-frame MSG";
   EXPECT_EQ((*a)[13], 6);
+
+  // A BATCH claiming a million entries: answered with an ERROR, the node carries on.
+  (void)raw.send(zmq::buffer(frame_of({0xAE, 1, 8, 0, 0x40, 0x42, 0x0F, 0})), zmq::send_flags::none);
+  // A BATCH of two MSGs: both answered.
+  const std::string m1 = msg_header(1, 911, "echo") + "first";
+  const std::string m2 = msg_header(1, 912, "echo") + "second";
+  auto le32 = [](std::size_t v) { return le64(v).substr(0, 4); };
+  (void)raw.send(zmq::buffer(frame_of({0xAE, 1, 8, 0}) + le32(2) + le32(m1.size()) + m1 + le32(m2.size()) + m2),
+                 zmq::send_flags::none);
+  std::string answers;
+  const auto batch_deadline = std::chrono::steady_clock::now() + 10s;
+  while ((answers.find("first") == std::string::npos || answers.find("second") == std::string::npos) &&
+         std::chrono::steady_clock::now() < batch_deadline) {
+    auto got = read_answer(raw, 10s);
+    if (!got) break;
+    answers += *got;
+  }
+  EXPECT_NE(answers.find("first"), std::string::npos);
+  EXPECT_NE(answers.find("second"), std::string::npos);
 
   // A MSG of version 2: answered "incompatible protocol version" in version 1.
   (void)raw.send(zmq::buffer(msg_header(2, 902, "echo") + "x"), zmq::send_flags::none);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,33 @@ TEST(Wire, PingByeAndErrorRoundTrip) {
   ASSERT_EQ(decode_error(bytes(error_frame), e), DecodeError::none);
   EXPECT_EQ(e.code, ErrorCode::malformed);
   EXPECT_EQ(e.text, "bad");
+}
+
+TEST(Wire, BatchCarriesCompleteFramesAndChecksItsLengths) {
+  const std::string a = msg_frame(1, "echo", "", "one");
+  const std::string b = msg_frame(2, "echo", "", "two!");
+  std::string batch(kBatchFixed + 4 + a.size() + 4 + b.size(), '\0');
+  auto* at = reinterpret_cast<std::byte*>(batch.data());
+  write_batch_prefix(at, 2);
+  at += kBatchFixed;
+  at = write_batch_entry(at, static_cast<std::uint32_t>(a.size()));
+  std::memcpy(at, a.data(), a.size());
+  at += a.size();
+  at = write_batch_entry(at, static_cast<std::uint32_t>(b.size()));
+  std::memcpy(at, b.data(), b.size());
+  std::vector<std::span<const std::byte>> entries;
+  ASSERT_EQ(decode_batch(bytes(batch), entries), DecodeError::none);
+  ASSERT_EQ(entries.size(), 2u);
+  MsgHeader h;
+  ASSERT_EQ(decode_msg(entries[1], h), DecodeError::none);
+  EXPECT_EQ(h.call_id, 2u);
+  EXPECT_EQ(h.body.size(), 4u);
+  EXPECT_EQ(decode_batch(bytes(batch.substr(0, batch.size() - 1)), entries), DecodeError::bad_length);
+  std::string absurd = batch;
+  absurd[4] = static_cast<char>(0xFF);  // 255 entries claimed, 2 present
+  EXPECT_EQ(decode_batch(bytes(absurd), entries), DecodeError::bad_length);
+  absurd[5] = static_cast<char>(0xFF);  // over the 256 limit
+  EXPECT_EQ(decode_batch(bytes(absurd), entries), DecodeError::bad_length);
 }
 
 TEST(Wire, RejectsEveryKindOfBrokenHeader) {

@@ -139,7 +139,8 @@ struct OutItem {
 // A MSG encoded and registered, waiting for ZeroMQ to take it (HWM reached).
 struct Encoded {
   zmq::message_t frame;
-  std::uint64_t call_id = 0;
+  std::uint64_t call_id = 0;  // of a lone notified MSG (0 for a BATCH)
+  std::size_t count = 1;      // messages in the frame
 };
 
 struct ReplyItem {
@@ -224,12 +225,10 @@ struct Inflight {
   std::uint64_t call_id = 0;
 };
 
-constexpr std::uint32_t kNoSlot = std::numeric_limits<std::uint32_t>::max();
-
 // A frame for a sender that ZeroMQ could not take yet (its pipe is at the high-water mark).
 struct RouterFrame {
   zmq::message_t frame;
-  std::uint32_t slot = kNoSlot;  // the inflight slot a REPLY frees once it is out
+  std::vector<std::uint32_t> slots;  // the inflight slots its REPLYs free once it is out
 };
 
 zmq::message_t frame_of(std::string_view bytes) { return zmq::message_t{bytes.data(), bytes.size()}; }
@@ -333,24 +332,30 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void set_info(PeerConn& p, PeerState state);
   void flush_peer(PeerConn& p);
   bool send_backlog(PeerConn& p);
-  bool send_out(PeerConn& p, OutItem& item);
+  bool admit(PeerConn& p, OutItem& item, Clock::time_point now);
+  bool send_out(PeerConn& p, std::vector<OutItem>& items, Clock::time_point now);
   void flush_local(PeerConn& p);
   asio::awaitable<void> local_pump(PeerConn& p);
   asio::awaitable<void> peer_loop(PeerConn& p, std::uint64_t epoch);
   void service_peer(PeerConn& p);
   void on_peer_frames(PeerConn& p, std::vector<zmq::message_t>& frames);
+  void on_reply(PeerConn& p, std::span<const std::byte> frame);
   void declare_lost(PeerConn& p, const std::string& why);
   void fail_peer_calls(PeerConn& p, const std::string& why, Clock::time_point sent_before);
   asio::awaitable<void> router_loop();
-  // Returns a message that must wait for inbox room (with its token), or nullopt.
-  std::optional<std::pair<Message, std::uint64_t>> on_router_frames(std::vector<zmq::message_t>& frames);
+  // Handles one message from the ROUTER; messages that found the inbox full wait in router_waiting_.
+  void on_router_frames(std::vector<zmq::message_t>& frames);
+  void on_msg(const zmq::message_t& rid, std::string_view rid_view, std::span<const std::byte> frame,
+              std::uint64_t forced_call_id, wire::DecodeError forced);
   void reply_error(const zmq::message_t& routing_id, std::uint64_t call_id, wire::ErrorCode code,
                    std::string_view text);
   enum class SendResult : std::uint8_t { sent, again, gone };
   SendResult router_try_send(std::string_view routing_id, zmq::message_t& frame);
   // `must`: REPLY, HELLO_ACK and BYE wait in a per-sender backlog when ZeroMQ says
   // EAGAIN; PING and ERROR frames are dropped instead.
-  void router_send(std::string_view routing_id, zmq::message_t&& frame, bool must, std::uint32_t slot = kNoSlot);
+  void router_send(std::string_view routing_id, zmq::message_t&& frame, bool must,
+                   std::vector<std::uint32_t> slots = {});
+  void send_replies(std::size_t first, std::size_t last);
   void drain_router_backlog();
   void forget_client(const std::string& routing_id);
   void flush_replies();
@@ -407,6 +412,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::vector<Inflight> slab_;
   std::vector<std::uint32_t> free_slots_;
   std::deque<Notification> publish_backlog_;
+  std::vector<OutItem> out_batch_;                                // flush_peer()'s scratch
+  std::deque<std::pair<Message, std::uint64_t>> router_waiting_;  // read, waiting for inbox room
+  std::vector<std::span<const std::byte>> batch_entries_;
+  std::vector<ReplyItem> reply_batch_;
   bool publisher_running_ = false;
   RateLimitedLog malformed_log_;
   RateLimitedLog drop_log_;
@@ -443,8 +452,8 @@ NodeImpl::NodeImpl(NodeOptions o)
   if (opts.heartbeat_interval.count() <= 0 || opts.heartbeat_timeout <= opts.heartbeat_interval) {
     throw InvalidOptionsError("amsg: heartbeat_timeout must exceed heartbeat_interval > 0");
   }
-  if (opts.peer_queue_capacity < 2 || opts.max_outstanding_calls == 0 || opts.max_inflight == 0) {
-    throw InvalidOptionsError("amsg: peer_queue_capacity >= 2, max_outstanding_calls and max_inflight >= 1");
+  if (opts.peer_queue_capacity < 2 || opts.max_outstanding_calls == 0 || opts.max_inflight < 2 * wire::kMaxBatch) {
+    throw InvalidOptionsError("amsg: needs peer_queue_capacity >= 2, max_outstanding_calls >= 1, max_inflight >= 512");
   }
   if (identity.size() > wire::kMaxIdentityLength) throw InvalidOptionsError("amsg: identity longer than 255 bytes");
   auto self = std::make_unique<PeerConn>(kSelfIndex, "self", opts.peer_queue_capacity);
@@ -785,6 +794,10 @@ void NodeImpl::fail_item(OutItem& item, const std::string& why) {
   complete_pending(std::move(pd), std::move(n));
 }
 
+// Takes what senders queued for the peer, registers the calls and writes them:
+// one frame per burst (a BATCH of up to kMaxBatch messages; a lone message goes
+// as a plain MSG), so ZeroMQ and the kernel see one message per burst, not one
+// per active message.
 void NodeImpl::flush_peer(PeerConn& p) {
   p.flush_posted.store(false, std::memory_order_seq_cst);
   if (stopping_) return;
@@ -794,11 +807,18 @@ void NodeImpl::flush_peer(PeerConn& p) {
   }
   if (!p.sock.socket) return;  // open_peer() flushes once the socket exists
   if (!send_backlog(p)) return;
-  OutItem item;
   std::size_t n = 0;
-  while (p.backlog.size() < p.queue.capacity() && p.queue.try_pop(item)) {
-    if (!send_out(p, item)) break;  // now in the backlog
-    if (++n == kServiceBatch) {
+  OutItem item;
+  while (p.backlog.size() < p.queue.capacity()) {
+    out_batch_.clear();
+    const auto now = Clock::now();
+    while (out_batch_.size() < wire::kMaxBatch && p.queue.try_pop(item)) {
+      if (admit(p, item, now)) out_batch_.push_back(std::move(item));
+      ++n;
+    }
+    if (out_batch_.empty()) break;
+    if (!send_out(p, out_batch_, now)) break;  // now in the backlog
+    if (n >= 4 * wire::kMaxBatch) {
       schedule_flush(p);  // let replies and other peers in
       break;
     }
@@ -807,48 +827,67 @@ void NodeImpl::flush_peer(PeerConn& p) {
   if (n != 0) notify_space();
 }
 
-// Encodes, registers and sends one item. False when ZeroMQ would block (the item
-// then waits, encoded and registered, in the backlog).
-bool NodeImpl::send_out(PeerConn& p, OutItem& item) {
+// False when the item ended here (the peer is closing or incompatible, or its
+// deadline has passed) and must not be sent.
+bool NodeImpl::admit(PeerConn& p, OutItem& item, Clock::time_point now) {
   if (p.state == PeerState::closing) {
     fail_item(item, kRemoteShuttingDown);
-    return true;
+    return false;
   }
   if (p.state == PeerState::incompatible) {
     fail_item(item, p.incompatible_reason);
-    return true;
+    return false;
   }
-  const auto now = Clock::now();
   if (item.notified && item.deadline <= now) {
     timeouts_.add();
     fail_item(item, kTimeout);
-    return true;
+    return false;
+  }
+  return true;
+}
+
+// Encodes and registers the items and sends them in one frame. False when ZeroMQ
+// would block (the frame then waits, encoded and registered, in the backlog).
+bool NodeImpl::send_out(PeerConn& p, std::vector<OutItem>& items, Clock::time_point now) {
+  const bool single = items.size() == 1;
+  std::size_t total = single ? 0 : wire::kBatchFixed;
+  for (const auto& item : items) {
+    total +=
+        wire::msg_size(item.type, item.notify_id) + item.payload.size() + (single ? 0 : wire::batch_entry_overhead());
   }
   Encoded e;
-  e.call_id = item.notified ? ++next_call_id_ : 0;
-  e.frame.rebuild(wire::msg_size(item.type, item.notify_id) + item.payload.size());
-  wire::write_msg(static_cast<std::byte*>(e.frame.data()), e.call_id, item.type, item.notify_id, item.payload.bytes());
-  item.payload = Payload{};
-  if (item.notified) {
-    Pending pd;
-    pd.peer = p.index;
-    pd.notify_id = std::move(item.notify_id);
-    pd.type = std::move(item.type);
-    pd.deadline = item.deadline;
-    pd.sent_at = now;
-    pd.completion = std::move(item.completion);
-    pending_.emplace(e.call_id, std::move(pd));
-    if (item.deadline != Clock::time_point::max()) arm_deadline(item.deadline, e.call_id);
+  e.frame.rebuild(total);
+  auto* at = static_cast<std::byte*>(e.frame.data());
+  if (!single) {
+    wire::write_batch_prefix(at, static_cast<std::uint32_t>(items.size()));
+    at += wire::kBatchFixed;
   }
-  if (!p.backlog.empty()) {
+  for (auto& item : items) {
+    const std::uint64_t call_id = item.notified ? ++next_call_id_ : 0;
+    const std::size_t size = wire::msg_size(item.type, item.notify_id) + item.payload.size();
+    if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
+    wire::write_msg(at, call_id, item.type, item.notify_id, item.payload.bytes());
+    at += size;
+    item.payload = Payload{};
+    if (single) e.call_id = call_id;
+    if (item.notified) {
+      Pending pd;
+      pd.peer = p.index;
+      pd.notify_id = std::move(item.notify_id);
+      pd.type = std::move(item.type);
+      pd.deadline = item.deadline;
+      pd.sent_at = now;
+      pd.completion = std::move(item.completion);
+      pending_.emplace(call_id, std::move(pd));
+      if (item.deadline != Clock::time_point::max()) arm_deadline(item.deadline, call_id);
+    }
+  }
+  e.count = items.size();
+  if (!p.backlog.empty() || !p.sock.socket->send(e.frame, zmq::send_flags::dontwait)) {
     p.backlog.push_back(std::move(e));
     return false;
   }
-  if (!p.sock.socket->send(e.frame, zmq::send_flags::dontwait)) {
-    p.backlog.push_back(std::move(e));
-    return false;
-  }
-  messages_sent_.add();
+  messages_sent_.add(items.size());
   return true;
 }
 
@@ -856,12 +895,12 @@ bool NodeImpl::send_out(PeerConn& p, OutItem& item) {
 bool NodeImpl::send_backlog(PeerConn& p) {
   while (!p.backlog.empty()) {
     Encoded& e = p.backlog.front();
-    if (e.call_id != 0 && !pending_.contains(e.call_id)) {  // ended (timeout, peer lost) while waiting
+    if (e.call_id != 0 && !pending_.contains(e.call_id)) {  // a lone call that ended (timeout) while waiting
       p.backlog.pop_front();
       continue;
     }
     if (!p.sock.socket->send(e.frame, zmq::send_flags::dontwait)) return false;
-    messages_sent_.add();
+    messages_sent_.add(e.count);
     p.backlog.pop_front();
   }
   return true;
@@ -993,34 +1032,19 @@ void NodeImpl::on_peer_frames(PeerConn& p, std::vector<zmq::message_t>& frames) 
     return;
   }
   switch (prefix.kind) {
-    case wire::Kind::reply: {
-      wire::ReplyHeader r;
-      auto e = wire::decode_reply(header, r);
-      if (e == wire::DecodeError::none && frames.size() != 1) e = wire::DecodeError::bad_frames;
-      if (e != wire::DecodeError::none) {
-        malformed(p.address, wire::to_string(e));
+    case wire::Kind::reply:
+      if (frames.size() != 1) {
+        malformed(p.address, wire::to_string(wire::DecodeError::bad_frames));
         return;
       }
-      auto it = pending_.find(r.call_id);
-      if (it == pending_.end() || it->second.peer != p.index) {
-        late_replies_.add();
+      on_reply(p, header);
+      return;
+    case wire::Kind::batch: {
+      if (auto e = wire::decode_batch(header, batch_entries_); e != wire::DecodeError::none || frames.size() != 1) {
+        malformed(p.address, e != wire::DecodeError::none ? wire::to_string(e) : "more than one frame");
         return;
       }
-      replies_received_.add();
-      Pending pd = std::move(it->second);
-      pending_.erase(it);
-      Notification n;
-      n.id = std::move(pd.notify_id);
-      n.message_type = std::move(pd.type);
-      if (r.status == wire::Status::ok) {
-        n.outcome = Outcome::ok;
-        if (!r.body.empty()) n.payload = Payload::copy_of(r.body);
-      } else {
-        n.outcome = r.status == wire::Status::cancelled ? Outcome::cancelled : Outcome::error;
-        n.error = std::string{r.error};
-      }
-      pd.notify_id.clear();
-      complete_pending(std::move(pd), std::move(n));
+      for (const auto entry : batch_entries_) on_reply(p, entry);
       return;
     }
     case wire::Kind::hello_ack: {
@@ -1076,6 +1100,34 @@ void NodeImpl::on_peer_frames(PeerConn& p, std::vector<zmq::message_t>& frames) 
   }
 }
 
+// One REPLY (alone or from a BATCH): completes the call it answers.
+void NodeImpl::on_reply(PeerConn& p, std::span<const std::byte> frame) {
+  wire::ReplyHeader r;
+  if (auto e = wire::decode_reply(frame, r); e != wire::DecodeError::none) {
+    malformed(p.address, wire::to_string(e));
+    return;
+  }
+  auto it = pending_.find(r.call_id);
+  if (it == pending_.end() || it->second.peer != p.index) {
+    late_replies_.add();
+    return;
+  }
+  replies_received_.add();
+  Pending pd = std::move(it->second);
+  pending_.erase(it);
+  Notification n;
+  n.id = std::move(pd.notify_id);
+  n.message_type = std::move(pd.type);
+  if (r.status == wire::Status::ok) {
+    n.outcome = Outcome::ok;
+    if (!r.body.empty()) n.payload = Payload::copy_of(r.body);
+  } else {
+    n.outcome = r.status == wire::Status::cancelled ? Outcome::cancelled : Outcome::error;
+    n.error = std::string{r.error};
+  }
+  complete_pending(std::move(pd), std::move(n));
+}
+
 void NodeImpl::fail_peer_calls(PeerConn& p, const std::string& why, Clock::time_point sent_before) {
   std::vector<std::uint64_t> ids;
   for (const auto& [id, pd] : pending_) {
@@ -1111,13 +1163,15 @@ asio::awaitable<void> NodeImpl::router_loop() {
     if (stopping_) co_return;
     drain_router_backlog();
     std::size_t n = 0;
-    while (n < kServiceBatch && !stopping_ && !free_slots_.empty()) {
+    // A frame may hold a BATCH: read only with room for a whole one in the slab.
+    while (n < kServiceBatch && !stopping_ && free_slots_.size() >= wire::kMaxBatch) {
       if (!recv_all(*router_.socket, frames)) break;
       ++n;
-      auto waiting = on_router_frames(frames);
-      if (waiting) {  // the inbox is full: stop reading until it has room
-        const std::uint64_t token = waiting->second;
-        const SendStatus s = co_await ingress_.async_submit(std::move(waiting->first), token);
+      on_router_frames(frames);
+      while (!router_waiting_.empty()) {  // the inbox is full: stop reading until it has room
+        auto [m, token] = std::move(router_waiting_.front());
+        router_waiting_.pop_front();
+        const SendStatus s = co_await ingress_.async_submit(std::move(m), token);
         if (s != SendStatus::ok && token != 0) {
           const Inflight& f = slab_[token];
           reply_error(zmq::message_t{f.routing_id.data(), f.routing_id.size()}, f.call_id,
@@ -1132,7 +1186,7 @@ asio::awaitable<void> NodeImpl::router_loop() {
       co_await asio::post(strand_, asio::use_awaitable);
       continue;
     }
-    if (!free_slots_.empty() && (router_.events() & ZMQ_POLLIN) != 0) continue;
+    if (free_slots_.size() >= wire::kMaxBatch && (router_.events() & ZMQ_POLLIN) != 0) continue;
     asio::error_code ec;
     router_.waiting = true;
     co_await router_.fd->async_wait(asio::posix::stream_descriptor::wait_read,
@@ -1141,14 +1195,14 @@ asio::awaitable<void> NodeImpl::router_loop() {
   }
 }
 
-std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std::vector<zmq::message_t>& frames) {
+void NodeImpl::on_router_frames(std::vector<zmq::message_t>& frames) {
   const zmq::message_t& rid = frames[0];
   const std::string_view rid_view{static_cast<const char*>(rid.data()), rid.size()};
   const std::string_view where = "a sender";
   if (frames.size() < 2) {
     malformed(where, "no header frame");
     router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, "no header frame")), false);
-    return std::nullopt;
+    return;
   }
   auto client_it = clients_.find(std::string{rid_view});
   if (client_it != clients_.end()) client_it->second.last_rx = Clock::now();
@@ -1157,7 +1211,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
   if (auto e = wire::read_prefix(header, prefix); e != wire::DecodeError::none) {
     malformed(where, wire::to_string(e));
     router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e))), false);
-    return std::nullopt;
+    return;
   }
   if (prefix.version != wire::kVersion) {
     malformed(where, incompatible_text(prefix.version));
@@ -1169,58 +1223,27 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
                   frame_of(wire::encode_error(wire::ErrorCode::version_mismatch, incompatible_text(prefix.version))),
                   false);
     }
-    return std::nullopt;
+    return;
   }
   switch (prefix.kind) {
-    case wire::Kind::msg: {
-      wire::MsgHeader h;
-      auto e = wire::decode_msg(header, h);
+    case wire::Kind::msg:
+      if (frames.size() != 2) {
+        malformed(where, wire::to_string(wire::DecodeError::bad_frames));
+        on_msg(rid, rid_view, {}, wire::stable_call_id(header), wire::DecodeError::bad_frames);
+        return;
+      }
+      on_msg(rid, rid_view, header, 0, wire::DecodeError::none);
+      return;
+    case wire::Kind::batch: {
+      auto e = wire::decode_batch(header, batch_entries_);
       if (e == wire::DecodeError::none && frames.size() != 2) e = wire::DecodeError::bad_frames;
       if (e != wire::DecodeError::none) {
         malformed(where, wire::to_string(e));
-        const std::uint64_t call_id = wire::stable_call_id(header);
-        const std::string text = fmt::format("malformed frame: {}", wire::to_string(e));
-        if (call_id != 0) {
-          reply_error(rid, call_id, wire::ErrorCode::malformed, text);
-        } else {
-          router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, text)), false);
-        }
-        return std::nullopt;
+        router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e))), false);
+        return;
       }
-      messages_received_.add();
-      if (closing_.load(std::memory_order_acquire)) {
-        refused_shutting_down_.add();
-        if (h.call_id != 0) reply_error(rid, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
-        return std::nullopt;
-      }
-      const std::span<const std::byte> body = h.body;
-      if (body.size() > opts.manager.max_payload_bytes) {
-        refused_too_large_.add();
-        if (h.call_id != 0) {
-          reply_error(rid, h.call_id, wire::ErrorCode::payload_too_large,
-                      fmt::format("payload of {} bytes exceeds the limit of {} bytes", body.size(),
-                                  opts.manager.max_payload_bytes));
-        }
-        return std::nullopt;
-      }
-      Message m{std::string{h.type}, Payload::copy_of(body)};
-      std::uint64_t token = 0;
-      if (h.call_id != 0) {
-        m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
-        token = free_slots_.back();
-        free_slots_.pop_back();
-        slab_[token].routing_id.assign(rid_view);
-        slab_[token].call_id = h.call_id;
-      }
-      const SendStatus s = ingress_.try_submit(std::move(m), token);
-      if (s == SendStatus::ok) return std::nullopt;
-      if (s == SendStatus::full) return std::make_pair(std::move(m), token);  // NOLINT(bugprone-use-after-move)
-      refused_shutting_down_.add();
-      if (h.call_id != 0) {
-        reply_error(rid, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
-        free_slot(static_cast<std::uint32_t>(token));
-      }
-      return std::nullopt;
+      for (const auto entry : batch_entries_) on_msg(rid, rid_view, entry, 0, wire::DecodeError::none);
+      return;
     }
     case wire::Kind::hello: {
       wire::Hello h;
@@ -1228,7 +1251,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
         const std::string why{e != wire::DecodeError::none ? wire::to_string(e) : "wrong number of frames"};
         malformed(where, why);
         router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, why)), false);
-        return std::nullopt;
+        return;
       }
       auto& c = clients_[std::string{rid_view}];
       c.hello = true;
@@ -1236,7 +1259,7 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
       log_->debug("hello from {}", h.identity);
       router_send(rid_view, frame_of(hello_frame(wire::Kind::hello_ack)), true);
       if (closing_.load(std::memory_order_acquire)) router_send(rid_view, frame_of(wire::encode_bye()), true);
-      return std::nullopt;
+      return;
     }
     case wire::Kind::ping: {
       std::uint64_t nonce = 0;
@@ -1244,19 +1267,84 @@ std::optional<std::pair<Message, std::uint64_t>> NodeImpl::on_router_frames(std:
         malformed(where, wire::to_string(e));
         router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e))), false);
       }
-      return std::nullopt;
+      return;
     }
     case wire::Kind::bye:
       clients_.erase(std::string{rid_view});
-      return std::nullopt;
+      return;
     case wire::Kind::error: {
       malformed(where, "ERROR frame sent to a listening node");  // never answered: no error loops
-      return std::nullopt;
+      return;
     }
     default:
       malformed(where, "unexpected frame kind");
       router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, "unexpected frame kind")), false);
-      return std::nullopt;
+      return;
+  }
+}
+
+// One MSG (alone or from a BATCH). `forced` reports a decoding error found by the
+// caller (with the call id to answer, if any).
+void NodeImpl::on_msg(const zmq::message_t& rid, std::string_view rid_view, std::span<const std::byte> frame,
+                      std::uint64_t forced_call_id, wire::DecodeError forced) {
+  wire::MsgHeader h;
+  wire::DecodeError e = forced;
+  std::uint64_t bad_call_id = forced_call_id;
+  if (e == wire::DecodeError::none) {
+    wire::Prefix prefix;
+    e = wire::read_prefix(frame, prefix);
+    if (e == wire::DecodeError::none && prefix.kind != wire::Kind::msg) e = wire::DecodeError::bad_kind;
+    if (e == wire::DecodeError::none) e = wire::decode_msg(frame, h);
+    bad_call_id = wire::stable_call_id(frame);
+    if (e != wire::DecodeError::none) malformed("a sender", wire::to_string(e));
+  }
+  if (e != wire::DecodeError::none) {
+    const std::string text = fmt::format("malformed frame: {}", wire::to_string(e));
+    if (bad_call_id != 0) {
+      reply_error(rid, bad_call_id, wire::ErrorCode::malformed, text);
+    } else {
+      router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, text)), false);
+    }
+    return;
+  }
+  messages_received_.add();
+  if (closing_.load(std::memory_order_acquire)) {
+    refused_shutting_down_.add();
+    if (h.call_id != 0) reply_error(rid, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
+    return;
+  }
+  if (h.body.size() > opts.manager.max_payload_bytes) {
+    refused_too_large_.add();
+    if (h.call_id != 0) {
+      reply_error(rid, h.call_id, wire::ErrorCode::payload_too_large,
+                  fmt::format("payload of {} bytes exceeds the limit of {} bytes", h.body.size(),
+                              opts.manager.max_payload_bytes));
+    }
+    return;
+  }
+  Message m{std::string{h.type}, Payload::copy_of(h.body)};
+  std::uint64_t token = 0;
+  if (h.call_id != 0) {
+    m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
+    token = free_slots_.back();  // router_loop() reads a frame only with kMaxBatch slots free
+    free_slots_.pop_back();
+    slab_[token].routing_id.assign(rid_view);
+    slab_[token].call_id = h.call_id;
+  }
+  if (!router_waiting_.empty()) {  // keep the order: behind those already waiting
+    router_waiting_.emplace_back(std::move(m), token);
+    return;
+  }
+  const SendStatus s = ingress_.try_submit(std::move(m), token);
+  if (s == SendStatus::ok) return;
+  if (s == SendStatus::full) {
+    router_waiting_.emplace_back(std::move(m), token);  // NOLINT(bugprone-use-after-move): refused, still ours
+    return;
+  }
+  refused_shutting_down_.add();
+  if (h.call_id != 0) {
+    reply_error(rid, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
+    free_slot(static_cast<std::uint32_t>(token));
   }
 }
 
@@ -1272,23 +1360,24 @@ NodeImpl::SendResult NodeImpl::router_try_send(std::string_view routing_id, zmq:
   }
 }
 
-void NodeImpl::router_send(std::string_view routing_id, zmq::message_t&& frame, bool must, std::uint32_t slot) {
+void NodeImpl::router_send(std::string_view routing_id, zmq::message_t&& frame, bool must,
+                           std::vector<std::uint32_t> slots) {
   auto queued = router_backlog_.find(std::string{routing_id});
   SendResult r = SendResult::again;
   if (queued == router_backlog_.end()) r = router_try_send(routing_id, frame);
   if (r == SendResult::sent) {
-    if (slot != kNoSlot) free_slot(slot);
+    for (const auto slot : slots) free_slot(slot);
     return;
   }
   if (r == SendResult::gone) {
-    replies_dropped_.add();
+    replies_dropped_.add(slots.size());
     drop_log_.warn(*log_, "dropping frames for a sender that has gone");
-    if (slot != kNoSlot) free_slot(slot);
+    for (const auto slot : slots) free_slot(slot);
     forget_client(std::string{routing_id});
     return;
   }
   if (!must) return;  // a PING or an ERROR: the next one will do
-  router_backlog_[std::string{routing_id}].push_back(RouterFrame{std::move(frame), slot});
+  router_backlog_[std::string{routing_id}].push_back(RouterFrame{std::move(frame), std::move(slots)});
 }
 
 void NodeImpl::drain_router_backlog() {
@@ -1299,13 +1388,13 @@ void NodeImpl::drain_router_backlog() {
       RouterFrame& f = q.front();
       r = router_try_send(it->first, f.frame);
       if (r != SendResult::sent) break;
-      if (f.slot != kNoSlot) free_slot(f.slot);
+      for (const auto slot : f.slots) free_slot(slot);
       q.pop_front();
     }
     if (r == SendResult::gone) {
       for (auto& f : q) {
-        replies_dropped_.add();
-        if (f.slot != kNoSlot) free_slot(f.slot);
+        replies_dropped_.add(f.slots.size());
+        for (const auto slot : f.slots) free_slot(slot);
       }
       clients_.erase(it->first);
       it = router_backlog_.erase(it);
@@ -1320,8 +1409,8 @@ void NodeImpl::forget_client(const std::string& routing_id) {
   auto it = router_backlog_.find(routing_id);
   if (it == router_backlog_.end()) return;
   for (auto& f : it->second) {
-    replies_dropped_.add();
-    if (f.slot != kNoSlot) free_slot(f.slot);
+    replies_dropped_.add(f.slots.size());
+    for (const auto slot : f.slots) free_slot(slot);
   }
   router_backlog_.erase(it);
 }
@@ -1345,13 +1434,20 @@ void NodeImpl::deliver(std::uint64_t token, Notification&& n) {
   }
 }
 
+// Sends what the workers delivered. Replies to the same sender that arrive
+// together go out as one frame (a BATCH), like requests do.
 void NodeImpl::flush_replies() {
   replies_posted_.store(false, std::memory_order_seq_cst);
-  ReplyItem item;
   bool any = false;
-  while (replies_.try_pop(item)) {
-    if ((item.token & kLocalToken) != 0) {
-      const std::uint64_t call_id = item.token & ~kLocalToken;
+  for (;;) {
+    reply_batch_.clear();
+    ReplyItem item;
+    while (reply_batch_.size() < wire::kMaxBatch && replies_.try_pop(item)) {
+      if ((item.token & kLocalToken) == 0) {
+        reply_batch_.push_back(std::move(item));
+        continue;
+      }
+      const std::uint64_t call_id = item.token & ~kLocalToken;  // a message this node sent itself
       auto it = pending_.find(call_id);
       if (it == pending_.end()) {
         late_replies_.add();
@@ -1361,29 +1457,63 @@ void NodeImpl::flush_replies() {
       pending_.erase(it);
       item.notification.id = std::move(pd.notify_id);
       complete_pending(std::move(pd), std::move(item.notification));
-      continue;
     }
+    if (reply_batch_.empty()) break;
     any = true;
-    const auto slot = static_cast<std::uint32_t>(item.token);
-    const Notification& n = item.notification;
+    std::size_t first = 0;
+    while (first < reply_batch_.size()) {
+      const std::string& rid = slab_[static_cast<std::uint32_t>(reply_batch_[first].token)].routing_id;
+      std::size_t last = first + 1;
+      while (last < reply_batch_.size() &&
+             slab_[static_cast<std::uint32_t>(reply_batch_[last].token)].routing_id == rid) {
+        ++last;
+      }
+      send_replies(first, last);
+      first = last;
+    }
+  }
+  if (any) router_.poke(!router_backlog_.empty());
+}
+
+// reply_batch_[first, last), all for one sender, in one frame.
+void NodeImpl::send_replies(std::size_t first, std::size_t last) {
+  const bool single = last - first == 1;
+  std::size_t total = single ? 0 : wire::kBatchFixed;
+  for (std::size_t i = first; i < last; ++i) {
+    const Notification& n = reply_batch_[i].notification;
+    total += wire::reply_size(n.error) + n.payload.size() + (single ? 0 : wire::batch_entry_overhead());
+  }
+  zmq::message_t frame{total};
+  auto* at = static_cast<std::byte*>(frame.data());
+  if (!single) {
+    wire::write_batch_prefix(at, static_cast<std::uint32_t>(last - first));
+    at += wire::kBatchFixed;
+  }
+  std::vector<std::uint32_t> slots;
+  slots.reserve(last - first);
+  for (std::size_t i = first; i < last; ++i) {
+    const auto slot = static_cast<std::uint32_t>(reply_batch_[i].token);
+    const Notification& n = reply_batch_[i].notification;
     const wire::Status status = n.outcome == Outcome::ok          ? wire::Status::ok
                                 : n.outcome == Outcome::cancelled ? wire::Status::cancelled
                                                                   : wire::Status::error;
     const wire::ErrorCode code = n.outcome == Outcome::ok          ? wire::ErrorCode::none
                                  : n.outcome == Outcome::cancelled ? wire::ErrorCode::cancelled
                                                                    : wire::ErrorCode::remote_error;
-    zmq::message_t frame{wire::reply_size(n.error) + n.payload.size()};
-    wire::write_reply(static_cast<std::byte*>(frame.data()), slab_[slot].call_id, status, code, n.error,
-                      n.payload.bytes());
-    router_send(slab_[slot].routing_id, std::move(frame), true, slot);  // frees the slot once out
-    replies_sent_.add();
+    const std::size_t size = wire::reply_size(n.error) + n.payload.size();
+    if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
+    wire::write_reply(at, slab_[slot].call_id, status, code, n.error, n.payload.bytes());
+    at += size;
+    slots.push_back(slot);
   }
-  if (any) router_.poke(!router_backlog_.empty());
+  replies_sent_.add(last - first);
+  const std::string rid = slab_[slots.front()].routing_id;
+  router_send(rid, std::move(frame), true, std::move(slots));  // frees the slots once out
 }
 
 void NodeImpl::free_slot(std::uint32_t slot) {
   free_slots_.push_back(slot);
-  if (free_slots_.size() == 1 && router_.waiting) router_.fd->cancel();  // reading was paused for a slot
+  if (free_slots_.size() == wire::kMaxBatch && router_.waiting) router_.fd->cancel();  // reading was paused
 }
 
 // ---------------------------------------------------------------- outcomes
@@ -1495,7 +1625,7 @@ asio::awaitable<void> NodeImpl::heartbeat_loop() {
       }
     }
     drain_router_backlog();
-    const bool reading = !free_slots_.empty();
+    const bool reading = free_slots_.size() >= wire::kMaxBatch;
     for (auto it = clients_.begin(); it != clients_.end();) {
       if (reading && now - it->second.last_rx > opts.heartbeat_timeout * 10 && !router_backlog_.contains(it->first)) {
         it = clients_.erase(it);  // long gone; its replies would be dropped anyway

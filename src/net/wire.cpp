@@ -129,6 +129,16 @@ std::string encode_hello(Kind kind, std::uint32_t max_payload, std::string_view 
   return out;
 }
 
+void write_batch_prefix(std::byte* out, std::uint32_t count) noexcept {
+  put_prefix(out, Kind::batch);
+  put_u32(out + 4, count);
+}
+
+std::byte* write_batch_entry(std::byte* at, std::uint32_t size) noexcept {
+  put_u32(at, size);
+  return at + 4;
+}
+
 std::string encode_ping(std::uint64_t nonce) {
   std::string out(kPingFixed, '\0');
   auto* p = reinterpret_cast<std::byte*>(out.data());
@@ -239,6 +249,24 @@ DecodeError decode_error(std::span<const std::byte> frame, ErrorFrame& out) noex
   const std::size_t len = get_u16(p + 6);
   if (len > kMaxErrorLength || frame.size() != kErrorFixed + len) return DecodeError::bad_length;
   out.text = text_at(p + kErrorFixed, len);
+  return DecodeError::none;
+}
+
+DecodeError decode_batch(std::span<const std::byte> frame, std::vector<std::span<const std::byte>>& out) {
+  if (auto e = check(frame, Kind::batch, kBatchFixed); e != DecodeError::none) return e;
+  const std::size_t count = get_u32(frame.data() + 4);
+  if (count == 0 || count > kMaxBatch) return DecodeError::bad_length;
+  out.clear();
+  std::size_t at = kBatchFixed;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (frame.size() - at < 4) return DecodeError::bad_length;
+    const std::size_t len = get_u32(frame.data() + at);
+    at += 4;
+    if (len < kPrefixSize || frame.size() - at < len) return DecodeError::bad_length;
+    out.push_back(frame.subspan(at, len));
+    at += len;
+  }
+  if (at != frame.size()) return DecodeError::bad_length;
   return DecodeError::none;
 }
 

@@ -26,8 +26,18 @@ inline constexpr std::size_t kMaxIdLength = 1024;
 inline constexpr std::size_t kMaxErrorLength = 4096;
 inline constexpr std::size_t kMaxIdentityLength = 255;
 inline constexpr std::size_t kMaxHandlers = 4096;
+inline constexpr std::size_t kMaxBatch = 256;  // messages in one BATCH frame
 
-enum class Kind : std::uint8_t { msg = 1, reply = 2, hello = 3, hello_ack = 4, ping = 5, bye = 6, error = 7 };
+enum class Kind : std::uint8_t {
+  msg = 1,
+  reply = 2,
+  hello = 3,
+  hello_ack = 4,
+  ping = 5,
+  bye = 6,
+  error = 7,
+  batch = 8
+};
 
 enum class Status : std::uint8_t { ok = 0, error = 1, cancelled = 2 };
 
@@ -51,6 +61,7 @@ inline constexpr std::size_t kHelloFixed = 12;  // prefix, max_payload u32, iden
 inline constexpr std::size_t kPingFixed = 12;   // prefix, nonce u64
 inline constexpr std::size_t kByeFixed = 4;
 inline constexpr std::size_t kErrorFixed = 8;  // prefix, code u8, reserved u8, text_len u16
+inline constexpr std::size_t kBatchFixed = 8;  // prefix, count u32; then per entry: len u32, then a MSG or REPLY
 
 struct MsgHeader {
   std::uint64_t call_id = 0;  // 0: fire-and-forget (no REPLY)
@@ -90,6 +101,12 @@ void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode
 
 [[nodiscard]] std::string encode_hello(Kind kind, std::uint32_t max_payload, std::string_view identity,
                                        std::span<const std::string> handlers);
+// A BATCH of `count` entries of the given sizes: batch_size() bytes in all;
+// write_batch_prefix() writes the fixed part, write_batch_entry() one entry's
+// length and returns where its bytes (a complete MSG or REPLY frame) go.
+[[nodiscard]] constexpr std::size_t batch_entry_overhead() noexcept { return 4; }
+void write_batch_prefix(std::byte* out, std::uint32_t count) noexcept;
+std::byte* write_batch_entry(std::byte* at, std::uint32_t size) noexcept;
 [[nodiscard]] std::string encode_ping(std::uint64_t nonce);
 [[nodiscard]] std::string encode_bye();
 [[nodiscard]] std::string encode_error(ErrorCode code, std::string_view text);
@@ -122,5 +139,7 @@ struct Prefix {
 [[nodiscard]] DecodeError decode_hello(std::span<const std::byte> frame, Hello& out);
 [[nodiscard]] DecodeError decode_ping(std::span<const std::byte> frame, std::uint64_t& nonce) noexcept;
 [[nodiscard]] DecodeError decode_error(std::span<const std::byte> frame, ErrorFrame& out) noexcept;
+// Splits a BATCH into its entries (each still to be decoded as MSG or REPLY).
+[[nodiscard]] DecodeError decode_batch(std::span<const std::byte> frame, std::vector<std::span<const std::byte>>& out);
 
 }  // namespace amsg::net::wire
