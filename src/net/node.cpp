@@ -41,6 +41,7 @@
 #include <spdlog/spdlog.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/dispatch.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
@@ -115,9 +116,11 @@ struct Completion {
 template <typename Handler>
 struct HandlerCompletion final : Completion {
   explicit HandlerCompletion(Handler&& h) : handler{std::move(h)} {}
+  // Resumes the caller at once when it runs on the node's strand (a coroutine on
+  // Node::executor()), else posts to its executor.
   void complete(Notification&& n) override {
     auto ex = asio::get_associated_executor(handler);
-    asio::post(ex, [h = std::move(handler), n = std::move(n)]() mutable { std::move(h)(std::move(n)); });
+    asio::dispatch(ex, [h = std::move(handler), n = std::move(n)]() mutable { std::move(h)(std::move(n)); });
   }
   Handler handler;
 };
