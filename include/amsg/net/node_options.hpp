@@ -24,7 +24,10 @@ struct NodeOptions {
   std::chrono::milliseconds heartbeat_interval{200};
   // ...and a peer that has sent nothing for this long counts as lost: its
   // outstanding calls end with err(peer lost) and the connection starts over.
-  // With the defaults a dead peer is noticed within about 1.2 s.
+  // With the defaults a dead peer is noticed within about 1.2 s. PINGs are sent
+  // from the manager's pool: handlers that block every pool thread for longer
+  // than this make the node look dead to its peers (give the pool more threads
+  // than such handlers, or let them co_await instead of blocking).
   std::chrono::milliseconds heartbeat_timeout{1000};
   // Messages waiting per peer to be written to its socket. A full queue makes send()
   // wait, try_send() return full and call() suspend (see docs/wire-protocol.md,
