@@ -812,7 +812,7 @@ void NodeImpl::flush_peer(PeerConn& p) {
   if (!send_backlog(p)) return;
   std::size_t n = 0;
   OutItem item;
-  while (p.backlog.size() < p.queue.capacity()) {
+  for (;;) {  // the backlog holds at most the one frame ZeroMQ refused
     out_batch_.clear();
     const auto now = Clock::now();
     while (out_batch_.size() < wire::kMaxBatch && p.queue.try_pop(item)) {
