@@ -201,6 +201,22 @@ TEST(Node, SendsToItselfSkipTheSocket) {
   EXPECT_EQ(node.stats().messages_sent, 0u);  // no MSG frame ever left
 }
 
+TEST(Node, TypesAndIdsOverTheWireLimitsAreRefusedAtTheSender) {
+  Node node{client_options("node-limits")};
+  node.start();
+  const std::string long_type(256, 't');
+  EXPECT_THROW(node.send(node.self(), long_type, bytes("")), std::invalid_argument);
+  EXPECT_THROW(node.send(node.self(), "", bytes("")), std::invalid_argument);
+  EXPECT_THROW(node.send(node.self(), "ok", bytes(""), std::string(1025, 'i')), std::invalid_argument);
+  EXPECT_THROW((void)node.call_future(node.self(), long_type, bytes("")), std::invalid_argument);
+  auto awaited = asio::co_spawn(
+      node.executor(),
+      [&]() -> asio::awaitable<Notification> { co_return co_await node.call(node.self(), long_type, bytes(""), "x"); },
+      asio::use_future);
+  ASSERT_EQ(awaited.wait_for(10s), std::future_status::ready);
+  EXPECT_THROW(awaited.get(), std::invalid_argument);
+}
+
 TEST(Node, DeadlineEndsTheCallAndTheLateAnswerIsDiscarded) {
   IpcPath path;
   Node server{server_options(path, "node-deadline-s")};

@@ -280,6 +280,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::optional<PeerInfo> peer_info(PeerId peer) const;
   std::future<std::vector<std::string>> query_handlers(PeerId peer);
   SendStatus enqueue(PeerId peer, OutItem&& item, bool wait);
+  static void validate(const OutItem& item);
   asio::awaitable<Notification> call(PeerId peer, OutItem item);
   asio::awaitable<SendStatus> async_enqueue(PeerId peer, OutItem item);
   NodeStats stats() const;
@@ -721,13 +722,18 @@ std::future<std::vector<std::string>> NodeImpl::query_handlers(PeerId id) {
 
 // ---------------------------------------------------------------- sending
 
-SendStatus NodeImpl::enqueue(PeerId id, OutItem&& item, bool wait) {
-  PeerConn* p = peer_at(id);
-  if (p == nullptr) throw std::invalid_argument("amsg: unknown PeerId");
+// Limits of the wire format (docs/wire-protocol.md, "Limits").
+void NodeImpl::validate(const OutItem& item) {
   if (item.type.empty() || item.type.size() > wire::kMaxTypeLength) {
     throw std::invalid_argument("amsg: message type must be 1..255 bytes");
   }
   if (item.notify_id.size() > wire::kMaxIdLength) throw std::invalid_argument("amsg: notify id longer than 1024 bytes");
+}
+
+SendStatus NodeImpl::enqueue(PeerId id, OutItem&& item, bool wait) {
+  PeerConn* p = peer_at(id);
+  if (p == nullptr) throw std::invalid_argument("amsg: unknown PeerId");
+  validate(item);
   const bool notified = item.notified;
   for (;;) {
     if (closing_.load(std::memory_order_acquire)) return SendStatus::closed;
@@ -747,6 +753,7 @@ asio::awaitable<Notification> NodeImpl::call(PeerId id, OutItem item) {
   auto self = shared_from_this();  // we may suspend: keep the node alive
   PeerConn* p = peer_at(id);
   if (p == nullptr) throw std::invalid_argument("amsg: unknown PeerId");
+  validate(item);
   for (;;) {
     if (closing_.load(std::memory_order_acquire)) {
       co_return Notification{std::move(item.notify_id), Outcome::error, kNodeShuttingDown, std::move(item.type)};
