@@ -39,6 +39,7 @@
 #include "detail/event_count.hpp"
 #include "detail/histogram.hpp"
 #include "detail/pool.hpp"
+#include "detail/signal.hpp"
 
 namespace spdlog {
 class logger;
@@ -72,23 +73,6 @@ using EnvelopePtr = std::unique_ptr<Envelope, EnvelopeDeleter>;
 inline EnvelopePtr make_envelope(Message&& m) {
   return EnvelopePtr{::new (pool_allocate(sizeof(Envelope))) Envelope{std::move(m)}};
 }
-
-// Both kinds of waiter for one condition: plain threads and coroutines.
-struct Signal {
-  EventCount threads;
-  AsyncWaitList coroutines;
-  // After making the condition true for one waiter: wakes every parked thread
-  // (they re-check) and one coroutine. One fence and two loads when nobody waits.
-  void notify_one() {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (threads.has_waiters()) threads.notify_all();
-    if (coroutines.waiting() != 0) coroutines.notify_one();
-  }
-  void notify_all() {
-    threads.notify_all();
-    coroutines.notify_all();
-  }
-};
 
 struct alignas(kCacheLine) LaneStats {
   SingleWriterCounter dispatched, ok, failed, unknown_type, rejected, cancelled, notifications;

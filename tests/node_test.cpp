@@ -13,6 +13,7 @@
 #include <set>
 
 #include "amsg/net/node.hpp"
+#include "net_test_support.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -24,8 +25,6 @@ using net::Node;
 using net::NodeOptions;
 using net::PeerId;
 using net::PeerState;
-
-Payload bytes(std::string_view s) { return Payload::copy_of(s); }
 
 // echo, fail (throws its payload), sleep (payload: milliseconds), count.
 void add_handlers(Manager& m, std::atomic<int>* counter = nullptr) {
@@ -56,21 +55,6 @@ NodeOptions server_options(const IpcPath& path, const std::string& log) {
   o.manager.logger_name = quiet_logger(log);
   o.manager.threads = 2;
   return o;
-}
-
-NodeOptions client_options(const std::string& log) {
-  NodeOptions o;
-  o.manager.logger_name = quiet_logger(log);
-  o.manager.threads = 1;
-  return o;
-}
-
-Notification get(std::future<Notification>& f, std::chrono::milliseconds timeout = 20s) {
-  if (f.wait_for(timeout) != std::future_status::ready) {
-    ADD_FAILURE() << "no outcome within " << timeout.count() << " ms";
-    return Notification{"", Outcome::error, "test: no outcome", ""};
-  }
-  return f.get();
 }
 
 TEST(Node, CallCarriesTheResponseBytesBack) {

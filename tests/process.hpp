@@ -7,10 +7,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -39,6 +42,24 @@ class IpcPath {
  private:
   std::string path_;
 };
+
+// Blocks until process `pid` (our child) has exited or `timeout` passes: a pidfd
+// becomes readable when the process exits (Linux 5.3+). True when it exited.
+inline bool wait_for_exit(pid_t pid, std::chrono::milliseconds timeout) {
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return false;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int ready = 0;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{pidfd, POLLIN, 0};
+    ready = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+    if (ready >= 0 || errno != EINTR) break;
+  }
+  ::close(pidfd);
+  return ready > 0;
+}
 
 class Process {
  public:
@@ -95,18 +116,11 @@ class Process {
   void signal(int sig) const { ::kill(pid_, sig); }
   // The exit status (as from waitpid) or nullopt if it has not exited in time.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    if (exit_status_) return exit_status_;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
+    if (!exit_status_ && wait_for_exit(pid_, timeout)) {
       int status = 0;
-      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exit_status_ = status;
-        return exit_status_;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-      ::usleep(2000);  // waiting for a process to exit has no event to block on here
+      if (::waitpid(pid_, &status, 0) == pid_) exit_status_ = status;
     }
+    return exit_status_;
   }
   [[nodiscard]] const std::string& output() const { return output_; }
   [[nodiscard]] pid_t pid() const { return pid_; }

@@ -10,6 +10,7 @@
 
 #include "amsg/net/node.hpp"
 #include "net/wire.hpp"
+#include "net_test_support.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -20,23 +21,6 @@ using net::CallOptions;
 using net::Node;
 using net::NodeOptions;
 using net::PeerId;
-
-Payload bytes(std::string_view s) { return Payload::copy_of(s); }
-
-NodeOptions client_options(const std::string& log) {
-  NodeOptions o;
-  o.manager.logger_name = quiet_logger(log);
-  o.manager.threads = 1;
-  return o;
-}
-
-Notification get(std::future<Notification>& f, std::chrono::milliseconds timeout = 20s) {
-  if (f.wait_for(timeout) != std::future_status::ready) {
-    ADD_FAILURE() << "no outcome within " << timeout.count() << " ms";
-    return Notification{"", Outcome::error, "test: no outcome", ""};
-  }
-  return f.get();
-}
 
 TEST(Process, EverySendPatternAndRemoteFailureAgainstAmsgServe) {
   IpcPath path;

@@ -55,9 +55,9 @@
 #include "amsg/communication_layer.hpp"
 #include "amsg/errors.hpp"
 #include "amsg/log.hpp"
-#include "detail/async_wait_list.hpp"
 #include "detail/bounded_queue.hpp"
-#include "detail/event_count.hpp"
+#include "detail/histogram.hpp"
+#include "detail/signal.hpp"
 #include "net/wire.hpp"
 
 namespace amsg::net {
@@ -158,12 +158,6 @@ struct Pending {
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point sent_at;
   std::unique_ptr<Completion> completion;
-};
-
-struct Counter {
-  std::atomic<std::uint64_t> v{0};
-  void add(std::uint64_t n = 1) noexcept { v.fetch_add(n, std::memory_order_relaxed); }
-  [[nodiscard]] std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
 };
 
 // A ZeroMQ socket with its ZMQ_FD watched by asio.
@@ -319,11 +313,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
       asio::post(strand_, [this, &p] { flush_peer(p); });
     }
   }
-  void notify_space() {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (space_threads_.has_waiters()) space_threads_.notify_all();
-    if (space_coroutines_.waiting() != 0) space_coroutines_.notify_all();
-  }
+  void notify_space() { space_.notify_waiting(); }
   void release_outstanding() {
     outstanding_.fetch_sub(1, std::memory_order_acq_rel);
     notify_space();
@@ -349,10 +339,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::awaitable<void> router_loop();
   // Handles one message from the ROUTER; messages that found the inbox full wait in router_waiting_.
   void on_router_frames(std::vector<zmq::message_t>& frames);
-  void on_msg(const zmq::message_t& rid, std::string_view rid_view, std::span<const std::byte> frame,
-              std::uint64_t forced_call_id, wire::DecodeError forced);
-  void reply_error(const zmq::message_t& routing_id, std::uint64_t call_id, wire::ErrorCode code,
-                   std::string_view text);
+  void on_msg(std::string_view rid, std::span<const std::byte> frame, std::uint64_t forced_call_id,
+              wire::DecodeError forced);
+  void reply_error(std::string_view routing_id, std::uint64_t call_id, wire::ErrorCode code, std::string_view text);
   enum class SendResult : std::uint8_t { sent, again, gone };
   SendResult router_try_send(std::string_view routing_id, zmq::message_t& frame);
   // `must`: REPLY, HELLO_ACK and BYE wait in a per-sender backlog when ZeroMQ says
@@ -390,8 +379,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   // Cross-thread.
   BoundedQueue<ReplyItem> replies_;
   std::atomic<bool> replies_posted_{false};
-  detail::EventCount space_threads_;
-  detail::AsyncWaitList space_coroutines_;
+  detail::Signal space_;  // senders waiting for queue room or an outstanding slot
   std::atomic<std::size_t> outstanding_{0};
   std::atomic<std::uint64_t> call_names_{0};
   detail::EventCount outstanding_done_;
@@ -425,8 +413,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   RateLimitedLog drop_log_;
 
   // Counters: written on the strand (one writer at a time), read by stats().
-  Counter messages_sent_, replies_received_, late_replies_, timeouts_, calls_failed_peer_, peers_lost_,
-      messages_received_, replies_sent_, replies_dropped_, refused_shutting_down_, refused_too_large_,
+  detail::SingleWriterCounter messages_sent_, replies_received_, late_replies_, timeouts_, calls_failed_peer_,
+      peers_lost_, messages_received_, replies_sent_, replies_dropped_, refused_shutting_down_, refused_too_large_,
       malformed_frames_;
 };
 
@@ -743,7 +731,7 @@ SendStatus NodeImpl::enqueue(PeerId id, OutItem&& item, bool wait) {
       if (notified) release_outstanding();
     }
     if (!wait) return SendStatus::full;
-    space_threads_.wait([&] { return closing_.load(std::memory_order_acquire) || has_room(*p, notified); });
+    space_.threads.wait([&] { return closing_.load(std::memory_order_acquire) || has_room(*p, notified); });
   }
   if (started_.load(std::memory_order_acquire)) schedule_flush(*p);
   return SendStatus::ok;
@@ -759,7 +747,7 @@ asio::awaitable<Notification> NodeImpl::call(PeerId id, OutItem item) {
       co_return Notification{std::move(item.notify_id), Outcome::error, kNodeShuttingDown, std::move(item.type)};
     }
     if (has_room(*p, true)) break;
-    co_await space_coroutines_.async_wait([this, p] { return closing_.load() || has_room(*p, true); });
+    co_await space_.coroutines.async_wait([this, p] { return closing_.load() || has_room(*p, true); });
   }
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Notification)>(
       [this, p, &item](auto handler) {
@@ -789,7 +777,7 @@ asio::awaitable<SendStatus> NodeImpl::async_enqueue(PeerId id, OutItem item) {
     // enqueue() moves from the item only when it returns ok.
     const SendStatus s = enqueue(id, std::move(item), false);  // NOLINT(bugprone-use-after-move)
     if (s != SendStatus::full) co_return s;
-    co_await space_coroutines_.async_wait([this, p, notified] { return closing_.load() || has_room(*p, notified); });
+    co_await space_.coroutines.async_wait([this, p, notified] { return closing_.load() || has_room(*p, notified); });
   }
 }
 
@@ -1184,8 +1172,7 @@ asio::awaitable<void> NodeImpl::router_loop() {
         const SendStatus s = co_await ingress_.async_submit(std::move(m), token);
         if (s != SendStatus::ok && token != 0) {
           const Inflight& f = slab_[token];
-          reply_error(zmq::message_t{f.routing_id.data(), f.routing_id.size()}, f.call_id,
-                      wire::ErrorCode::shutting_down, kRemoteShuttingDown);
+          reply_error(f.routing_id, f.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
           free_slot(static_cast<std::uint32_t>(token));
         }
       }
@@ -1227,7 +1214,7 @@ void NodeImpl::on_router_frames(std::vector<zmq::message_t>& frames) {
     malformed(where, incompatible_text(prefix.version));
     const std::uint64_t call_id = prefix.kind == wire::Kind::msg ? wire::stable_call_id(header) : 0;
     if (call_id != 0) {
-      reply_error(rid, call_id, wire::ErrorCode::version_mismatch, incompatible_text(prefix.version));
+      reply_error(rid_view, call_id, wire::ErrorCode::version_mismatch, incompatible_text(prefix.version));
     } else {
       router_send(rid_view,
                   frame_of(wire::encode_error(wire::ErrorCode::version_mismatch, incompatible_text(prefix.version))),
@@ -1239,10 +1226,10 @@ void NodeImpl::on_router_frames(std::vector<zmq::message_t>& frames) {
     case wire::Kind::msg:
       if (frames.size() != 2) {
         malformed(where, wire::to_string(wire::DecodeError::bad_frames));
-        on_msg(rid, rid_view, {}, wire::stable_call_id(header), wire::DecodeError::bad_frames);
+        on_msg(rid_view, {}, wire::stable_call_id(header), wire::DecodeError::bad_frames);
         return;
       }
-      on_msg(rid, rid_view, header, 0, wire::DecodeError::none);
+      on_msg(rid_view, header, 0, wire::DecodeError::none);
       return;
     case wire::Kind::batch: {
       auto e = wire::decode_batch(header, batch_entries_);
@@ -1252,7 +1239,7 @@ void NodeImpl::on_router_frames(std::vector<zmq::message_t>& frames) {
         router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, wire::to_string(e))), false);
         return;
       }
-      for (const auto entry : batch_entries_) on_msg(rid, rid_view, entry, 0, wire::DecodeError::none);
+      for (const auto entry : batch_entries_) on_msg(rid_view, entry, 0, wire::DecodeError::none);
       return;
     }
     case wire::Kind::hello: {
@@ -1295,8 +1282,8 @@ void NodeImpl::on_router_frames(std::vector<zmq::message_t>& frames) {
 
 // One MSG (alone or from a BATCH). `forced` reports a decoding error found by the
 // caller (with the call id to answer, if any).
-void NodeImpl::on_msg(const zmq::message_t& rid, std::string_view rid_view, std::span<const std::byte> frame,
-                      std::uint64_t forced_call_id, wire::DecodeError forced) {
+void NodeImpl::on_msg(std::string_view rid, std::span<const std::byte> frame, std::uint64_t forced_call_id,
+                      wire::DecodeError forced) {
   wire::MsgHeader h;
   wire::DecodeError e = forced;
   std::uint64_t bad_call_id = forced_call_id;
@@ -1313,7 +1300,7 @@ void NodeImpl::on_msg(const zmq::message_t& rid, std::string_view rid_view, std:
     if (bad_call_id != 0) {
       reply_error(rid, bad_call_id, wire::ErrorCode::malformed, text);
     } else {
-      router_send(rid_view, frame_of(wire::encode_error(wire::ErrorCode::malformed, text)), false);
+      router_send(rid, frame_of(wire::encode_error(wire::ErrorCode::malformed, text)), false);
     }
     return;
   }
@@ -1338,7 +1325,7 @@ void NodeImpl::on_msg(const zmq::message_t& rid, std::string_view rid_view, std:
     m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
     token = free_slots_.back();  // router_loop() reads a frame only with kMaxBatch slots free
     free_slots_.pop_back();
-    slab_[token].routing_id.assign(rid_view);
+    slab_[token].routing_id.assign(rid);
     slab_[token].call_id = h.call_id;
   }
   if (!router_waiting_.empty()) {  // keep the order: behind those already waiting
@@ -1372,9 +1359,10 @@ NodeImpl::SendResult NodeImpl::router_try_send(std::string_view routing_id, zmq:
 
 void NodeImpl::router_send(std::string_view routing_id, zmq::message_t&& frame, bool must,
                            std::vector<std::uint32_t> slots) {
-  auto queued = router_backlog_.find(std::string{routing_id});
   SendResult r = SendResult::again;
-  if (queued == router_backlog_.end()) r = router_try_send(routing_id, frame);
+  if (router_backlog_.empty() || !router_backlog_.contains(std::string{routing_id})) {
+    r = router_try_send(routing_id, frame);
+  }
   if (r == SendResult::sent) {
     for (const auto slot : slots) free_slot(slot);
     return;
@@ -1425,11 +1413,11 @@ void NodeImpl::forget_client(const std::string& routing_id) {
   router_backlog_.erase(it);
 }
 
-void NodeImpl::reply_error(const zmq::message_t& routing_id, std::uint64_t call_id, wire::ErrorCode code,
+void NodeImpl::reply_error(std::string_view routing_id, std::uint64_t call_id, wire::ErrorCode code,
                            std::string_view text) {
   zmq::message_t frame{wire::reply_size(text)};
   wire::write_reply(static_cast<std::byte*>(frame.data()), call_id, wire::Status::error, code, text, {});
-  router_send({static_cast<const char*>(routing_id.data()), routing_id.size()}, std::move(frame), true);
+  router_send(routing_id, std::move(frame), true);
   replies_sent_.add();
 }
 
@@ -1517,7 +1505,7 @@ void NodeImpl::send_replies(std::size_t first, std::size_t last) {
     slots.push_back(slot);
   }
   replies_sent_.add(last - first);
-  const std::string rid = slab_[slots.front()].routing_id;
+  const std::string& rid = slab_[slots.front()].routing_id;    // freeing a slot leaves its routing id be
   router_send(rid, std::move(frame), true, std::move(slots));  // frees the slots once out
 }
 

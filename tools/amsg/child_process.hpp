@@ -8,16 +8,17 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -80,20 +81,23 @@ class ChildProcess {
   }
 
   // SIGTERM, then waits: true when it exited with status 0 within `timeout`.
+  // The exit is awaited on a pidfd, which becomes readable when the child exits.
   bool stop(std::chrono::milliseconds timeout) {
     if (reaped_) return exited_ok_;
     ::kill(pid_, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        reaped_ = true;
-        exited_ok_ = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        return exited_ok_;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds{2});  // a child's exit has no fd to wait on here
-    }
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (pidfd < 0) return false;
+    pollfd p{pidfd, POLLIN, 0};
+    int ready = 0;
+    do {
+      ready = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    } while (ready < 0 && errno == EINTR);
+    ::close(pidfd);
+    int status = 0;
+    if (ready <= 0 || ::waitpid(pid_, &status, 0) != pid_) return false;
+    reaped_ = true;
+    exited_ok_ = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return exited_ok_;
   }
 
  private:
