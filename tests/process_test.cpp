@@ -19,7 +19,6 @@ namespace {
 
 using net::CallOptions;
 using net::Node;
-using net::NodeOptions;
 using net::PeerId;
 
 TEST(Process, EverySendPatternAndRemoteFailureAgainstAmsgServe) {
