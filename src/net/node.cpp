@@ -113,16 +113,26 @@ struct Completion {
   virtual void complete(Notification&& n) = 0;
 };
 
+using Strand = asio::strand<asio::any_io_executor>;
+
 template <typename Handler>
 struct HandlerCompletion final : Completion {
-  explicit HandlerCompletion(Handler&& h) : handler{std::move(h)} {}
+  HandlerCompletion(Handler&& h, const Strand& node_strand) : handler{std::move(h)}, strand{node_strand} {}
   // Resumes the caller at once when it runs on the node's strand (a coroutine on
-  // Node::executor()), else posts to its executor.
+  // Node::executor()) and we are on it, else dispatches to its executor. The first
+  // case is what asio::dispatch does too, without wrapping the call in a
+  // type-erased function object first.
   void complete(Notification&& n) override {
     auto ex = asio::get_associated_executor(handler);
+    if (const auto* target = ex.template target<Strand>();
+        target != nullptr && *target == strand && strand.running_in_this_thread()) {
+      std::move(handler)(std::move(n));
+      return;
+    }
     asio::dispatch(ex, [h = std::move(handler), n = std::move(n)]() mutable { std::move(h)(std::move(n)); });
   }
   Handler handler;
+  const Strand& strand;
 };
 
 struct PromiseCompletion final : Completion {
@@ -165,8 +175,21 @@ struct Watched {
   std::unique_ptr<zmq::socket_t> socket;
   std::unique_ptr<asio::posix::stream_descriptor> fd;
   bool waiting = false;  // a reader is parked on fd
+  // The last receive found nothing and nothing was sent since: ZeroMQ has taken
+  // its pending commands (a receive that would block does), so new input will
+  // signal the fd and asking ZMQ_EVENTS (a poll(2) each time) can be skipped.
+  bool drained = false;
 
   [[nodiscard]] int events() const { return socket->get(zmq::sockopt::events); }
+  // Whether input may be waiting that the fd will not signal.
+  [[nodiscard]] bool maybe_readable() const { return !drained && (events() & ZMQ_POLLIN) != 0; }
+  // Every send goes through here: ZeroMQ may take pending commands while sending,
+  // consuming the fd's signal.
+  template <typename Buffer>
+  zmq::send_result_t send(Buffer&& buffer, zmq::send_flags flags) {
+    drained = false;
+    return socket->send(std::forward<Buffer>(buffer), flags);
+  }
   // Input (or, when we wait to write, room) may have come while another operation
   // consumed the fd's edge: wake the reader, which re-reads ZMQ_EVENTS.
   void poke(bool want_out = false) {
@@ -292,7 +315,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   // Every socket, timer and table of the node is used on this strand only. It runs
   // on the manager's pool, so a message read from the wire reaches a worker, and
   // its reply the socket, without waking another thread.
-  asio::strand<asio::any_io_executor> strand_;
+  Strand strand_;
 
  private:
   class Layer;
@@ -363,7 +386,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::awaitable<void> publisher();
   void malformed(std::string_view where, std::string_view why);
   std::string hello_frame(wire::Kind kind);
-  bool recv_all(zmq::socket_t& s, std::vector<zmq::message_t>& frames);
+  bool recv_all(Watched& w, std::vector<zmq::message_t>& frames);
   void final_stop();
 
   std::shared_ptr<spdlog::logger> log_;
@@ -653,7 +676,7 @@ void NodeImpl::open_peer(PeerConn& p) {
   p.last_rx = Clock::now();
   set_info(p, PeerState::connecting);
   const std::string hello = hello_frame(wire::Kind::hello);
-  (void)p.sock.socket->send(zmq::buffer(hello), zmq::send_flags::dontwait);
+  (void)p.sock.send(zmq::buffer(hello), zmq::send_flags::dontwait);
   asio::co_spawn(strand_, peer_loop(p, p.epoch), asio::detached);
   flush_peer(p);
 }
@@ -701,7 +724,7 @@ std::future<std::vector<std::string>> NodeImpl::query_handlers(PeerId id) {
     p->handler_queries.emplace_back(std::move(pr), Clock::now());
     if (p->sock.socket) {
       const std::string hello = hello_frame(wire::Kind::hello);
-      (void)p->sock.socket->send(zmq::buffer(hello), zmq::send_flags::dontwait);
+      (void)p->sock.send(zmq::buffer(hello), zmq::send_flags::dontwait);
       p->sock.poke();
     }
   });
@@ -752,7 +775,7 @@ asio::awaitable<Notification> NodeImpl::call(PeerId id, OutItem item) {
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Notification)>(
       [this, p, &item](auto handler) {
         using H = decltype(handler);
-        item.completion = std::make_unique<HandlerCompletion<H>>(std::move(handler));
+        item.completion = std::make_unique<HandlerCompletion<H>>(std::move(handler), strand_);
         outstanding_.fetch_add(1, std::memory_order_acq_rel);
         if (p->queue.try_push(item) == PushResult::ok) {
           if (started_.load(std::memory_order_acquire)) schedule_flush(*p);
@@ -881,7 +904,7 @@ bool NodeImpl::send_out(PeerConn& p, std::vector<OutItem>& items, Clock::time_po
     }
   }
   e.count = items.size();
-  if (!p.backlog.empty() || !p.sock.socket->send(e.frame, zmq::send_flags::dontwait)) {
+  if (!p.backlog.empty() || !p.sock.send(e.frame, zmq::send_flags::dontwait)) {
     p.backlog.push_back(std::move(e));
     return false;
   }
@@ -897,7 +920,7 @@ bool NodeImpl::send_backlog(PeerConn& p) {
       p.backlog.pop_front();
       continue;
     }
-    if (!p.sock.socket->send(e.frame, zmq::send_flags::dontwait)) return false;
+    if (!p.sock.send(e.frame, zmq::send_flags::dontwait)) return false;
     messages_sent_.add(e.count);
     p.backlog.pop_front();
   }
@@ -966,10 +989,15 @@ asio::awaitable<void> NodeImpl::local_pump(PeerConn& p) {
 
 // ---------------------------------------------------------------- receiving (DEALER side)
 
-bool NodeImpl::recv_all(zmq::socket_t& s, std::vector<zmq::message_t>& frames) {
+bool NodeImpl::recv_all(Watched& w, std::vector<zmq::message_t>& frames) {
   frames.clear();
   zmq::message_t first;
-  if (!s.recv(first, zmq::recv_flags::dontwait)) return false;
+  zmq::socket_t& s = *w.socket;
+  if (!s.recv(first, zmq::recv_flags::dontwait)) {
+    w.drained = true;
+    return false;
+  }
+  w.drained = false;
   bool more = first.more();
   frames.push_back(std::move(first));
   while (more) {
@@ -986,7 +1014,7 @@ asio::awaitable<void> NodeImpl::peer_loop(PeerConn& p, std::uint64_t epoch) {
     if (stopping_ || p.epoch != epoch || !p.sock.socket) co_return;
     service_peer(p);
     if (stopping_ || p.epoch != epoch || !p.sock.socket) co_return;
-    if ((p.sock.events() & ZMQ_POLLIN) != 0) {
+    if (p.sock.maybe_readable()) {
       co_await asio::post(strand_, asio::use_awaitable);  // more to read: yield first
       continue;
     }
@@ -1002,7 +1030,7 @@ void NodeImpl::service_peer(PeerConn& p) {
   std::vector<zmq::message_t> frames;
   const std::uint64_t epoch = p.epoch;
   for (std::size_t i = 0; i < kServiceBatch && p.epoch == epoch && p.sock.socket; ++i) {
-    if (!recv_all(*p.sock.socket, frames)) break;
+    if (!recv_all(p.sock, frames)) break;
     on_peer_frames(p, frames);
   }
   if (p.epoch == epoch && p.sock.socket && !p.backlog.empty()) {
@@ -1163,7 +1191,7 @@ asio::awaitable<void> NodeImpl::router_loop() {
     std::size_t n = 0;
     // A frame may hold a BATCH: read only with room for a whole one in the slab.
     while (n < kServiceBatch && !stopping_ && free_slots_.size() >= wire::kMaxBatch) {
-      if (!recv_all(*router_.socket, frames)) break;
+      if (!recv_all(router_, frames)) break;
       ++n;
       on_router_frames(frames);
       while (!router_waiting_.empty()) {  // the inbox is full: stop reading until it has room
@@ -1183,7 +1211,7 @@ asio::awaitable<void> NodeImpl::router_loop() {
       co_await asio::post(strand_, asio::use_awaitable);
       continue;
     }
-    if (free_slots_.size() >= wire::kMaxBatch && (router_.events() & ZMQ_POLLIN) != 0) continue;
+    if (free_slots_.size() >= wire::kMaxBatch && router_.maybe_readable()) continue;
     asio::error_code ec;
     router_.waiting = true;
     co_await router_.fd->async_wait(asio::posix::stream_descriptor::wait_read,
@@ -1347,9 +1375,9 @@ void NodeImpl::on_msg(std::string_view rid, std::span<const std::byte> frame, st
 
 NodeImpl::SendResult NodeImpl::router_try_send(std::string_view routing_id, zmq::message_t& frame) {
   try {
-    auto sent = router_.socket->send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    auto sent = router_.send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     if (!sent) return SendResult::again;
-    (void)router_.socket->send(frame, zmq::send_flags::none);  // the rest of a started message is never refused
+    (void)router_.send(frame, zmq::send_flags::none);  // the rest of a started message is never refused
     return SendResult::sent;
   } catch (const zmq::error_t& e) {
     // EHOSTUNREACH: the sender has gone (ROUTER_MANDATORY says so instead of dropping silently).
@@ -1604,7 +1632,7 @@ asio::awaitable<void> NodeImpl::heartbeat_loop() {
     for (std::uint32_t i = 1; i < peer_count_.load(std::memory_order_acquire); ++i) {
       PeerConn& p = *peers_[i];
       if (!p.sock.socket || p.loopback) continue;
-      (void)p.sock.socket->send(zmq::buffer(ping), zmq::send_flags::dontwait);
+      (void)p.sock.send(zmq::buffer(ping), zmq::send_flags::dontwait);
       p.sock.poke(!p.backlog.empty());
       const bool silent = now - p.last_rx > opts.heartbeat_timeout;
       if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {
