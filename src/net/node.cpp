@@ -58,6 +58,7 @@
 #include "detail/bounded_queue.hpp"
 #include "detail/histogram.hpp"
 #include "detail/signal.hpp"
+#include "net/call_table.hpp"
 #include "net/wire.hpp"
 
 namespace amsg::net {
@@ -162,6 +163,7 @@ struct ReplyItem {
 };
 
 struct Pending {
+  std::uint64_t seq = 0;  // orders calls by when they were sent
   std::uint32_t peer = 0;
   std::string notify_id;
   std::string type;
@@ -413,9 +415,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
 
   // On the strand only.
   bool stopping_ = false;
-  std::uint64_t next_call_id_ = 0;
+  std::uint64_t next_call_seq_ = 0;
   std::uint64_t ping_nonce_ = 0;
-  std::unordered_map<std::uint64_t, Pending> pending_;
+  CallTable<Pending> pending_;
   std::priority_queue<std::pair<Clock::time_point, std::uint64_t>,
                       std::vector<std::pair<Clock::time_point, std::uint64_t>>, std::greater<>>
       deadlines_;
@@ -567,10 +569,9 @@ ShutdownReport NodeImpl::shutdown(std::chrono::milliseconds drain) {
       while (p.queue.try_pop(item)) fail_item(item, kNodeShuttingDown);
       p.backlog.clear();
     }
-    while (!pending_.empty()) {
-      auto it = pending_.begin();
-      Pending pd = std::move(it->second);
-      pending_.erase(it);
+    for (const auto call_id : pending_.ids()) {
+      if (!pending_.contains(call_id)) continue;
+      Pending pd = pending_.take(call_id);
       Notification n{pd.notify_id, Outcome::error, kNodeShuttingDown, pd.type};
       if (pd.completion) {
         pd.completion->complete(std::move(n));
@@ -884,24 +885,27 @@ bool NodeImpl::send_out(PeerConn& p, std::vector<OutItem>& items, Clock::time_po
     at += wire::kBatchFixed;
   }
   for (auto& item : items) {
-    const std::uint64_t call_id = item.notified ? ++next_call_id_ : 0;
     const std::size_t size = wire::msg_size(item.type, item.notify_id) + item.payload.size();
     if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
-    wire::write_msg(at, call_id, item.type, item.notify_id, item.payload.bytes());
-    at += size;
-    item.payload = Payload{};
-    if (single) e.call_id = call_id;
+    std::uint64_t call_id = 0;
     if (item.notified) {
-      Pending pd;
+      auto [id, pd] = pending_.add();
+      call_id = id;
+      wire::write_msg(at, call_id, item.type, item.notify_id, item.payload.bytes());
+      pd.seq = ++next_call_seq_;
       pd.peer = p.index;
       pd.notify_id = std::move(item.notify_id);
       pd.type = std::move(item.type);
       pd.deadline = item.deadline;
       pd.sent_at = now;
       pd.completion = std::move(item.completion);
-      pending_.emplace(call_id, std::move(pd));
       if (item.deadline != Clock::time_point::max()) arm_deadline(item.deadline, call_id);
+    } else {
+      wire::write_msg(at, 0, item.type, item.notify_id, item.payload.bytes());
     }
+    at += size;
+    item.payload = Payload{};
+    if (single) e.call_id = call_id;
   }
   e.count = items.size();
   if (!p.backlog.empty() || !p.sock.send(e.frame, zmq::send_flags::dontwait)) {
@@ -943,17 +947,16 @@ void NodeImpl::flush_local(PeerConn& p) {
         fail_item(item, kTimeout);
         continue;
       }
-      const std::uint64_t call_id = ++next_call_id_;
+      auto [call_id, pd] = pending_.add();
       token = kLocalToken | call_id;
       m.notify_id = item.notify_id;
-      Pending pd;
+      pd.seq = ++next_call_seq_;
       pd.peer = p.index;
       pd.notify_id = std::move(item.notify_id);
       pd.type = m.type;
       pd.deadline = item.deadline;
       pd.sent_at = now;
       pd.completion = std::move(item.completion);
-      pending_.emplace(call_id, std::move(pd));
       if (item.deadline != Clock::time_point::max()) arm_deadline(item.deadline, call_id);
     }
     if (!p.local_backlog.empty()) {
@@ -1133,14 +1136,13 @@ void NodeImpl::on_reply(PeerConn& p, std::span<const std::byte> frame) {
     malformed(p.address, wire::to_string(e));
     return;
   }
-  auto it = pending_.find(r.call_id);
-  if (it == pending_.end() || it->second.peer != p.index) {
+  const Pending* waiting = pending_.find(r.call_id);
+  if (waiting == nullptr || waiting->peer != p.index) {
     late_replies_.add();
     return;
   }
   replies_received_.add();
-  Pending pd = std::move(it->second);
-  pending_.erase(it);
+  Pending pd = pending_.take(r.call_id);
   Notification n;
   n.id = std::move(pd.notify_id);
   n.message_type = std::move(pd.type);
@@ -1155,12 +1157,13 @@ void NodeImpl::on_reply(PeerConn& p, std::span<const std::byte> frame) {
 }
 
 void NodeImpl::fail_peer_calls(PeerConn& p, const std::string& why, Clock::time_point sent_before) {
-  std::vector<std::uint64_t> ids;
-  for (const auto& [id, pd] : pending_) {
-    if (pd.peer == p.index && pd.sent_at < sent_before) ids.push_back(id);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> calls;  // (seq, id)
+  for (const auto id : pending_.ids()) {
+    const Pending& pd = *pending_.find(id);
+    if (pd.peer == p.index && pd.sent_at < sent_before) calls.emplace_back(pd.seq, id);
   }
-  std::sort(ids.begin(), ids.end());  // in the order they were sent
-  for (const auto id : ids) {
+  std::sort(calls.begin(), calls.end());  // in the order they were sent
+  for (const auto& [seq, id] : calls) {
     calls_failed_peer_.add();
     complete(id, Notification{{}, Outcome::error, why, {}});
   }
@@ -1474,13 +1477,11 @@ void NodeImpl::flush_replies() {
         continue;
       }
       const std::uint64_t call_id = item.token & ~kLocalToken;  // a message this node sent itself
-      auto it = pending_.find(call_id);
-      if (it == pending_.end()) {
+      if (!pending_.contains(call_id)) {
         late_replies_.add();
         continue;
       }
-      Pending pd = std::move(it->second);
-      pending_.erase(it);
+      Pending pd = pending_.take(call_id);
       item.notification.id = std::move(pd.notify_id);
       complete_pending(std::move(pd), std::move(item.notification));
     }
@@ -1545,10 +1546,8 @@ void NodeImpl::free_slot(std::uint32_t slot) {
 // ---------------------------------------------------------------- outcomes
 
 void NodeImpl::complete(std::uint64_t call_id, Notification&& n) {
-  auto it = pending_.find(call_id);
-  if (it == pending_.end()) return;
-  Pending pd = std::move(it->second);
-  pending_.erase(it);
+  if (!pending_.contains(call_id)) return;
+  Pending pd = pending_.take(call_id);
   n.id = std::move(pd.notify_id);
   n.message_type = std::move(pd.type);
   complete_pending(std::move(pd), std::move(n));
@@ -1608,8 +1607,7 @@ asio::awaitable<void> NodeImpl::deadline_loop() {
     while (!deadlines_.empty() && deadlines_.top().first <= now) {
       const auto [deadline, call_id] = deadlines_.top();
       deadlines_.pop();
-      auto it = pending_.find(call_id);
-      if (it != pending_.end() && it->second.deadline == deadline) {
+      if (const Pending* pd = pending_.find(call_id); pd != nullptr && pd->deadline == deadline) {
         timeouts_.add();
         complete(call_id, Notification{{}, Outcome::error, kTimeout, {}});
       }
