@@ -6,7 +6,10 @@
 # amsg rows: pingpong = notified round trip (send -> remote handler -> notification
 # back, one at a time); thr = notified one-way throughput (every message notified,
 # server concurrency N=64, 64-byte payloads); reqresp = request/response with 64
-# calls outstanding. Raw rows: DEALER/ROUTER round trip and one-way throughput.
+# calls outstanding. Raw rows: DEALER/ROUTER round trip and one-way throughput
+# (zmq_bench), and request/response with 64 requests outstanding (bench/zmq_reqresp.cpp):
+# one frame per request, and one frame per burst of 64 (what a batching layer can
+# reach at best).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -19,6 +22,8 @@ RAW="$OUT/raw.txt"
 scripts/install-deps.sh
 ZMQ_BENCH="$OUT/zmq_bench"
 [ -x "$ZMQ_BENCH" ] || g++ -std=c++17 -O2 -DNDEBUG -pthread ../shared/anchors/zmq-raw/zmq_bench.cpp -o "$ZMQ_BENCH" -lzmq
+ZMQ_REQRESP="$OUT/zmq_reqresp"
+g++ -std=c++17 -O2 -DNDEBUG -pthread bench/zmq_reqresp.cpp -o "$ZMQ_REQRESP" -lzmq
 cmake --preset release >/dev/null
 cmake --build --preset release --target amsg_cli >/dev/null
 AMSG=build/release/bin/amsg
@@ -40,6 +45,8 @@ for r in $(seq "$ROUNDS"); do
   amsg lat-tcp --transport tcp --scenario pingpong --pingpong-messages 20000
   raw thr-ipc thr ipc:///tmp/amsg-zmq-raw.ipc 64 3000000 dealerrouter
   amsg thr-ipc --transport ipc --scenario thr -n 64 --messages 1000000
+  echo "system=zmq config=reqresp-ipc $(timeout 300 "$ZMQ_REQRESP" ipc:///tmp/amsg-zmq-raw.ipc 64 1000000)" | tee -a "$RAW"
+  echo "system=zmq config=reqresp-burst-ipc $(timeout 300 "$ZMQ_REQRESP" ipc:///tmp/amsg-zmq-raw.ipc 1 1000000 64)" | tee -a "$RAW"
   amsg reqresp-ipc --transport ipc --scenario reqresp --messages 1000000
 done
 

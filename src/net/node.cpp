@@ -332,9 +332,16 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   }
   // After a push: the fence orders the push before reading the flag, against the
   // flusher's clearing of the flag before it drains (else both could miss).
+  // While a reader on the strand handles replies, the callers it resumes have
+  // their flushes collected instead: the reader does them when it is done, so the
+  // next requests leave without a post and a turn of the scheduler.
   void schedule_flush(PeerConn& p) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (!p.flush_posted.load(std::memory_order_relaxed) && !p.flush_posted.exchange(true, std::memory_order_acq_rel)) {
+      if (strand_.running_in_this_thread() && collecting_flushes_) {
+        collected_flushes_.push_back(&p);
+        return;
+      }
       asio::post(strand_, [this, &p] { flush_peer(p); });
     }
   }
@@ -357,6 +364,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::awaitable<void> local_pump(PeerConn& p);
   asio::awaitable<void> peer_loop(PeerConn& p, std::uint64_t epoch);
   void service_peer(PeerConn& p);
+  template <typename F>
+  void collect_flushes_while(F&& f);
   void on_peer_frames(PeerConn& p, std::vector<zmq::message_t>& frames);
   void on_reply(PeerConn& p, std::span<const std::byte> frame);
   void declare_lost(PeerConn& p, const std::string& why);
@@ -415,6 +424,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
 
   // On the strand only.
   bool stopping_ = false;
+  bool collecting_flushes_ = false;           // see schedule_flush()
+  std::vector<PeerConn*> collected_flushes_;  // peers to flush once the reader is done
   std::uint64_t next_call_seq_ = 0;
   std::uint64_t ping_nonce_ = 0;
   CallTable<Pending> pending_;
@@ -1015,7 +1026,7 @@ bool NodeImpl::recv_all(Watched& w, std::vector<zmq::message_t>& frames) {
 asio::awaitable<void> NodeImpl::peer_loop(PeerConn& p, std::uint64_t epoch) {
   for (;;) {
     if (stopping_ || p.epoch != epoch || !p.sock.socket) co_return;
-    service_peer(p);
+    collect_flushes_while([&] { service_peer(p); });
     if (stopping_ || p.epoch != epoch || !p.sock.socket) co_return;
     if (p.sock.maybe_readable()) {
       co_await asio::post(strand_, asio::use_awaitable);  // more to read: yield first
@@ -1027,6 +1038,22 @@ asio::awaitable<void> NodeImpl::peer_loop(PeerConn& p, std::uint64_t epoch) {
                                    asio::redirect_error(asio::use_awaitable, ec));
     if (p.epoch == epoch) p.sock.waiting = false;
   }
+}
+
+template <typename F>
+void NodeImpl::collect_flushes_while(F&& f) {
+  collecting_flushes_ = true;
+  try {
+    std::forward<F>(f)();
+  } catch (...) {
+    collecting_flushes_ = false;
+    for (PeerConn* p : collected_flushes_) asio::post(strand_, [this, p] { flush_peer(*p); });
+    collected_flushes_.clear();
+    throw;
+  }
+  collecting_flushes_ = false;
+  for (PeerConn* p : collected_flushes_) flush_peer(*p);  // collecting is off: the list cannot grow here
+  collected_flushes_.clear();
 }
 
 void NodeImpl::service_peer(PeerConn& p) {
