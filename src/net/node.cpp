@@ -1026,7 +1026,7 @@ bool NodeImpl::recv_all(Watched& w, std::vector<zmq::message_t>& frames) {
 asio::awaitable<void> NodeImpl::peer_loop(PeerConn& p, std::uint64_t epoch) {
   for (;;) {
     if (stopping_ || p.epoch != epoch || !p.sock.socket) co_return;
-    collect_flushes_while([&] { service_peer(p); });
+    service_peer(p);
     if (stopping_ || p.epoch != epoch || !p.sock.socket) co_return;
     if (p.sock.maybe_readable()) {
       co_await asio::post(strand_, asio::use_awaitable);  // more to read: yield first
@@ -1061,7 +1061,10 @@ void NodeImpl::service_peer(PeerConn& p) {
   const std::uint64_t epoch = p.epoch;
   for (std::size_t i = 0; i < kServiceBatch && p.epoch == epoch && p.sock.socket; ++i) {
     if (!recv_all(p.sock, frames)) break;
-    on_peer_frames(p, frames);
+    // Requests from callers a reply resumed leave after each frame, before the
+    // next receive: when that one finds nothing, nothing was sent after it, and
+    // the wait needs no ZMQ_EVENTS check first.
+    collect_flushes_while([&] { on_peer_frames(p, frames); });
   }
   if (p.epoch == epoch && p.sock.socket && !p.backlog.empty()) {
     if (send_backlog(p)) {
