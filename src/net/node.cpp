@@ -114,26 +114,49 @@ struct Completion {
   virtual void complete(Notification&& n) = 0;
 };
 
-using Strand = asio::strand<asio::any_io_executor>;
+// Where the node's sockets, timers and tables live: a strand of the manager's
+// pool, or, when the pool has one thread, the pool itself, which is serial
+// already (no strand queue and hand-off around every completion).
+class NodeExecutor {
+ public:
+  NodeExecutor(const asio::any_io_executor& pool, bool one_thread) {
+    const auto* io = pool.target<asio::io_context::executor_type>();
+    if (one_thread && io != nullptr) {
+      io_.emplace(*io);
+      executor_ = *io;
+    } else {
+      strand_.emplace(asio::make_strand(pool));
+      executor_ = *strand_;
+    }
+  }
+  [[nodiscard]] const asio::any_io_executor& get() const noexcept { return executor_; }
+  [[nodiscard]] bool running_in_this_thread() const noexcept {
+    return strand_ ? strand_->running_in_this_thread() : io_->running_in_this_thread();
+  }
+
+ private:
+  asio::any_io_executor executor_;
+  std::optional<asio::strand<asio::any_io_executor>> strand_;
+  std::optional<asio::io_context::executor_type> io_;
+};
 
 template <typename Handler>
 struct HandlerCompletion final : Completion {
-  HandlerCompletion(Handler&& h, const Strand& node_strand) : handler{std::move(h)}, strand{node_strand} {}
-  // Resumes the caller at once when it runs on the node's strand (a coroutine on
+  HandlerCompletion(Handler&& h, const NodeExecutor& node) : handler{std::move(h)}, node_executor{node} {}
+  // Resumes the caller at once when it runs on the node's executor (a coroutine on
   // Node::executor()) and we are on it, else dispatches to its executor. The first
   // case is what asio::dispatch does too, without wrapping the call in a
   // type-erased function object first.
   void complete(Notification&& n) override {
     auto ex = asio::get_associated_executor(handler);
-    if (const auto* target = ex.template target<Strand>();
-        target != nullptr && *target == strand && strand.running_in_this_thread()) {
+    if (ex == node_executor.get() && node_executor.running_in_this_thread()) {
       std::move(handler)(std::move(n));
       return;
     }
     asio::dispatch(ex, [h = std::move(handler), n = std::move(n)]() mutable { std::move(h)(std::move(n)); });
   }
   Handler handler;
-  const Strand& strand;
+  const NodeExecutor& node_executor;
 };
 
 struct PromiseCompletion final : Completion {
@@ -314,10 +337,11 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   Manager manager;
   std::string identity;
   std::vector<std::string> endpoints;
-  // Every socket, timer and table of the node is used on this strand only. It runs
-  // on the manager's pool, so a message read from the wire reaches a worker, and
-  // its reply the socket, without waking another thread.
-  Strand strand_;
+  // Every socket, timer and table of the node is used on this executor only (a
+  // strand, see NodeExecutor). It runs on the manager's pool, so a message read
+  // from the wire reaches a worker, and its reply the socket, without waking
+  // another thread.
+  NodeExecutor executor_;
 
  private:
   class Layer;
@@ -338,11 +362,11 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void schedule_flush(PeerConn& p) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (!p.flush_posted.load(std::memory_order_relaxed) && !p.flush_posted.exchange(true, std::memory_order_acq_rel)) {
-      if (strand_.running_in_this_thread() && collecting_flushes_) {
+      if (executor_.running_in_this_thread() && collecting_flushes_) {
         collected_flushes_.push_back(&p);
         return;
       }
-      asio::post(strand_, [this, &p] { flush_peer(p); });
+      asio::post(executor_.get(), [this, &p] { flush_peer(p); });
     }
   }
   void notify_space() { space_.notify_waiting(); }
@@ -432,9 +456,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::priority_queue<std::pair<Clock::time_point, std::uint64_t>,
                       std::vector<std::pair<Clock::time_point, std::uint64_t>>, std::greater<>>
       deadlines_;
-  asio::steady_timer deadline_timer_{strand_};
+  asio::steady_timer deadline_timer_{executor_.get()};
   Clock::time_point deadline_armed_ = Clock::time_point::max();
-  asio::steady_timer heartbeat_timer_{strand_};
+  asio::steady_timer heartbeat_timer_{executor_.get()};
   std::unordered_map<std::string, Client> clients_;
   std::unordered_map<std::string, std::deque<RouterFrame>> router_backlog_;
   std::vector<Inflight> slab_;
@@ -472,7 +496,7 @@ NodeImpl::NodeImpl(NodeOptions o)
     : opts{std::move(o)},
       manager{opts.manager},
       identity{opts.identity.empty() ? make_identity() : opts.identity},
-      strand_{asio::make_strand(manager.executor())},
+      executor_{manager.executor(), manager.options().threads == 1},
       log_{logger(opts.manager.logger_name)},
       ctx_{1},
       peers_(kMaxPeers),
@@ -516,19 +540,19 @@ void NodeImpl::start() {
     }
     endpoints.push_back(router_.socket->get(zmq::sockopt::last_endpoint));
   }
-  router_.fd = std::make_unique<asio::posix::stream_descriptor>(strand_, router_.socket->get(zmq::sockopt::fd));
+  router_.fd = std::make_unique<asio::posix::stream_descriptor>(executor_.get(), router_.socket->get(zmq::sockopt::fd));
 
   layer_ = std::make_shared<Layer>(this);
   manager.attach(layer_);
   manager.start();
 
-  asio::co_spawn(strand_, router_loop(), asio::detached);
-  asio::co_spawn(strand_, heartbeat_loop(), asio::detached);
-  asio::co_spawn(strand_, deadline_loop(), asio::detached);
+  asio::co_spawn(executor_.get(), router_loop(), asio::detached);
+  asio::co_spawn(executor_.get(), heartbeat_loop(), asio::detached);
+  asio::co_spawn(executor_.get(), deadline_loop(), asio::detached);
   {
     std::lock_guard peers_lock{peers_mutex_};  // connect() either sees started_ or is opened here
     for (std::uint32_t i = 1; i < peer_count_.load(); ++i) {
-      asio::post(strand_, [this, p = peers_[i].get()] { open_peer(*p); });
+      asio::post(executor_.get(), [this, p = peers_[i].get()] { open_peer(*p); });
     }
     started_.store(true, std::memory_order_release);
   }
@@ -540,7 +564,7 @@ template <typename F>
 void NodeImpl::run_on_io_and_wait(F&& f) {
   std::promise<void> done;
   auto fut = done.get_future();
-  asio::post(strand_, [&] {
+  asio::post(executor_.get(), [&] {
     f();
     done.set_value();
   });
@@ -562,7 +586,7 @@ ShutdownReport NodeImpl::shutdown(std::chrono::milliseconds drain) {
     report_ = manager.shutdown(drain);
     return *report_;
   }
-  asio::post(strand_, [this] {
+  asio::post(executor_.get(), [this] {
     const std::string bye = wire::encode_bye();
     std::vector<std::string> told;  // router_send() forgets senders that have gone: no iterating meanwhile
     for (const auto& [rid, client] : clients_) {
@@ -643,7 +667,7 @@ PeerId NodeImpl::connect(const std::string& address) {
   PeerConn* raw = p.get();
   peers_[count] = std::move(p);
   peer_count_.store(count + 1, std::memory_order_release);
-  if (started_.load(std::memory_order_acquire)) asio::post(strand_, [this, raw] { open_peer(*raw); });
+  if (started_.load(std::memory_order_acquire)) asio::post(executor_.get(), [this, raw] { open_peer(*raw); });
   return PeerId{count};
 }
 
@@ -683,13 +707,13 @@ void NodeImpl::open_peer(PeerConn& p) {
     return;
   }
   p.sock.socket = std::move(s);
-  p.sock.fd = std::make_unique<asio::posix::stream_descriptor>(strand_, p.sock.socket->get(zmq::sockopt::fd));
+  p.sock.fd = std::make_unique<asio::posix::stream_descriptor>(executor_.get(), p.sock.socket->get(zmq::sockopt::fd));
   ++p.epoch;
   p.last_rx = Clock::now();
   set_info(p, PeerState::connecting);
   const std::string hello = hello_frame(wire::Kind::hello);
   (void)p.sock.send(zmq::buffer(hello), zmq::send_flags::dontwait);
-  asio::co_spawn(strand_, peer_loop(p, p.epoch), asio::detached);
+  asio::co_spawn(executor_.get(), peer_loop(p, p.epoch), asio::detached);
   flush_peer(p);
 }
 
@@ -724,7 +748,7 @@ std::future<std::vector<std::string>> NodeImpl::query_handlers(PeerId id) {
     promise.set_exception(std::make_exception_ptr(LifecycleError("amsg: query_handlers() needs a running node")));
     return fut;
   }
-  asio::post(strand_, [this, p, pr = std::move(promise)]() mutable {
+  asio::post(executor_.get(), [this, p, pr = std::move(promise)]() mutable {
     if (p->loopback) {
       pr.set_value(manager.handlers().types());
       return;
@@ -787,7 +811,7 @@ asio::awaitable<Notification> NodeImpl::call(PeerId id, OutItem item) {
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Notification)>(
       [this, p, &item](auto handler) {
         using H = decltype(handler);
-        item.completion = std::make_unique<HandlerCompletion<H>>(std::move(handler), strand_);
+        item.completion = std::make_unique<HandlerCompletion<H>>(std::move(handler), executor_);
         outstanding_.fetch_add(1, std::memory_order_acq_rel);
         if (p->queue.try_push(item) == PushResult::ok) {
           if (started_.load(std::memory_order_acquire)) schedule_flush(*p);
@@ -983,7 +1007,7 @@ void NodeImpl::flush_local(PeerConn& p) {
   }
   if (!p.local_backlog.empty() && !p.local_pump_running) {
     p.local_pump_running = true;
-    asio::co_spawn(strand_, local_pump(p), asio::detached);
+    asio::co_spawn(executor_.get(), local_pump(p), asio::detached);
   }
   if (n != 0) notify_space();
 }
@@ -1029,7 +1053,7 @@ asio::awaitable<void> NodeImpl::peer_loop(PeerConn& p, std::uint64_t epoch) {
     service_peer(p);
     if (stopping_ || p.epoch != epoch || !p.sock.socket) co_return;
     if (p.sock.maybe_readable()) {
-      co_await asio::post(strand_, asio::use_awaitable);  // more to read: yield first
+      co_await asio::post(executor_.get(), asio::use_awaitable);  // more to read: yield first
       continue;
     }
     asio::error_code ec;
@@ -1047,7 +1071,7 @@ void NodeImpl::collect_flushes_while(F&& f) {
     std::forward<F>(f)();
   } catch (...) {
     collecting_flushes_ = false;
-    for (PeerConn* p : collected_flushes_) asio::post(strand_, [this, p] { flush_peer(*p); });
+    for (PeerConn* p : collected_flushes_) asio::post(executor_.get(), [this, p] { flush_peer(*p); });
     collected_flushes_.clear();
     throw;
   }
@@ -1241,7 +1265,7 @@ asio::awaitable<void> NodeImpl::router_loop() {
     if (stopping_) co_return;
     drain_router_backlog();
     if (n == kServiceBatch) {
-      co_await asio::post(strand_, asio::use_awaitable);
+      co_await asio::post(executor_.get(), asio::use_awaitable);
       continue;
     }
     if (free_slots_.size() >= wire::kMaxBatch && router_.maybe_readable()) continue;
@@ -1489,7 +1513,7 @@ void NodeImpl::deliver(std::uint64_t token, Notification&& n) {
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);  // see schedule_flush()
   if (!replies_posted_.load(std::memory_order_relaxed) && !replies_posted_.exchange(true, std::memory_order_acq_rel)) {
-    asio::post(strand_, [this] { flush_replies(); });
+    asio::post(executor_.get(), [this] { flush_replies(); });
   }
 }
 
@@ -1610,7 +1634,7 @@ void NodeImpl::publish(Notification&& n) {
   publish_backlog_.push_back(std::move(n));  // NOLINT(bugprone-use-after-move): refused, still ours
   if (!publisher_running_) {
     publisher_running_ = true;
-    asio::co_spawn(strand_, publisher(), asio::detached);
+    asio::co_spawn(executor_.get(), publisher(), asio::detached);
   }
 }
 
@@ -1809,6 +1833,6 @@ std::future<Notification> Node::call_future(PeerId peer, std::string type, Paylo
 }
 
 NodeStats Node::stats() const { return impl_->stats(); }
-asio::any_io_executor Node::executor() const { return impl_->strand_; }
+asio::any_io_executor Node::executor() const { return impl_->executor_.get(); }
 
 }  // namespace amsg::net
