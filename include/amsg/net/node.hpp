@@ -22,7 +22,8 @@
 // "incompatible protocol version ...".
 //
 // Threads: the node's sockets and tables live on one strand of its manager's
-// pool, beside the handlers; no thread of its own. Every member is thread-safe.
+// pool (on a one-thread pool, the pool's executor itself), beside the handlers;
+// no thread of its own. Every member is thread-safe.
 // Coroutines running on executor() (that strand) call without any thread hop;
 // they must not use the blocking send() forms. Do not call shutdown() from the
 // pool itself.
@@ -166,7 +167,7 @@ class Node {
                                                    std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
 
   [[nodiscard]] NodeStats stats() const;
-  // The node's strand (on the manager's pool).
+  // The node's strand (on the manager's pool; with one pool thread, the pool's executor).
   [[nodiscard]] asio::any_io_executor executor() const;
 
  private:
