@@ -102,6 +102,57 @@ TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {
   EXPECT_EQ(texts[20], "b:err(no (good))");
 }
 
+// Callers that a reply resumes make their next calls from inside the node's
+// reader (the reader flushes them after the reply frame): calls to another peer
+// must leave too. On a one-thread pool (the node on the pool's executor) and on
+// two threads (a strand).
+class ResumedCallers : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(ResumedCallers, CallsFromResumedCallersReachEveryPeer) {
+  IpcPath path_a;
+  IpcPath path_b;
+  Node a{server_options(path_a, "node-resumed-a")};
+  Node b{server_options(path_b, "node-resumed-b")};
+  add_handlers(a.manager());
+  add_handlers(b.manager());
+  a.start();
+  b.start();
+  NodeOptions co = client_options("node-resumed-c");
+  co.manager.threads = GetParam();
+  Node client{co};
+  client.start();
+  const PeerId pa = client.connect(path_a.address());
+  const PeerId pb = client.connect(path_b.address());
+  constexpr int kCallers = 8;
+  constexpr int kRounds = 50;
+  std::vector<std::future<int>> callers;
+  for (int c = 0; c < kCallers; ++c) {
+    callers.push_back(asio::co_spawn(
+        client.executor(),
+        [&client, pa, pb, c]() -> asio::awaitable<int> {
+          int ok = 0;
+          // Each caller calls one peer twice, then the other twice, out of step
+          // with the others, so one reply frame resumes callers whose next call
+          // goes to either peer.
+          for (int i = 0; i < kRounds; ++i) {
+            const std::string body = std::to_string(c) + "/" + std::to_string(i);
+            const PeerId to = (c + i / 2) % 2 == 0 ? pa : pb;
+            Notification r = co_await client.call(to, "echo", bytes(body), "r");
+            if (r.is_success() && r.payload.as_string_view() == body) ++ok;
+          }
+          co_return ok;
+        },
+        asio::use_future));
+  }
+  for (auto& f : callers) {
+    ASSERT_EQ(f.wait_for(20s), std::future_status::ready) << "a call never left or never came back";
+    EXPECT_EQ(f.get(), kRounds);
+  }
+  EXPECT_EQ(client.stats().outstanding_calls, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(PoolThreads, ResumedCallers, ::testing::Values(std::size_t{1}, std::size_t{2}));
+
 TEST(Node, NotifiedSendsArriveOnTheChannelInTheSeedFormat) {
   IpcPath path;
   Node server{server_options(path, "node-notified-s")};
