@@ -126,6 +126,7 @@ TEST_P(ResumedCallers, CallsFromResumedCallersReachEveryPeer) {
   constexpr int kCallers = 8;
   constexpr int kRounds = 50;
   std::vector<std::future<int>> callers;
+  callers.reserve(kCallers);
   for (int c = 0; c < kCallers; ++c) {
     callers.push_back(asio::co_spawn(
         client.executor(),
