@@ -234,6 +234,7 @@ struct Watched {
       socket.reset();
     }
     waiting = false;
+    drained = false;
   }
 };
 
