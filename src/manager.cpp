@@ -575,6 +575,18 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
   notification_space_.notify_all();  // transports waiting in async_publish see closed
   inbox_space_.notify_all();
   if (was_running) {
+    std::vector<std::shared_ptr<CommunicationLayer>> layers;
+    {
+      std::lock_guard layers_lock{layers_mutex_};
+      layers = layers_;
+    }
+    for (auto& layer : layers) {
+      try {
+        layer->on_drained();
+      } catch (const std::exception& e) {
+        log_->error("communication layer on_drained threw: {}", e.what());
+      }
+    }
     work_.reset();
     const bool idle = pool_threads_done_.wait_until(
         [this] { return pool_threads_running_.load(std::memory_order_acquire) == 0; }, Clock::now() + kPoolGrace);

@@ -5,6 +5,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <fmt/format.h>
 
@@ -93,6 +95,45 @@ TEST(CommunicationLayer, TheManagerKeepsItsLayerAliveUntilTheLastDelivery) {
   m.shutdown();
   EXPECT_TRUE(watch.expired());  // released after on_detach: no cycle through the Ingress
   ingress = Ingress{};
+}
+
+// on_drained(): after the last delivery, before on_detach(), while the pool still
+// runs, so a layer can stop what it keeps waiting there (here: a timer that would
+// otherwise hold the pool until its grace period ran out).
+class WaitingLayer final : public CommunicationLayer {
+ public:
+  explicit WaitingLayer(const asio::any_io_executor& pool) : timer{pool, std::chrono::hours{1}} {}
+  void on_attach(Ingress ingress) override { ingress_ = std::move(ingress); }
+  void deliver(std::uint64_t, Notification&&) override { delivered.fetch_add(1); }
+  void on_drained() override {
+    delivered_when_drained = delivered.load();
+    drained_before_detach = !detached.load();
+    asio::post(timer.get_executor(), [this] { timer.cancel(); });
+  }
+  void on_detach() override { detached = true; }
+
+  asio::steady_timer timer;
+  Ingress ingress_;
+  std::atomic<int> delivered{0};
+  std::atomic<bool> detached{false};
+  int delivered_when_drained = -1;
+  bool drained_before_detach = false;
+  std::atomic<bool> timer_ended{false};
+};
+
+TEST(CommunicationLayer, OnDrainedComesAfterTheLastDeliveryAndBeforeOnDetach) {
+  Manager m{ManagerOptions{.concurrency = 2, .threads = 1}};
+  m.register_handler("t", make_handler([](Message&) -> asio::awaitable<void> { co_return; }));
+  auto layer = std::make_shared<WaitingLayer>(m.executor());
+  m.attach(layer);
+  m.start();
+  layer->timer.async_wait([l = layer.get()](const asio::error_code&) { l->timer_ended = true; });
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(layer->ingress_.submit(msg("t", "", std::to_string(i)), 1), SendStatus::ok);
+  m.shutdown();
+  EXPECT_EQ(layer->delivered_when_drained, 50);  // every delivery made before on_drained
+  EXPECT_TRUE(layer->drained_before_detach);
+  EXPECT_TRUE(layer->detached.load());
+  EXPECT_TRUE(layer->timer_ended.load());  // the cancel ran on the pool before it stopped
 }
 
 TEST(CommunicationLayer, AttachAfterShutdownIsALifecycleError) {

@@ -3,6 +3,8 @@
 // shutdown accounting.
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <asio/co_spawn.hpp>
 #include <asio/steady_timer.hpp>
@@ -346,6 +348,43 @@ TEST(Node, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
   EXPECT_EQ(client.send(peer, "echo", bytes("")), SendStatus::closed);
   server.shutdown(0ms);
   expect_accounting(server.stats().manager);
+}
+
+// Once the manager has drained, the node stops its socket waits and timers, so
+// the pool stops at once instead of running out its grace period (every
+// `amsg send` and `amsg serve` shutdown used to spend it).
+TEST(Node, ShutdownDoesNotLeaveWorkOnThePoolForTheGracePeriod) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
+  for (const char* name : {"node-stop-s", "node-stop-c"}) {
+    auto log = std::make_shared<spdlog::logger>(name, sink);
+    log->set_level(spdlog::level::debug);
+    spdlog::register_logger(log);
+  }
+  IpcPath path;
+  NodeOptions so = server_options(path, "node-stop-s");
+  so.manager.logger_name = "node-stop-s";
+  NodeOptions co = client_options("node-stop-c");
+  co.manager.logger_name = "node-stop-c";
+  {
+    Node server{so};
+    add_handlers(server.manager());
+    server.start();
+    Node client{co};
+    client.start();
+    const PeerId peer = client.connect(path.address());
+    auto f = client.call_future(peer, "echo", bytes("x"), CallOptions{.notify_id = "x"});
+    EXPECT_TRUE(get(f).is_success());
+    (void)client.shutdown();
+    (void)server.shutdown();
+  }
+  spdlog::drop("node-stop-s");
+  spdlog::drop("node-stop-c");
+  int completed = 0;
+  for (const auto& line : sink->last_formatted()) {
+    EXPECT_EQ(line.find("stopping the pool with work still queued"), std::string::npos) << line;
+    if (line.find("shutdown complete") != std::string::npos) ++completed;
+  }
+  EXPECT_EQ(completed, 2);  // both managers logged here: the check above saw their shutdowns
 }
 
 TEST(Node, ARemoteThatIsShuttingDownRefusesNewMessages) {

@@ -11,7 +11,8 @@
 //
 // Lifetime: the manager holds a shared_ptr to each attached layer, and every
 // routed message holds one too, so a layer outlives every message it fed in.
-// On shutdown the manager calls on_detach() after its last deliver().
+// On shutdown the manager calls on_drained() after its last deliver(), while its
+// pool still runs, then on_detach() once the pool has stopped.
 
 #include <cstdint>
 #include <memory>
@@ -41,6 +42,12 @@ class CommunicationLayer : public std::enable_shared_from_this<CommunicationLaye
   // concurrently: it must be thread-safe, must not throw (exceptions are logged and
   // swallowed) and should not block for long (it holds a worker).
   virtual void deliver(std::uint64_t peer, Notification&& notification) = 0;
+  // Shutdown: every message has ended and every delivery has been made; the
+  // manager is about to let its pool stop. Stop what the layer keeps waiting on
+  // the pool (socket waits, timers), so the pool stops at once instead of after
+  // its grace period. Called on the thread that called shutdown(), before
+  // on_detach(); must not throw (exceptions are logged and swallowed).
+  virtual void on_drained() {}
   // The manager has shut down: every delivery has been made, submit() now returns closed.
   virtual void on_detach() {}
 };

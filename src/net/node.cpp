@@ -424,6 +424,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::string hello_frame(wire::Kind kind);
   bool recv_all(Watched& w, std::vector<zmq::message_t>& frames);
   void final_stop();
+  void stop_waiting();
 
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<Layer> layer_;
@@ -486,6 +487,7 @@ class NodeImpl::Layer final : public CommunicationLayer {
   void deliver(std::uint64_t peer, Notification&& notification) override {
     node_->deliver(peer, std::move(notification));
   }
+  void on_drained() override { node_->stop_waiting(); }
 
  private:
   NodeImpl* node_;  // the node outlives its manager's shutdown, after which nothing calls in
@@ -635,6 +637,22 @@ ShutdownReport NodeImpl::shutdown(std::chrono::milliseconds drain) {
   log_->info("node {} shut down", identity);
   report_ = report;
   return report;
+}
+
+// The manager has drained: the last replies leave now, and the node's loops stop
+// waiting on the pool (sockets, timers), so the pool can stop at once. What is
+// left (replies ZeroMQ cannot take yet) final_stop() handles.
+void NodeImpl::stop_waiting() {
+  asio::post(executor_.get(), [this] {
+    stopping_ = true;
+    flush_replies();
+    if (router_.fd) router_.fd->cancel();
+    for (std::uint32_t i = 1; i < peer_count_.load(); ++i) {
+      if (peers_[i]->sock.fd) peers_[i]->sock.fd->cancel();
+    }
+    heartbeat_timer_.cancel();
+    deadline_timer_.cancel();
+  });
 }
 
 // After the pool has stopped: sends the last replies the manager delivered
