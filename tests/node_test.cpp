@@ -59,14 +59,26 @@ NodeOptions server_options(const IpcPath& path, const std::string& log) {
   return o;
 }
 
-TEST(Node, CallCarriesTheResponseBytesBack) {
+// A server with the handlers above on an ipc path, and a started client
+// connected to it: how most tests here begin.
+struct ServerAndClient {
+  explicit ServerAndClient(const std::string& name)
+      : server{server_options(path, name + "-s")}, client{client_options(name + "-c")} {
+    add_handlers(server.manager());
+    server.start();
+    client.start();
+    peer = client.connect(path.address());
+  }
   IpcPath path;
-  Node server{server_options(path, "node-call-s")};
-  add_handlers(server.manager());
-  server.start();
-  Node client{client_options("node-call-c")};
-  client.start();
-  const PeerId peer = client.connect(path.address());
+  Node server;
+  Node client;
+  PeerId peer{};
+};
+
+TEST(Node, CallCarriesTheResponseBytesBack) {
+  ServerAndClient nodes{"node-call"};
+  Node& client = nodes.client;
+  const PeerId peer = nodes.peer;
   auto f = client.call_future(peer, "echo", bytes("hello over ipc"), CallOptions{.notify_id = "c1"});
   Notification n = get(f);
   EXPECT_TRUE(n.is_success()) << n.text();
@@ -77,13 +89,9 @@ TEST(Node, CallCarriesTheResponseBytesBack) {
 }
 
 TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {
-  IpcPath path;
-  Node server{server_options(path, "node-await-s")};
-  add_handlers(server.manager());
-  server.start();
-  Node client{client_options("node-await-c")};
-  client.start();
-  const PeerId peer = client.connect(path.address());
+  ServerAndClient nodes{"node-await"};
+  Node& client = nodes.client;
+  const PeerId peer = nodes.peer;
   auto fut = asio::co_spawn(
       client.executor(),
       [&]() -> asio::awaitable<std::vector<std::string>> {
@@ -157,13 +165,9 @@ TEST_P(ResumedCallers, CallsFromResumedCallersReachEveryPeer) {
 INSTANTIATE_TEST_SUITE_P(PoolThreads, ResumedCallers, ::testing::Values(std::size_t{1}, std::size_t{2}));
 
 TEST(Node, NotifiedSendsArriveOnTheChannelInTheSeedFormat) {
-  IpcPath path;
-  Node server{server_options(path, "node-notified-s")};
-  add_handlers(server.manager());
-  server.start();
-  Node client{client_options("node-notified-c")};
-  client.start();
-  const PeerId peer = client.connect(path.address());
+  ServerAndClient nodes{"node-notified"};
+  Node& client = nodes.client;
+  const PeerId peer = nodes.peer;
   ASSERT_EQ(client.send(peer, "echo", bytes("x"), "request_123"), SendStatus::ok);
   ASSERT_EQ(client.send(peer, "fail", bytes("Invalid data format"), "user_request_456"), SendStatus::ok);
   ASSERT_EQ(client.send(peer, "missing", bytes("x"), "r3"), SendStatus::ok);
@@ -198,13 +202,11 @@ TEST(Node, FireAndForgetRunsRemotelyAndNotifiesNobody) {
 }
 
 TEST(Node, HelloExchangesIdentityAndHandlerTypes) {
-  IpcPath path;
-  Node server{server_options(path, "node-hello-s")};
-  add_handlers(server.manager());
-  server.start();
-  Node client{client_options("node-hello-c")};
-  client.start();
-  const PeerId peer = client.connect(path.address());
+  ServerAndClient nodes{"node-hello"};
+  Node& server = nodes.server;
+  const IpcPath& path = nodes.path;
+  Node& client = nodes.client;
+  const PeerId peer = nodes.peer;
   EXPECT_EQ(client.connect(path.address()), peer);  // one connection per address
   ASSERT_TRUE(client.wait_ready(peer, 10s));
   const auto info = client.peer_info(peer);
@@ -256,13 +258,9 @@ TEST(Node, TypesAndIdsOverTheWireLimitsAreRefusedAtTheSender) {
 }
 
 TEST(Node, DeadlineEndsTheCallAndTheLateAnswerIsDiscarded) {
-  IpcPath path;
-  Node server{server_options(path, "node-deadline-s")};
-  add_handlers(server.manager());
-  server.start();
-  Node client{client_options("node-deadline-c")};
-  client.start();
-  const PeerId peer = client.connect(path.address());
+  ServerAndClient nodes{"node-deadline"};
+  Node& client = nodes.client;
+  const PeerId peer = nodes.peer;
   const auto t0 = std::chrono::steady_clock::now();
   auto f = client.call_future(peer, "sleep", bytes("400"), CallOptions{.notify_id = "slow", .timeout = 50ms});
   const Notification n = get(f);
@@ -327,13 +325,10 @@ TEST(Node, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
 }
 
 TEST(Node, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
-  IpcPath path;
-  Node server{server_options(path, "node-shut-s")};
-  add_handlers(server.manager());
-  server.start();
-  Node client{client_options("node-shut-c")};
-  client.start();
-  const PeerId peer = client.connect(path.address());
+  ServerAndClient nodes{"node-shut"};
+  Node& server = nodes.server;
+  Node& client = nodes.client;
+  const PeerId peer = nodes.peer;
   std::vector<std::future<Notification>> futures;
   futures.reserve(10);
   for (int i = 0; i < 10; ++i) futures.push_back(client.call_future(peer, "sleep", bytes("60000")));
