@@ -1,10 +1,8 @@
 #!/usr/bin/env python3
 """Medians and ratios from bench/compare_seed.sh's raw lines (seed key=value, amsg JSON)."""
-import json
-import re
-import statistics
 import sys
-from collections import defaultdict
+
+from medians import json_values, key_values, medians, split_line
 
 KEYS = {  # our name -> (seed key, amsg key)
     "msgs_per_s": ("msgs_per_s", "msgs_per_s"),
@@ -17,17 +15,15 @@ KEYS = {  # our name -> (seed key, amsg key)
 
 
 def parse(line):
-    m = re.match(r"system=(\S+) config=(\S+) (.*)$", line.strip())
-    if not m:
+    p = split_line(line)
+    if not p:
         return None
-    system, config, rest = m.groups()
-    values = {}
+    system, config, rest = p
     if system == "amsg":
-        for obj in re.findall(r"\{.*?\}", rest):
-            values.update(json.loads(obj))
+        values = json_values(rest)
         values = {k: values[a] for k, (_, a) in KEYS.items() if a in values}
     else:
-        kv = dict(re.findall(r"(\w+)=([^\s]+)", rest))
+        kv = key_values(rest)
         if "roundtrips_per_s" in kv:
             kv["msgs_per_s"] = kv["roundtrips_per_s"]
         values = {k: float(kv[s]) for k, (s, _) in KEYS.items() if s in kv}
@@ -35,15 +31,7 @@ def parse(line):
 
 
 def main(path):
-    runs = defaultdict(lambda: defaultdict(list))
-    for line in open(path):
-        p = parse(line)
-        if p:
-            system, config, values = p
-            for k, v in values.items():
-                runs[(system, config)][k].append(float(v))
-    med = {key: {k: statistics.median(v) for k, v in d.items()} for key, d in runs.items()}
-    n = max((len(v) for d in runs.values() for v in d.values()), default=0)
+    med, n = medians(path, parse)
     print(f"medians of {n} interleaved rounds\n")
     print("| measurement | seed-tokio | amsg | ratio (amsg vs seed) |")
     print("|---|---|---|---|")

@@ -1,24 +1,20 @@
 #!/usr/bin/env python3
 """Medians and ratios from bench/compare_zmq.sh's raw lines (zmq_bench key=value, amsg JSON)."""
-import json
-import re
-import statistics
 import sys
-from collections import defaultdict
+
+from medians import json_values, key_values, medians, split_line
 
 
 def parse(line):
-    m = re.match(r"system=(\S+) config=(\S+) (.*)$", line.strip())
-    if not m:
+    p = split_line(line)
+    if not p:
         return None
-    system, config, rest = m.groups()
+    system, config, rest = p
     if system == "amsg":
-        values = {}
-        for obj in re.findall(r"\{.*?\}", rest):
-            values.update(json.loads(obj))
+        values = json_values(rest)
         out = {k: values[k] for k in ("msgs_per_s", "p50_us", "p99_us") if k in values}
     else:
-        kv = dict(re.findall(r"(\w+)=([^\s]+)", rest))
+        kv = key_values(rest)
         out = {}
         if "rtt_us_p50" in kv:
             out["p50_us"] = float(kv["rtt_us_p50"])
@@ -31,15 +27,7 @@ def parse(line):
 
 
 def main(path):
-    runs = defaultdict(lambda: defaultdict(list))
-    for line in open(path):
-        p = parse(line)
-        if p:
-            system, config, values = p
-            for k, v in values.items():
-                runs[(system, config)][k].append(float(v))
-    med = {key: {k: statistics.median(v) for k, v in d.items()} for key, d in runs.items()}
-    n = max((len(v) for d in runs.values() for v in d.values()), default=0)
+    med, n = medians(path, parse)
     print(f"medians of {n} interleaved rounds\n")
     print("| measurement | raw ZeroMQ | amsg | amsg / raw | target |")
     print("|---|---|---|---|---|")
