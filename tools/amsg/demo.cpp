@@ -88,8 +88,8 @@ class Worker {
  public:
   Worker(std::string address, std::size_t blocks, std::size_t block_kib)
       : address_{std::move(address)},
-        child_{{"demo-worker", "--listen", address_, "--blocks", std::to_string(blocks), "--block-kib",
-                std::to_string(block_kib)}} {}
+        child_{this_executable({"demo-worker", "--listen", address_, "--blocks", std::to_string(blocks), "--block-kib",
+                                std::to_string(block_kib)})} {}
   ~Worker() {
     if (address_.starts_with("ipc://")) ::unlink(address_.substr(6).c_str());
   }

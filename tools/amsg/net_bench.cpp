@@ -31,8 +31,8 @@ using Clock = std::chrono::steady_clock;
 class ServeChild {
  public:
   ServeChild(const std::string& listen, std::size_t concurrency, std::size_t threads, long spin_us)
-      : child_{{"serve", "--listen", listen, "--concurrency", std::to_string(concurrency), "--threads",
-                std::to_string(threads), "--spin-us", std::to_string(spin_us), "--drain-ms=0"}} {
+      : child_{this_executable({"serve", "--listen", listen, "--concurrency", std::to_string(concurrency), "--threads",
+                                std::to_string(threads), "--spin-us", std::to_string(spin_us), "--drain-ms=0"})} {
     // Its first "listening on" line names the address (with a tcp port resolved).
     const auto line = child_.wait_for_line("listening on ", std::chrono::seconds{20});
     if (!line) throw std::runtime_error("amsg serve did not start");
