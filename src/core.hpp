@@ -16,6 +16,7 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <atomic>
 #include <chrono>
@@ -34,12 +35,12 @@
 #include "amsg/notification.hpp"
 #include "amsg/send_status.hpp"
 #include "amsg/stats.hpp"
-#include "detail/async_wait_list.hpp"
-#include "detail/bounded_queue.hpp"
-#include "detail/event_count.hpp"
+#include "concurrency/async_wait_list.hpp"
+#include "concurrency/bounded_queue.hpp"
+#include "concurrency/event_count.hpp"
 #include "detail/histogram.hpp"
 #include "detail/pool.hpp"
-#include "detail/signal.hpp"
+#include "concurrency/signal.hpp"
 
 namespace spdlog {
 class logger;
@@ -75,15 +76,19 @@ inline EnvelopePtr make_envelope(Message&& m) {
 }
 
 struct alignas(kCacheLine) LaneStats {
-  SingleWriterCounter dispatched, ok, failed, unknown_type, rejected, cancelled, notifications;
+  SingleWriterCounter dispatched, ok, failed, unknown_type, timed_out, rejected, cancelled, notifications;
   LatencyHistogram latency;
 };
 
 struct Lane {
-  Lane(std::size_t i, asio::io_context& io) : index{i}, strand{asio::make_strand(io)} {}
+  Lane(std::size_t i, asio::io_context& io) : index{i}, strand{asio::make_strand(io)}, deadline_timer{strand} {}
   std::size_t index;
   asio::strand<asio::io_context::executor_type> strand;
   asio::cancellation_signal cancel;
+  // Cancels a running handler when its message's deadline passes.
+  asio::steady_timer deadline_timer;
+  std::uint64_t runs = 0;      // handlers started: tells a stale deadline wake-up from a live one
+  bool deadline_hit = false;   // the running handler was cancelled by its deadline
   std::shared_ptr<const HandlerRegistry::Snapshot> handlers;
   // The last lookup, valid while `handlers` is unchanged: streams of one type skip the hash.
   std::string last_type;
@@ -141,7 +146,8 @@ class Core : public std::enable_shared_from_this<Core> {
   void set_idle(Lane& lane);
   // Counts and logs a finished message and, when it asked for one, fills in the
   // envelope's notification (returns false when it asked for none).
-  bool finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&& error);
+  bool finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&& error, std::error_code code);
+  void arm_deadline(Lane& lane, std::chrono::steady_clock::time_point deadline);
   // Routes the envelope's notification; false when the channel is full (the caller
   // waits for room). On true the envelope has been consumed or handed on.
   bool try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow);

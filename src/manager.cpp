@@ -10,6 +10,7 @@
 #include <asio/use_awaitable.hpp>
 #include <exception>
 
+#include "amsg/errc.hpp"
 #include "amsg/errors.hpp"
 #include "amsg/log.hpp"
 #include "core.hpp"
@@ -32,10 +33,6 @@ ManagerOptions validated(ManagerOptions o) {
   if (o.threads == 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
   return o;
 }
-
-// How many messages a lane runs back to back before it lets other work on its
-// thread run (a lane whose handlers never suspend would otherwise hold the thread).
-constexpr unsigned kYieldEvery = 256;
 
 // After the channel closes at shutdown, how long the pool may keep running work
 // queued on it (readers finishing) before it is stopped.
@@ -148,271 +145,6 @@ asio::awaitable<SendStatus> Core::async_send(Message message) {
 void Core::wake_a_lane() {
   if (wake_pending_.load(std::memory_order_relaxed) || wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
   if (!lanes_idle_.notify_one()) wake_pending_.store(false, std::memory_order_seq_cst);
-}
-
-// ---------------------------------------------------------------- lanes
-
-// Waiting senders are woken once the inbox has drained to half, not on every pop:
-// a full inbox then costs one wake-up per capacity/2 messages instead of one each.
-bool Core::inbox_has_room() const noexcept { return inbox_.size() <= inbox_.capacity() / 2 || inbox_.closed(); }
-
-bool Core::notifications_have_room() const noexcept {
-  return notifications_.size() <= notifications_.capacity() / 2 || overflow_allowed_.load(std::memory_order_relaxed);
-}
-
-void Core::on_popped(Lane& lane) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if ((inbox_space_.threads.has_waiters() || inbox_space_.coroutines.waiting() != 0) && inbox_has_room()) {
-    inbox_space_.notify_all();
-  }
-  // Senders do not wake a second lane while one is on its way, so a burst that
-  // arrived meanwhile gets one here: once per wake-up, not per message. (Handlers
-  // that block their thread never let the suspension probe run.)
-  if (lane.just_woke) {
-    lane.just_woke = false;
-    if (lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane();
-  }
-  if (!lane.busy) {
-    lane.busy = true;
-    const auto busy = busy_lanes_.fetch_add(1, std::memory_order_relaxed) + 1;
-    auto max = max_busy_lanes_.load(std::memory_order_relaxed);
-    while (busy > max && !max_busy_lanes_.compare_exchange_weak(max, busy, std::memory_order_relaxed)) {
-    }
-  }
-}
-
-// More lanes are needed only when a handler suspends (a handler that finishes
-// inline frees its lane at once). A probe queued on the lane's strand runs only
-// when the lane gives up its thread; if the lane is then inside a handler, that
-// handler suspended, and queued work gets another lane. One probe at a time, so
-// a lane running inline handlers pays one defer per yield, not per message.
-void Core::arm_suspension_probe(Lane& lane) {
-  if (lane.probe_pending) return;
-  lane.probe_pending = true;
-  asio::defer(lane.strand, [this, &lane] {
-    lane.probe_pending = false;
-    if (lane.in_handler && lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane();
-  });
-}
-
-void Core::set_idle(Lane& lane) {
-  if (lane.busy) {
-    lane.busy = false;
-    busy_lanes_.fetch_sub(1, std::memory_order_relaxed);
-  }
-}
-
-asio::awaitable<void> Core::spin_for_work(Lane& lane) {
-  // One lane at a time spins, holding the wake-up token so senders do not wake others.
-  if (wake_pending_.load(std::memory_order_relaxed) || wake_pending_.exchange(true, std::memory_order_acq_rel)) {
-    co_return;
-  }
-  struct ReleaseToken {  // also when a yield below throws (shutdown's cancellation)
-    std::atomic<bool>& token;
-    ~ReleaseToken() { token.store(false, std::memory_order_seq_cst); }
-  } release{wake_pending_};
-  const auto end = Clock::now() + options.idle_spin;
-  for (;;) {
-    for (int i = 0; i < 32; ++i) {
-      if (!inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed)) co_return;
-      cpu_relax();
-    }
-    if (Clock::now() >= end) co_return;
-    co_await asio::post(lane.strand, asio::use_awaitable);  // let other work on this thread run
-  }
-}
-
-asio::awaitable<void> Core::run_lane(Lane& lane) {
-  auto self = shared_from_this();
-  lane.handlers = registry.snapshot();
-  unsigned since_yield = 0;
-  for (;;) {
-    EnvelopePtr env;
-    if (!inbox_.try_pop(env)) {
-      set_idle(lane);
-      if (inbox_.closed() && inbox_.empty()) break;
-      bool aborted = false;
-      try {
-        if (options.idle_spin.count() > 0 && !inbox_.closed()) {
-          co_await spin_for_work(lane);
-        }
-        if (inbox_.empty()) {
-          co_await lanes_idle_.async_wait(
-              [this] { return !inbox_.empty() || inbox_.closed() || cancelling_.load(std::memory_order_relaxed); });
-          wake_pending_.store(false, std::memory_order_seq_cst);
-          lane.just_woke = true;
-        }
-      } catch (const std::exception&) {
-        aborted = true;  // shutdown's cancellation reached the lane itself
-      }
-      if (aborted) {
-        co_await asio::this_coro::reset_cancellation_state();
-      }
-      continue;
-    }
-    on_popped(lane);
-    Message& msg = env->message;
-
-    Outcome outcome = Outcome::ok;
-    std::string error;
-    if (cancelling_.load(std::memory_order_acquire)) {
-      outcome = Outcome::cancelled;
-    } else if (msg.payload.size() > options.max_payload_bytes) {
-      outcome = Outcome::error;
-      error = fmt::format("payload of {} bytes exceeds the limit of {} bytes", msg.payload.size(),
-                          options.max_payload_bytes);
-      lane.stats.rejected.add();
-    } else {
-      if (lane.handlers->version != registry.version()) {
-        lane.handlers = registry.snapshot();
-        lane.last_handler = nullptr;
-      }
-      Handler* handler = nullptr;
-      if (lane.last_handler != nullptr && msg.type == lane.last_type) {
-        handler = lane.last_handler;
-      } else {
-        handler = lane.handlers->find(msg.type);
-        if (handler != nullptr) {
-          lane.last_type = msg.type;
-          lane.last_handler = handler;
-        }
-      }
-      if (handler == nullptr) {
-        outcome = Outcome::error;
-        error = fmt::format("unknown message type '{}'", msg.type);
-        lane.stats.unknown_type.add();
-        lane.stats.failed.add();
-      } else {
-        lane.stats.dispatched.add();
-        lane.in_handler = true;
-        arm_suspension_probe(lane);
-        bool aborted = false;
-        try {
-          co_await handler->handle(msg);
-        } catch (const std::exception& e) {
-          error = e.what();
-          outcome = Outcome::error;
-          aborted = true;
-        } catch (...) {
-          error = "unknown exception";
-          outcome = Outcome::error;
-          aborted = true;
-        }
-        lane.in_handler = false;
-        if (aborted) {
-          if (cancelling_.load(std::memory_order_acquire)) {
-            outcome = Outcome::cancelled;
-            co_await asio::this_coro::reset_cancellation_state();
-          } else {
-            lane.stats.failed.add();
-          }
-        }
-      }
-    }
-    if (outcome == Outcome::ok) lane.stats.ok.add();
-    if (outcome == Outcome::cancelled) lane.stats.cancelled.add();
-
-    const ReplyRoute route = std::move(MessageAccess::route(msg));
-    if (finish(lane.stats, *env, outcome, std::move(error))) {
-      while (!try_deliver(env, route, false)) {
-        bool aborted = false;
-        try {
-          co_await notification_space_.async_wait([this] { return notifications_have_room(); });
-        } catch (const std::exception&) {
-          aborted = true;
-        }
-        if (aborted) {
-          co_await asio::this_coro::reset_cancellation_state();
-        }
-        if (overflow_allowed_.load(std::memory_order_acquire) && try_deliver(env, route, true)) break;
-      }
-    }
-    if (++since_yield == kYieldEvery) {
-      since_yield = 0;
-      bool aborted = false;
-      try {
-        co_await asio::post(lane.strand, asio::use_awaitable);
-      } catch (const std::exception&) {
-        aborted = true;
-      }
-      if (aborted) {
-        co_await asio::this_coro::reset_cancellation_state();
-      }
-    }
-  }
-  lane.handlers.reset();
-  lanes_running_.fetch_sub(1, std::memory_order_acq_rel);
-  lanes_done_.notify_all();
-}
-
-bool Core::finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&& error) {
-  Message& msg = env.message;
-  const auto enqueued = static_cast<std::uint64_t>(MessageAccess::enqueued_ticks(msg));
-  if (enqueued != 0) {
-    const std::uint64_t now = ticks();
-    stats.latency.record(now > enqueued ? now - enqueued : 0);
-  }
-  if (outcome == Outcome::error) {
-    log_->warn("message type='{}' id='{}' failed: {}", msg.type, msg.notify_id.value_or(""), error);
-  } else if (outcome == Outcome::cancelled) {
-    log_->info("message type='{}' id='{}' cancelled by shutdown", msg.type, msg.notify_id.value_or(""));
-    error = "cancelled";
-  }
-  msg.payload = Payload{};  // free it here, on the thread that ran the handler
-  if (!msg.notify_id) {
-    msg.response = Payload{};
-    return false;
-  }
-  stats.notifications.add();
-  Notification& n = env.notification;
-  n.id = std::move(*msg.notify_id);
-  n.outcome = outcome;
-  n.error = std::move(error);
-  n.message_type = std::move(msg.type);
-  if (outcome == Outcome::ok) {
-    n.payload = std::move(msg.response);
-  } else {
-    msg.response = Payload{};
-  }
-  return true;
-}
-
-bool Core::try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow) {
-  Notification& n = env->notification;
-  if (route.layer) {
-    try {
-      route.layer->deliver(route.peer, std::move(n));
-    } catch (const std::exception& e) {
-      log_->error("communication layer failed to deliver a notification: {}", e.what());
-    }
-    return true;
-  }
-  if (options.on_notification) {
-    try {
-      options.on_notification(std::move(n));
-    } catch (const std::exception& e) {
-      log_->error("on_notification callback threw: {}", e.what());
-    } catch (...) {
-      log_->error("on_notification callback threw an unknown exception");
-    }
-    return true;
-  }
-  if (notifications_.try_push(env) == PushResult::ok) {
-    notifications_ready_.notify_one();
-    return true;
-  }
-  if (!may_overflow) return false;
-  push_overflow(std::move(n));
-  return true;
-}
-
-void Core::push_overflow(Notification&& n) {
-  {
-    std::lock_guard lock{overflow_mutex_};
-    overflow_.push_back(std::move(n));
-    overflow_size_.fetch_add(1, std::memory_order_release);
-  }
-  notifications_ready_.notify_one();
 }
 
 // ---------------------------------------------------------------- receiving
@@ -564,7 +296,7 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
     }
     shutdown_stats_.cancelled.add();
     const ReplyRoute route = std::move(MessageAccess::route(env->message));
-    if (finish(shutdown_stats_, *env, Outcome::cancelled, {})) try_deliver(env, route, true);
+    if (finish(shutdown_stats_, *env, Outcome::cancelled, {}, errc::cancelled)) try_deliver(env, route, true);
   }
 
   // The channel ends: readers get what is left, then nullopt. Readers running on
@@ -655,6 +387,7 @@ Stats Core::stats() const {
     s.ok += l.ok.get();
     s.failed += l.failed.get();
     s.unknown_type += l.unknown_type.get();
+    s.timed_out += l.timed_out.get();
     s.rejected += l.rejected.get();
     s.cancelled += l.cancelled.get();
     s.notifications += l.notifications.get();

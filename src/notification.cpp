@@ -43,6 +43,7 @@ std::optional<Notification> parse_notification(std::string_view text) {
   const auto body_start = at + kErrMarker.size();
   n.error = std::string{text.substr(body_start, text.size() - 1 - body_start)};
   n.outcome = n.error == "cancelled" ? Outcome::cancelled : Outcome::error;
+  n.code = n.outcome == Outcome::cancelled ? errc::cancelled : errc::handler_error;
   return n;
 }
 

@@ -1,4 +1,4 @@
-#include "detail/bounded_queue.hpp"
+#include "concurrency/bounded_queue.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // CallTable: the node's table of waiting calls, keyed by call id.
 
-#include "net/call_table.hpp"
+#include "session/call_table.hpp"
 
 #include <gtest/gtest.h>
 

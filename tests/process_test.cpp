@@ -9,7 +9,7 @@
 #include <zmq.hpp>
 
 #include "amsg/net/node.hpp"
-#include "net/wire.hpp"
+#include "wire/codec.hpp"
 #include "net_test_support.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
@@ -144,11 +144,12 @@ std::string le64(std::uint64_t v) {
   return s;
 }
 
-// A MSG header: magic, version, kind 1, flags, call id, type length, id length, type.
+// A MSG header: magic, version, kind 1, flags, call id, type length, id length,
+// timeout (0: none), type.
 std::string msg_header(int version, std::uint64_t call_id, std::string_view type, int declared_type_len = -1) {
   std::string s = frame_of({0xAE, version, 1, 0}) + le64(call_id);
   const int tl = declared_type_len < 0 ? static_cast<int>(type.size()) : declared_type_len;
-  s += frame_of({tl & 0xFF, (tl >> 8) & 0xFF, 0, 0});
+  s += frame_of({tl & 0xFF, (tl >> 8) & 0xFF, 0, 0, 0, 0, 0, 0});
   s += type;
   return s;
 }
@@ -188,12 +189,12 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
     for (auto& c : junk) c = static_cast<char>(rng());
     (void)raw.send(zmq::buffer(junk), zmq::send_flags::none);
   }
-  (void)raw.send(zmq::buffer(frame_of({0xAE, 1})), zmq::send_flags::none);  // truncated prefix
+  (void)raw.send(zmq::buffer(frame_of({0xAE, 2})), zmq::send_flags::none);  // truncated prefix
   (void)raw.send(zmq::buffer(frame_of({})), zmq::send_flags::none);         // empty frame
-  // A MSG claiming a 65535-byte type in a 17-byte frame: answered "malformed" by call id.
-  (void)raw.send(zmq::buffer(msg_header(1, 901, "x", 0xFFFF)), zmq::send_flags::none);
-  // A MSG split over two frames (version 1 is one frame per message): also malformed.
-  (void)raw.send(zmq::buffer(msg_header(1, 904, "echo")), zmq::send_flags::sndmore);
+  // A MSG claiming a 65535-byte type in a 21-byte frame: answered "malformed" by call id.
+  (void)raw.send(zmq::buffer(msg_header(2, 901, "x", 0xFFFF)), zmq::send_flags::none);
+  // A MSG split over two frames (one frame per message): also malformed.
+  (void)raw.send(zmq::buffer(msg_header(2, 904, "echo")), zmq::send_flags::sndmore);
   (void)raw.send(zmq::str_buffer("x"), zmq::send_flags::none);
   auto a = read_answer(raw, 10s);
   ASSERT_TRUE(a);
@@ -209,12 +210,12 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
   EXPECT_EQ((*a)[13], 6);
 
   // A BATCH claiming a million entries: answered with an ERROR, the node carries on.
-  (void)raw.send(zmq::buffer(frame_of({0xAE, 1, 8, 0, 0x40, 0x42, 0x0F, 0})), zmq::send_flags::none);
+  (void)raw.send(zmq::buffer(frame_of({0xAE, 2, 8, 0, 0x40, 0x42, 0x0F, 0})), zmq::send_flags::none);
   // A BATCH of two MSGs: both answered.
-  const std::string m1 = msg_header(1, 911, "echo") + "first";
-  const std::string m2 = msg_header(1, 912, "echo") + "second";
+  const std::string m1 = msg_header(2, 911, "echo") + "first";
+  const std::string m2 = msg_header(2, 912, "echo") + "second";
   auto le32 = [](std::size_t v) { return le64(v).substr(0, 4); };
-  (void)raw.send(zmq::buffer(frame_of({0xAE, 1, 8, 0}) + le32(2) + le32(m1.size()) + m1 + le32(m2.size()) + m2),
+  (void)raw.send(zmq::buffer(frame_of({0xAE, 2, 8, 0}) + le32(2) + le32(m1.size()) + m1 + le32(m2.size()) + m2),
                  zmq::send_flags::none);
   std::string answers;
   const auto batch_deadline = std::chrono::steady_clock::now() + 10s;
@@ -227,17 +228,17 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
   EXPECT_NE(answers.find("first"), std::string::npos);
   EXPECT_NE(answers.find("second"), std::string::npos);
 
-  // A MSG of version 2: answered "incompatible protocol version" in version 1.
-  (void)raw.send(zmq::buffer(msg_header(2, 902, "echo") + "x"), zmq::send_flags::none);
+  // A MSG of version 3: answered "incompatible protocol version" in version 2.
+  (void)raw.send(zmq::buffer(msg_header(3, 902, "echo") + "x"), zmq::send_flags::none);
   do {
     a = read_answer(raw, 10s);
   } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(902)));
   ASSERT_TRUE(a);
   EXPECT_EQ((*a)[13], 5);  // code version_mismatch
-  EXPECT_NE(a->find("incompatible protocol version 2"), std::string::npos);
+  EXPECT_NE(a->find("incompatible protocol version 3"), std::string::npos);
 
   // A well-formed MSG on the same socket still works.
-  (void)raw.send(zmq::buffer(msg_header(1, 903, "echo") + "still here"), zmq::send_flags::none);
+  (void)raw.send(zmq::buffer(msg_header(2, 903, "echo") + "still here"), zmq::send_flags::none);
   do {
     a = read_answer(raw, 10s);
   } while (a && !((*a)[2] == 2 && a->substr(4, 8) == le64(903)));
@@ -263,7 +264,7 @@ TEST(Process, APeerSpeakingAnotherVersionFailsCallsWithIncompatibleVersion) {
   client.start();
   const PeerId peer = client.connect(path.address());
   auto f = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "v"});
-  // The fake answers the hello with a version-2 HELLO_ACK.
+  // The fake answers the hello with a version-3 HELLO_ACK.
   zmq::pollitem_t item{fake.handle(), 0, ZMQ_POLLIN, 0};
   ASSERT_GT(zmq::poll(&item, 1, std::chrono::milliseconds{10000}), 0);
   zmq::message_t rid;
@@ -271,8 +272,8 @@ TEST(Process, APeerSpeakingAnotherVersionFailsCallsWithIncompatibleVersion) {
   (void)fake.recv(rid);
   (void)fake.recv(hello);
   (void)fake.send(rid, zmq::send_flags::sndmore);
-  (void)fake.send(zmq::buffer(frame_of({0xAE, 2, 4, 0})), zmq::send_flags::none);
-  EXPECT_EQ(get(f).text(), "v:err(incompatible protocol version 2 (this node speaks 1))");
+  (void)fake.send(zmq::buffer(frame_of({0xAE, 3, 4, 0})), zmq::send_flags::none);
+  EXPECT_EQ(get(f).text(), "v:err(incompatible protocol version 3 (this node speaks 2))");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The wire codec: what docs/wire-protocol.md specifies, byte for byte.
 
-#include "net/wire.hpp"
+#include "wire/codec.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,30 +15,34 @@ std::span<const std::byte> bytes(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
-std::string msg_frame(std::uint64_t call_id, std::string_view type, std::string_view id, std::string_view body = {}) {
+std::string msg_frame(std::uint64_t call_id, std::string_view type, std::string_view id, std::string_view body = {},
+                      std::uint32_t timeout_ms = 0) {
   std::string out(msg_size(type, id) + body.size(), '\0');
-  write_msg(reinterpret_cast<std::byte*>(out.data()), call_id, type, id,
+  write_msg(reinterpret_cast<std::byte*>(out.data()), call_id, type, id, timeout_ms,
             {reinterpret_cast<const std::byte*>(body.data()), body.size()});
   return out;
 }
 
 TEST(Wire, MsgLayoutIsLittleEndianWithTheDocumentedOffsets) {
-  const std::string f = msg_frame(0x0102030405060708ULL, "ab", "xyz", "BODY");
-  ASSERT_EQ(f.size(), 16u + 2 + 3 + 4);
+  const std::string f = msg_frame(0x0102030405060708ULL, "ab", "xyz", "BODY", 0x01020304);
+  ASSERT_EQ(f.size(), 20u + 2 + 3 + 4);
   EXPECT_EQ(static_cast<unsigned char>(f[0]), 0xAE);
-  EXPECT_EQ(f[1], 1);
+  EXPECT_EQ(f[1], 2);
   EXPECT_EQ(f[2], 1);  // kind msg
   EXPECT_EQ(f[3], 0);
   EXPECT_EQ(f[4], 0x08);  // call id, least significant byte first
   EXPECT_EQ(f[11], 0x01);
   EXPECT_EQ(f[12], 2);  // type length
-  EXPECT_EQ(f[14], 3);  // id length
-  EXPECT_EQ(f.substr(16), "abxyzBODY");
+  EXPECT_EQ(f[14], 3);     // id length
+  EXPECT_EQ(f[16], 0x04);  // timeout in milliseconds, least significant byte first
+  EXPECT_EQ(f[19], 0x01);
+  EXPECT_EQ(f.substr(20), "abxyzBODY");
   MsgHeader h;
   ASSERT_EQ(decode_msg(bytes(f), h), DecodeError::none);
   EXPECT_EQ(h.call_id, 0x0102030405060708ULL);
   EXPECT_EQ(h.type, "ab");
   EXPECT_EQ(h.id, "xyz");
+  EXPECT_EQ(h.timeout_ms, 0x01020304u);
   EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(h.body.data()), h.body.size()), "BODY");
   EXPECT_EQ(stable_call_id(bytes(f)), 0x0102030405060708ULL);
 }
@@ -127,7 +131,7 @@ TEST(Wire, RejectsEveryKindOfBrokenHeader) {
   bad[0] = 'X';
   EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_magic);
   bad = good;
-  bad[1] = 2;
+  bad[1] = 1;
   EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::bad_version);
   bad = good;
   bad[2] = 2;
@@ -142,7 +146,7 @@ TEST(Wire, RejectsEveryKindOfBrokenHeader) {
   const std::string with_body = good + "body";  // the rest of the frame is the body
   ASSERT_EQ(decode_msg(bytes(with_body), h), DecodeError::none);
   EXPECT_EQ(h.body.size(), 4u);
-  bad = good.substr(0, 15);
+  bad = good.substr(0, 19);
   EXPECT_EQ(decode_msg(bytes(bad), h), DecodeError::too_short);
 
   std::string reply(reply_size(""), '\0');
@@ -155,6 +159,18 @@ TEST(Wire, RejectsEveryKindOfBrokenHeader) {
   hello[10] = 50;  // claims 50 handlers, holds one
   Hello hh;
   EXPECT_EQ(decode_hello(bytes(hello), hh), DecodeError::bad_length);
+
+  EXPECT_EQ(decode_bye(bytes(encode_bye())), DecodeError::none);
+  EXPECT_EQ(decode_bye(bytes(encode_bye() + "x")), DecodeError::bad_length);  // BYE is exactly 4 bytes
+}
+
+TEST(Wire, ErrorTextsAreTheDocumentedOnes) {
+  EXPECT_EQ(malformed_text(DecodeError::bad_magic), "malformed frame: bad magic byte");
+  EXPECT_EQ(malformed_text(DecodeError::bad_frames), "malformed frame: not exactly one frame");
+  EXPECT_EQ(malformed_text(DecodeError::bad_entry), "malformed frame: batch entry of a kind a batch may not hold");
+  EXPECT_EQ(malformed_text(DecodeError::wrong_way), "malformed frame: unexpected frame kind");
+  EXPECT_EQ(malformed_text(DecodeError::bad_kind), "malformed frame: unknown frame kind");
+  EXPECT_EQ(incompatible_text(7), "incompatible protocol version 7 (this node speaks 2)");
 }
 
 }  // namespace

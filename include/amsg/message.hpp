@@ -6,6 +6,7 @@
 // when the message's handler ends (ok, error or cancelled), or when the runtime
 // refuses the message (unknown type, payload over the limit, shutdown).
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -45,6 +46,11 @@ class Message {
   // Request/response: the bytes a handler answers with. They travel back in the
   // ok notification's `payload` (and are dropped when the handler fails).
   Payload response;
+  // When it must be done by. A message still queued when it passes ends with
+  // errc::timeout without running; a running handler is cancelled then (its
+  // co_await throws operation_aborted) and the message ends with errc::timeout.
+  // max(): no deadline.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 
   // Set by a communication layer through Ingress; empty for local messages.
   [[nodiscard]] const ReplyRoute& reply_route() const noexcept { return route_; }

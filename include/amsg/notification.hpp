@@ -9,7 +9,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 
+#include "amsg/errc.hpp"
 #include "amsg/payload.hpp"
 
 namespace amsg {
@@ -24,6 +26,7 @@ struct Notification {
   std::string error;         // empty when outcome == ok; "cancelled" when cancelled
   std::string message_type;  // the type of the message this answers
   Payload payload{};         // the handler's Message::response (request/response); empty otherwise
+  std::error_code code{};    // why, when not ok: an amsg::errc (compare: code == amsg::errc::timeout)
 
   [[nodiscard]] bool is_success() const noexcept { return outcome == Outcome::ok; }
   // "{id}:ok" / "{id}:err({error})" / "{id}:err(cancelled)". Built on demand, so the
@@ -35,7 +38,8 @@ struct Notification {
 // ":err(" for errors, so ids may contain ':' (but not the sequence ":err(") and
 // error messages may contain anything, parentheses included. "err(cancelled)"
 // parses as Outcome::cancelled. The message type is not part of the text form and
-// stays empty. Returns nullopt for text that is neither form.
+// stays empty; `code` is errc::cancelled for "cancelled", errc::handler_error for
+// other errors (the text alone does not say more). Returns nullopt for text that is neither form.
 [[nodiscard]] std::optional<Notification> parse_notification(std::string_view text);
 
 }  // namespace amsg

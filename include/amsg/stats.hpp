@@ -25,8 +25,9 @@ struct Stats {
   std::uint64_t received = 0;       // accepted into the inbox
   std::uint64_t dispatched = 0;     // handler started
   std::uint64_t ok = 0;             // handler finished normally
-  std::uint64_t failed = 0;         // handler threw, or the type was unknown
+  std::uint64_t failed = 0;         // handler threw, the type was unknown, or the deadline passed
   std::uint64_t unknown_type = 0;   // of `failed`: no handler for the type
+  std::uint64_t timed_out = 0;      // of `failed`: the message's deadline passed (queued, or cancelled running)
   std::uint64_t rejected = 0;       // refused before lookup: payload over the limit
   std::uint64_t cancelled = 0;      // ended by shutdown, queued or running
   std::uint64_t notifications = 0;  // notifications produced (one per notify_id)

@@ -41,6 +41,8 @@
 
 #include "amsg/manager.hpp"
 #include "amsg/net/node_options.hpp"
+#include "amsg/net/node_stats.hpp"
+#include "amsg/net/peer.hpp"
 #include "amsg/notification.hpp"
 #include "amsg/payload.hpp"
 #include "amsg/send_status.hpp"
@@ -48,54 +50,13 @@
 
 namespace amsg::net {
 
-class NodeImpl;
-
-// A connection to a peer, as returned by Node::connect() (or Node::self()).
-struct PeerId {
-  std::uint32_t value = 0;
-  friend bool operator==(PeerId, PeerId) = default;
-};
-
-enum class PeerState : std::uint8_t {
-  connecting,    // hello sent, no answer yet
-  ready,         // hello exchanged
-  closing,       // the peer said it is shutting down
-  incompatible,  // the peer speaks another protocol version
-  local,         // this node itself: sends skip the socket
-};
-[[nodiscard]] const char* to_string(PeerState state) noexcept;
-
-struct PeerInfo {
-  std::string address;
-  PeerState state = PeerState::connecting;
-  std::string identity;               // empty until the hello exchange
-  std::vector<std::string> handlers;  // the types the peer serves (as of its last hello)
-  std::uint32_t max_payload = 0;      // the largest body the peer accepts
-  std::uint64_t connections = 0;      // completed hello exchanges (reconnects count)
-};
+class Session;
 
 struct CallOptions {
   // The notification's id. Empty: "call-<n>".
   std::string notify_id{};
   // 0: no deadline. Otherwise the call ends with err(timeout) when it passes.
   std::chrono::milliseconds timeout{0};
-};
-
-struct NodeStats {
-  std::uint64_t messages_sent = 0;          // MSG frames written
-  std::uint64_t replies_received = 0;       // REPLY frames matched to a waiting call
-  std::uint64_t late_replies = 0;           // REPLY frames for calls that had already ended (discarded)
-  std::uint64_t timeouts = 0;               // calls ended by their deadline
-  std::uint64_t calls_failed_peer = 0;      // calls ended by peer lost / unreachable
-  std::uint64_t peers_lost = 0;             // connections declared lost
-  std::uint64_t messages_received = 0;      // MSG frames read
-  std::uint64_t replies_sent = 0;           // REPLY frames written
-  std::uint64_t replies_dropped = 0;        // replies whose peer was gone or not reading
-  std::uint64_t refused_shutting_down = 0;  // MSGs answered err(remote shutting down)
-  std::uint64_t refused_too_large = 0;      // MSGs answered err(payload ... exceeds the limit ...)
-  std::uint64_t malformed_frames = 0;       // frames that failed to decode (any side)
-  std::uint64_t outstanding_calls = 0;      // calls waiting for an outcome now
-  Stats manager;                            // the node's manager
 };
 
 class Node {
@@ -171,7 +132,7 @@ class Node {
   [[nodiscard]] asio::any_io_executor executor() const;
 
  private:
-  std::shared_ptr<NodeImpl> impl_;
+  std::shared_ptr<Session> impl_;
 };
 
 }  // namespace amsg::net

@@ -4,12 +4,15 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "amsg/manager_options.hpp"
 
 namespace amsg::net {
+
+class Link;
 
 struct NodeOptions {
   // The node's own manager: handlers run under its concurrency limit, and its
@@ -43,6 +46,10 @@ struct NodeOptions {
   int socket_hwm = 10000;
   // At shutdown, how long replies still queued in ZeroMQ may take to leave.
   std::chrono::milliseconds linger{1000};
+  // Links besides ZeroMQ's (tcp://, ipc://), each serving the addresses of its
+  // own schemes; one instance per node. The library's in-memory link for tests
+  // (mem://, src/net/link/memory_link.hpp) is one.
+  std::vector<std::shared_ptr<Link>> links{};
 };
 
 }  // namespace amsg::net

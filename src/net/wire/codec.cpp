@@ -1,4 +1,6 @@
-#include "net/wire.hpp"
+#include "wire/codec.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
@@ -69,11 +71,21 @@ std::string_view to_string(DecodeError e) noexcept {
     case DecodeError::bad_length:
       return "declared length disagrees with the frame or exceeds a limit";
     case DecodeError::bad_frames:
-      return "more than one frame";
+      return "not exactly one frame";
     case DecodeError::bad_value:
       return "field value out of range";
+    case DecodeError::bad_entry:
+      return "batch entry of a kind a batch may not hold";
+    case DecodeError::wrong_way:
+      return "unexpected frame kind";
   }
   return "unknown";
+}
+
+std::string malformed_text(DecodeError e) { return fmt::format("malformed frame: {}", to_string(e)); }
+
+std::string incompatible_text(unsigned version) {
+  return fmt::format("incompatible protocol version {} (this node speaks {})", version, kVersion);
 }
 
 std::size_t msg_size(std::string_view type, std::string_view id) noexcept {
@@ -81,11 +93,12 @@ std::size_t msg_size(std::string_view type, std::string_view id) noexcept {
 }
 
 void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id,
-               std::span<const std::byte> body) noexcept {
+               std::uint32_t timeout_ms, std::span<const std::byte> body) noexcept {
   put_prefix(out, Kind::msg);
   put_u64(out + 4, call_id);
   put_u16(out + 12, static_cast<std::uint16_t>(type.size()));
   put_u16(out + 14, static_cast<std::uint16_t>(id.size()));
+  put_u32(out + 16, timeout_ms);
   put_text(out + kMsgFixed, type);
   put_text(out + kMsgFixed + type.size(), id);
   if (!body.empty()) std::memcpy(out + kMsgFixed + type.size() + id.size(), body.data(), body.size());
@@ -184,6 +197,7 @@ DecodeError decode_msg(std::span<const std::byte> frame, MsgHeader& out) noexcep
   out.call_id = get_u64(p + 4);
   const std::size_t type_len = get_u16(p + 12);
   const std::size_t id_len = get_u16(p + 14);
+  out.timeout_ms = get_u32(p + 16);
   if (type_len == 0 || type_len > kMaxTypeLength || id_len > kMaxIdLength) return DecodeError::bad_length;
   if (frame.size() < kMsgFixed + type_len + id_len) return DecodeError::bad_length;
   out.type = text_at(p + kMsgFixed, type_len);
@@ -250,6 +264,11 @@ DecodeError decode_error(std::span<const std::byte> frame, ErrorFrame& out) noex
   if (len > kMaxErrorLength || frame.size() != kErrorFixed + len) return DecodeError::bad_length;
   out.text = text_at(p + kErrorFixed, len);
   return DecodeError::none;
+}
+
+DecodeError decode_bye(std::span<const std::byte> frame) noexcept {
+  if (auto e = check(frame, Kind::bye, kByeFixed); e != DecodeError::none) return e;
+  return frame.size() == kByeFixed ? DecodeError::none : DecodeError::bad_length;
 }
 
 DecodeError decode_batch(std::span<const std::byte> frame, std::vector<std::span<const std::byte>>& out) {

@@ -1,9 +1,10 @@
 #pragma once
-// The amsg wire protocol, version 1: frame layouts, encoders and a validating
+// The amsg wire protocol, version 2: frame layouts, encoders and a validating
 // decoder. docs/wire-protocol.md is the specification; this file follows it.
+// Pure: no sockets, no state; links carry the frames it makes.
 //
-// Every message is one single-frame ZeroMQ message: a header, and for MSG and
-// REPLY the body (payload) right after it, to the end of the frame. All integers
+// Every message is one frame: a header, and for MSG and REPLY the body
+// (payload) right after it, to the end of the frame. All integers
 // are little-endian. The first four header bytes are the same in every
 // version (magic, version, kind, flags) and so are a MSG's or REPLY's call id at
 // bytes 4..11, so a node can address an error reply to a peer speaking another
@@ -19,7 +20,7 @@
 namespace amsg::net::wire {
 
 inline constexpr std::uint8_t kMagic = 0xAE;
-inline constexpr std::uint8_t kVersion = 1;
+inline constexpr std::uint8_t kVersion = 2;
 
 inline constexpr std::size_t kMaxTypeLength = 255;
 inline constexpr std::size_t kMaxIdLength = 1024;
@@ -45,17 +46,19 @@ enum class Status : std::uint8_t { ok = 0, error = 1, cancelled = 2 };
 // (treat as remote_error); the text is what users see.
 enum class ErrorCode : std::uint8_t {
   none = 0,
-  remote_error = 1,       // the remote runtime or handler failed (text says how)
+  remote_error = 1,       // the remote handler threw or its runtime failed (text says how)
+  unknown_type = 2,       // the receiver has no handler for the type
   payload_too_large = 3,  // the body exceeds the receiver's limit
   shutting_down = 4,      // the receiver is shutting down and takes no new messages
   version_mismatch = 5,   // the receiver does not speak the sender's version
   malformed = 6,          // the receiver could not decode the frame
   cancelled = 7,          // the receiver's shutdown cancelled the message
+  timeout = 8,            // the message's deadline passed at the receiver (queued: not run; running: cancelled)
 };
 
 // Fixed sizes of each kind's header before its variable-length fields.
 inline constexpr std::size_t kPrefixSize = 4;
-inline constexpr std::size_t kMsgFixed = 16;    // prefix, call_id u64, type_len u16, id_len u16
+inline constexpr std::size_t kMsgFixed = 20;    // prefix, call_id u64, type_len u16, id_len u16, timeout_ms u32
 inline constexpr std::size_t kReplyFixed = 16;  // prefix, call_id u64, status u8, code u8, error_len u16
 inline constexpr std::size_t kHelloFixed = 12;  // prefix, max_payload u32, identity_len u16, handler_count u16
 inline constexpr std::size_t kPingFixed = 12;   // prefix, nonce u64
@@ -67,6 +70,7 @@ struct MsgHeader {
   std::uint64_t call_id = 0;  // 0: fire-and-forget (no REPLY)
   std::string_view type;
   std::string_view id;  // the sender's notification id (informative; may be empty)
+  std::uint32_t timeout_ms = 0;  // the call's remaining time when sent; 0: no deadline
   std::span<const std::byte> body;
 };
 
@@ -93,7 +97,7 @@ struct ErrorFrame {
 // msg_size/reply_size are the header sizes; the frame is header + body bytes.
 [[nodiscard]] std::size_t msg_size(std::string_view type, std::string_view id) noexcept;
 void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id,
-               std::span<const std::byte> body) noexcept;
+               std::uint32_t timeout_ms, std::span<const std::byte> body) noexcept;
 
 [[nodiscard]] std::size_t reply_size(std::string_view error) noexcept;  // error is cut to kMaxErrorLength
 void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode code, std::string_view error,
@@ -119,10 +123,17 @@ enum class DecodeError : std::uint8_t {
   bad_version,  // byte 1 is not kVersion (the prefix is still readable)
   bad_kind,     // unknown kind byte
   bad_length,   // declared lengths disagree with the frame size or exceed a limit
-  bad_frames,   // more than one frame
+  bad_frames,   // not exactly one frame
   bad_value,    // a field holds a value the kind does not allow
+  bad_entry,    // a BATCH entry of a kind a BATCH may not hold
+  wrong_way,    // a known kind that this side never receives (a REPLY sent to a listener...)
 };
+// The reason as it appears in texts: "malformed frame: <reason>" (docs/wire-protocol.md).
 [[nodiscard]] std::string_view to_string(DecodeError e) noexcept;
+// "malformed frame: <to_string(e)>": the text of every ERROR and REPLY with code malformed.
+[[nodiscard]] std::string malformed_text(DecodeError e);
+// "incompatible protocol version V (this node speaks 2)".
+[[nodiscard]] std::string incompatible_text(unsigned version);
 
 // Reads the version-stable prefix. Returns too_short / bad_magic only.
 struct Prefix {
@@ -139,7 +150,9 @@ struct Prefix {
 [[nodiscard]] DecodeError decode_hello(std::span<const std::byte> frame, Hello& out);
 [[nodiscard]] DecodeError decode_ping(std::span<const std::byte> frame, std::uint64_t& nonce) noexcept;
 [[nodiscard]] DecodeError decode_error(std::span<const std::byte> frame, ErrorFrame& out) noexcept;
-// Splits a BATCH into its entries (each still to be decoded as MSG or REPLY).
+[[nodiscard]] DecodeError decode_bye(std::span<const std::byte> frame) noexcept;
+// Splits a BATCH into its entries (each still to be decoded; entries of a kind
+// other than `entry_kind`, MSG or REPLY, are the caller's to answer).
 [[nodiscard]] DecodeError decode_batch(std::span<const std::byte> frame, std::vector<std::span<const std::byte>>& out);
 
 }  // namespace amsg::net::wire

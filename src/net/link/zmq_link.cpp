@@ -1,0 +1,334 @@
+#include "link/zmq_link.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "amsg/errors.hpp"
+
+namespace amsg::net {
+namespace {
+
+constexpr std::size_t kServiceBatch = 256;       // messages read per turn before letting others run
+constexpr std::size_t kZeroCopyFrom = 64 * 1024;  // larger frames are handed to ZeroMQ without a copy
+
+// A frame as a ZeroMQ message: small ones copied, large ones handed over (the
+// Payload is freed by ZeroMQ's I/O thread once sent; the pool allows that).
+zmq::message_t to_message(Payload& frame) {
+  if (frame.size() < kZeroCopyFrom) return zmq::message_t{frame.data(), frame.size()};
+  auto* owned = new Payload{std::move(frame)};
+  return zmq::message_t{owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<Payload*>(hint); },
+                        owned};
+}
+
+// Receives one message: its first two frames into `frames` (more are counted,
+// not kept). Returns the number of frames, 0 when nothing was waiting.
+std::size_t recv_message(ZmqLink::Watched& w, std::vector<zmq::message_t>& frames) {
+  frames.clear();
+  zmq::message_t first;
+  if (!w.socket->recv(first, zmq::recv_flags::dontwait)) {
+    w.drained = true;
+    return 0;
+  }
+  w.drained = false;
+  bool more = first.more();
+  frames.push_back(std::move(first));
+  std::size_t parts = 1;
+  while (more) {
+    zmq::message_t part;
+    (void)w.socket->recv(part, zmq::recv_flags::none);  // the rest of a message is already here
+    more = part.more();
+    ++parts;
+    if (frames.size() < 2) frames.push_back(std::move(part));
+  }
+  return parts;
+}
+
+std::span<const std::byte> view(const zmq::message_t& m) {
+  return {static_cast<const std::byte*>(m.data()), m.size()};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Watched
+
+ZmqLink::Watched::Watched() = default;
+ZmqLink::Watched::~Watched() = default;
+
+int ZmqLink::Watched::events() const { return socket->get(zmq::sockopt::events); }
+
+// Whether input may be waiting that the fd will not signal.
+bool ZmqLink::Watched::maybe_readable() const { return !drained && (events() & ZMQ_POLLIN) != 0; }
+
+LinkSend ZmqLink::Watched::send(Payload& frame) {
+  if (!socket) return LinkSend::gone;
+  drained = false;  // ZeroMQ may take pending commands while sending, consuming the fd's signal
+  const bool handed_over = frame.size() >= kZeroCopyFrom;
+  zmq::message_t msg = to_message(frame);
+  zmq::send_result_t sent;
+  try {
+    sent = socket->send(msg, zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    sent = std::nullopt;
+  }
+  if (sent) {
+    frame = Payload{};
+    poke();
+    return LinkSend::sent;
+  }
+  // Refused: the frame stays the caller's. A handed-over one is copied back (at
+  // the high-water mark only); the message frees its own.
+  if (handed_over) frame = Payload::copy_of(std::span<const std::byte>{static_cast<const std::byte*>(msg.data()), msg.size()});
+  want_out = true;
+  poke();
+  return LinkSend::again;
+}
+
+// Input (or, when a send waits for room, room) may have come while another
+// operation consumed the fd's edge: wake the reader, which re-reads ZMQ_EVENTS.
+void ZmqLink::Watched::poke() {
+  if (!waiting) return;
+  const int ev = events();
+  if ((ev & ZMQ_POLLIN) != 0 || (want_out && (ev & ZMQ_POLLOUT) != 0)) fd->cancel();
+}
+
+void ZmqLink::Watched::close(int linger_ms) {
+  if (fd) {
+    fd->cancel();
+    (void)fd->release();  // ZeroMQ owns the descriptor
+    fd.reset();
+  }
+  if (socket) {
+    socket->set(zmq::sockopt::linger, linger_ms);
+    socket->close();
+    socket.reset();
+  }
+  waiting = false;
+  drained = false;
+}
+
+// ---------------------------------------------------------------- channels (DEALER)
+
+struct ZmqLink::ChannelState {
+  Watched sock;
+  ChannelEvents* events = nullptr;
+  bool closed = false;
+};
+
+class ZmqLink::ZmqChannel final : public Channel {
+ public:
+  explicit ZmqChannel(std::shared_ptr<ChannelState> state) : state_{std::move(state)} {}
+  ~ZmqChannel() override {
+    state_->closed = true;
+    state_->sock.close(0);  // drops what ZeroMQ still holds for this connection
+  }
+  ZmqChannel(const ZmqChannel&) = delete;
+  ZmqChannel& operator=(const ZmqChannel&) = delete;
+  LinkSend send(Payload& frame) override { return state_->sock.send(frame); }
+
+ private:
+  std::shared_ptr<ChannelState> state_;
+};
+
+// ---------------------------------------------------------------- link
+
+ZmqLink::ZmqLink(int socket_hwm) : hwm_{socket_hwm} {}
+
+ZmqLink::~ZmqLink() { close(std::chrono::milliseconds{0}); }
+
+bool ZmqLink::serves(std::string_view address) const {
+  return address.starts_with("tcp://") || address.starts_with("ipc://");
+}
+
+void ZmqLink::check_address(const std::string& address) const {
+  auto bad = [&](std::string_view why) { return NetworkError(fmt::format("amsg: bad address '{}': {}", address, why)); };
+  if (address.starts_with("ipc://")) {
+    if (address.size() == 6) throw bad("ipc:// needs a path");
+    return;
+  }
+  if (!address.starts_with("tcp://")) throw bad("expected tcp://HOST:PORT or ipc://PATH");
+  const std::string_view rest = std::string_view{address}.substr(6);
+  const auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) throw bad("expected tcp://HOST:PORT");
+  const std::string_view port = rest.substr(colon + 1);
+  if (port == "*") return;
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc{} || end != port.data() + port.size() || value > 65535) throw bad("the port is not a number");
+}
+
+void ZmqLink::open(const asio::any_io_executor& executor, ListenerEvents& listener) {
+  executor_ = executor;
+  listener_ = &listener;
+}
+
+std::string ZmqLink::listen(const std::string& address) {
+  check_address(address);
+  if (!router_.socket) {
+    router_.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+    router_.socket->set(zmq::sockopt::router_mandatory, 1);  // learn, not guess, that a client has gone
+    router_.socket->set(zmq::sockopt::sndhwm, hwm_);
+    router_.socket->set(zmq::sockopt::rcvhwm, hwm_);
+    router_.socket->set(zmq::sockopt::linger, 0);
+  }
+  try {
+    router_.socket->bind(address);
+  } catch (const zmq::error_t& e) {
+    throw NetworkError(fmt::format("amsg: cannot listen on '{}': {}", address, e.what()));
+  }
+  if (!router_.fd) {
+    router_.fd = std::make_unique<asio::posix::stream_descriptor>(executor_, router_.socket->get(zmq::sockopt::fd));
+    asio::co_spawn(executor_, router_loop(), asio::detached);
+  }
+  return router_.socket->get(zmq::sockopt::last_endpoint);
+}
+
+std::unique_ptr<Channel> ZmqLink::dial(const std::string& address, ChannelEvents& events) {
+  check_address(address);
+  auto state = std::make_shared<ChannelState>();
+  state->events = &events;
+  auto s = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+  s->set(zmq::sockopt::sndhwm, hwm_);
+  s->set(zmq::sockopt::rcvhwm, hwm_);
+  s->set(zmq::sockopt::linger, 0);
+  s->set(zmq::sockopt::reconnect_ivl, 100);
+  s->set(zmq::sockopt::reconnect_ivl_max, 1000);
+  try {
+    s->connect(address);
+  } catch (const zmq::error_t& e) {
+    throw NetworkError(fmt::format("amsg: cannot connect to '{}': {}", address, e.what()));
+  }
+  state->sock.socket = std::move(s);
+  state->sock.fd =
+      std::make_unique<asio::posix::stream_descriptor>(executor_, state->sock.socket->get(zmq::sockopt::fd));
+  std::erase_if(channels_, [](const auto& w) { return w.expired(); });
+  channels_.push_back(state);
+  asio::co_spawn(executor_, channel_loop(state), asio::detached);
+  return std::make_unique<ZmqChannel>(std::move(state));
+}
+
+LinkSend ZmqLink::send_to_client(std::string_view client, Payload& frame) {
+  if (!router_.socket) return LinkSend::gone;
+  try {
+    router_.drained = false;
+    if (!router_.socket->send(zmq::buffer(client), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      router_.want_out = true;
+      router_.poke();
+      return LinkSend::again;
+    }
+  } catch (const zmq::error_t&) {
+    return LinkSend::gone;  // EHOSTUNREACH: ROUTER_MANDATORY says the client has gone
+  }
+  zmq::message_t msg = to_message(frame);
+  (void)router_.socket->send(msg, zmq::send_flags::none);  // the rest of a started message is never refused
+  frame = Payload{};
+  router_.poke();
+  return LinkSend::sent;
+}
+
+void ZmqLink::resume_reading() {
+  if (router_.waiting) router_.fd->cancel();
+}
+
+void ZmqLink::stop_waiting() {
+  stopping_ = true;
+  if (router_.fd) router_.fd->cancel();
+  for (const auto& w : channels_) {
+    if (auto c = w.lock(); c && c->sock.fd) c->sock.fd->cancel();
+  }
+}
+
+bool ZmqLink::wait_clients_writable(std::chrono::milliseconds timeout) {
+  if (!router_.socket) return false;
+  zmq::pollitem_t item{router_.socket->handle(), 0, ZMQ_POLLOUT, 0};
+  return zmq::poll(&item, 1, timeout) > 0;
+}
+
+void ZmqLink::close(std::chrono::milliseconds linger) {
+  stopping_ = true;
+  for (const auto& w : channels_) {
+    if (auto c = w.lock()) {
+      c->closed = true;
+      c->sock.close(0);
+    }
+  }
+  channels_.clear();
+  router_.close(static_cast<int>(linger.count()));
+  ctx_.close();
+}
+
+// Reads the ROUTER while the session takes frames (else leaves them to ZeroMQ,
+// whose high-water marks then stop the senders). Always waits on the socket's
+// fd, so frames the session keeps for full clients go as soon as there is room.
+asio::awaitable<void> ZmqLink::router_loop() {
+  std::vector<zmq::message_t> frames;
+  for (;;) {
+    if (stopping_ || !router_.socket) co_return;
+    if (router_.want_out) {
+      router_.want_out = false;
+      listener_->on_clients_writable();
+    }
+    std::size_t n = 0;
+    while (n < kServiceBatch && !stopping_ && listener_->accepting_frames()) {
+      const std::size_t parts = recv_message(router_, frames);
+      if (parts == 0) break;
+      ++n;
+      const std::string_view client{static_cast<const char*>(frames[0].data()), frames[0].size()};
+      if (parts < 2) {
+        listener_->on_client_frame(client, {}, 0);
+      } else {
+        listener_->on_client_frame(client, view(frames[1]), parts - 1);
+      }
+    }
+    if (stopping_ || !router_.socket) co_return;
+    if (n == kServiceBatch) {
+      co_await asio::post(executor_, asio::use_awaitable);
+      continue;
+    }
+    if (listener_->accepting_frames() && router_.maybe_readable()) continue;
+    if (router_.want_out && (router_.events() & ZMQ_POLLOUT) != 0) continue;
+    asio::error_code ec;
+    router_.waiting = true;
+    co_await router_.fd->async_wait(asio::posix::stream_descriptor::wait_read,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    router_.waiting = false;
+  }
+}
+
+asio::awaitable<void> ZmqLink::channel_loop(std::shared_ptr<ChannelState> channel) {
+  std::vector<zmq::message_t> frames;
+  Watched& sock = channel->sock;
+  for (;;) {
+    if (stopping_ || channel->closed) co_return;
+    for (std::size_t i = 0; i < kServiceBatch; ++i) {
+      const std::size_t parts = recv_message(sock, frames);
+      if (parts == 0) break;
+      channel->events->on_frame(view(frames[0]), parts);
+      if (stopping_ || channel->closed) co_return;
+    }
+    if (sock.want_out && (sock.events() & ZMQ_POLLOUT) != 0) {
+      sock.want_out = false;
+      channel->events->on_writable();
+      if (stopping_ || channel->closed) co_return;
+    }
+    if (sock.maybe_readable()) {
+      co_await asio::post(executor_, asio::use_awaitable);  // more to read: let others run first
+      continue;
+    }
+    asio::error_code ec;
+    sock.waiting = true;
+    co_await sock.fd->async_wait(asio::posix::stream_descriptor::wait_read,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    if (!channel->closed) sock.waiting = false;
+  }
+}
+
+}  // namespace amsg::net

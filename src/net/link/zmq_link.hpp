@@ -1,0 +1,80 @@
+#pragma once
+// ZmqLink: the ZeroMQ link (tcp:// and ipc:// addresses).
+//
+// Listening: one ROUTER socket bound to every listen address; a client is a
+// ROUTER routing id. Dialing: one DEALER socket per channel. Sockets are watched
+// through ZMQ_FD with asio descriptors on the session's executor; no thread of
+// our own (ZeroMQ keeps its one I/O thread).
+//
+// ZMQ_FD is edge-like: after any operation on a socket its readiness must be
+// re-read (ZMQ_EVENTS), so every send is followed by poke(), which wakes the
+// socket's reader when input is waiting, and a reader only parks after a
+// receive that found nothing with no send since (Watched::drained).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <asio/awaitable.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <zmq.hpp>
+
+#include "link/link.hpp"
+
+namespace amsg::net {
+
+class ZmqLink final : public Link {
+ public:
+  // `socket_hwm`: the send and receive high-water mark of every socket, in messages.
+  explicit ZmqLink(int socket_hwm);
+  ~ZmqLink() override;
+  ZmqLink(const ZmqLink&) = delete;
+  ZmqLink& operator=(const ZmqLink&) = delete;
+
+  [[nodiscard]] bool serves(std::string_view address) const override;
+  void check_address(const std::string& address) const override;
+  void open(const asio::any_io_executor& executor, ListenerEvents& listener) override;
+  std::string listen(const std::string& address) override;
+  std::unique_ptr<Channel> dial(const std::string& address, ChannelEvents& events) override;
+  LinkSend send_to_client(std::string_view client, Payload& frame) override;
+  void resume_reading() override;
+  void stop_waiting() override;
+  bool wait_clients_writable(std::chrono::milliseconds timeout) override;
+  void close(std::chrono::milliseconds linger) override;
+
+  // A socket with its ZMQ_FD watched by asio.
+  struct Watched {
+    Watched();
+    ~Watched();
+    Watched(const Watched&) = delete;
+    Watched& operator=(const Watched&) = delete;
+    std::unique_ptr<zmq::socket_t> socket;
+    std::unique_ptr<asio::posix::stream_descriptor> fd;
+    bool waiting = false;   // a reader is parked on fd
+    bool drained = false;   // the last receive found nothing and nothing was sent since
+    bool want_out = false;  // a send said again: tell the session when there is room
+
+    [[nodiscard]] int events() const;
+    [[nodiscard]] bool maybe_readable() const;
+    LinkSend send(Payload& frame);
+    void poke();
+    void close(int linger_ms);
+  };
+
+ private:
+  struct ChannelState;
+  class ZmqChannel;
+
+  asio::awaitable<void> router_loop();
+  asio::awaitable<void> channel_loop(std::shared_ptr<ChannelState> channel);
+
+  int hwm_;
+  zmq::context_t ctx_{1};
+  asio::any_io_executor executor_;
+  ListenerEvents* listener_ = nullptr;
+  Watched router_;
+  bool stopping_ = false;
+  std::vector<std::weak_ptr<ChannelState>> channels_;  // to close every socket at the end
+};
+
+}  // namespace amsg::net

@@ -1,0 +1,512 @@
+#include "session/connector.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <asio/post.hpp>
+
+#include "amsg/errors.hpp"
+#include "session/codes.hpp"
+#include "session/links.hpp"
+#include "session/local_path.hpp"
+#include "wire/codec.hpp"
+
+namespace amsg::net {
+namespace {
+
+constexpr std::size_t kMaxPeers = 4096;
+
+Payload frame_of(std::string_view bytes) {
+  return Payload::copy_of(std::span<const std::byte>{reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
+}
+
+// The MSG's timeout field: the call's remaining time, rounded up, at least 1 ms.
+std::uint32_t remaining_ms(Clock::time_point deadline, Clock::time_point now) {
+  if (deadline == Clock::time_point::max()) return 0;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+  return static_cast<std::uint32_t>(std::clamp<std::int64_t>(left, 1, std::numeric_limits<std::uint32_t>::max()));
+}
+
+}  // namespace
+
+Connector::Connector(const SessionExecutor& executor, ConnectorOptions options, Calls& calls, Links& links,
+                     LocalPath& local, SessionCounters& counters, std::shared_ptr<spdlog::logger> log)
+    : executor_{executor},
+      options_{options},
+      calls_{calls},
+      links_{links},
+      local_{local},
+      counters_{counters},
+      log_{std::move(log)},
+      peers_(kMaxPeers) {
+  auto self = std::make_unique<Peer>(*this, kSelf, "self", options_.peer_queue_capacity);
+  self->state = PeerState::local;
+  self->info.address = "self";
+  self->info.state = PeerState::local;
+  peers_[kSelf] = std::move(self);
+  count_.store(1, std::memory_order_release);
+}
+
+Connector::~Connector() = default;
+
+void Connector::set_identity(const std::string& identity) {
+  identity_ = identity;
+  std::lock_guard lock{peers_[kSelf]->info_mutex};
+  peers_[kSelf]->info.identity = identity;
+}
+
+// ---------------------------------------------------------------- any thread
+
+PeerId Connector::connect(const std::string& address) {
+  (void)links_.for_address(address);  // a bad address is an error at once
+  std::lock_guard lock{connect_mutex_};
+  const std::uint32_t count = count_.load();
+  for (std::uint32_t i = 1; i < count; ++i) {
+    if (peers_[i]->address == address) return PeerId{i};
+  }
+  if (count == kMaxPeers) throw NetworkError(fmt::format("amsg: cannot connect to '{}': too many peers", address));
+  auto p = std::make_unique<Peer>(*this, count, address, options_.peer_queue_capacity);
+  p->info.address = address;
+  Peer* raw = p.get();
+  peers_[count] = std::move(p);
+  count_.store(count + 1, std::memory_order_release);
+  if (started_.load()) asio::post(executor_.get(), [this, raw] { open(*raw); });  // else start() dials it
+  return PeerId{count};
+}
+
+Connector::Peer* Connector::peer_at(PeerId id) const noexcept {
+  if (id.value >= count_.load(std::memory_order_acquire)) return nullptr;
+  return peers_[id.value].get();
+}
+
+bool Connector::wait_ready(PeerId id, std::chrono::milliseconds timeout) {
+  Peer* p = peer_at(id);
+  if (p == nullptr) return false;
+  std::unique_lock lock{p->info_mutex};
+  return p->info_changed.wait_for(
+      lock, timeout, [p] { return p->info.state == PeerState::ready || p->info.state == PeerState::local; });
+}
+
+std::optional<PeerInfo> Connector::peer_info(PeerId id) const {
+  Peer* p = peer_at(id);
+  if (p == nullptr) return std::nullopt;
+  std::lock_guard lock{p->info_mutex};
+  return p->info;
+}
+
+bool Connector::has_room(const Peer& p, bool notified) const noexcept {
+  return p.queue.size() < p.queue.capacity() && (!notified || calls_.has_room());
+}
+
+SendStatus Connector::enqueue(Peer& p, OutItem& item, bool wait, const std::atomic<Lifecycle>& state) {
+  const bool notified = item.notified;
+  for (;;) {
+    if (intake_closed(state)) return SendStatus::closed;
+    if (has_room(p, notified)) {
+      if (notified) calls_.reserve();
+      if (p.queue.try_push(item) == detail::PushResult::ok) break;
+      if (notified) calls_.release();
+    }
+    if (!wait) return SendStatus::full;
+    calls_.space().threads.wait([&] { return intake_closed(state) || has_room(p, notified); });
+  }
+  if (started_.load(std::memory_order_acquire)) schedule_flush(p);
+  return SendStatus::ok;
+}
+
+// After a push: the fence orders the push before reading the flag, against the
+// flusher's clearing of the flag before it drains (else both could miss).
+// While a reader on the executor handles a frame, the callers it resumes have
+// their flushes collected instead: the reader does them when it is done, so the
+// next requests leave without a post and a turn of the scheduler.
+void Connector::schedule_flush(Peer& p) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!p.flush_posted.load(std::memory_order_relaxed) && !p.flush_posted.exchange(true, std::memory_order_acq_rel)) {
+    if (collecting_ && executor_.running_in_this_thread()) {
+      collected_.push_back(&p);
+      return;
+    }
+    asio::post(executor_.get(), [this, &p] { flush(p); });
+  }
+}
+
+// ---------------------------------------------------------------- sending
+
+void Connector::start() {
+  // connect() either sees started_ (and dials itself) or is among the `count` dialed here.
+  std::lock_guard lock{connect_mutex_};
+  started_.store(true, std::memory_order_release);
+  asio::post(executor_.get(), [this, count = count_.load()] { open_all(count); });
+}
+
+void Connector::open_all(std::uint32_t count) {
+  for (std::uint32_t i = 1; i < count; ++i) open(*peers_[i]);
+  schedule_flush(*peers_[kSelf]);
+}
+
+void Connector::open(Peer& p) {
+  if (stopped_) return;
+  try {
+    p.channel = links_.for_address(p.address).dial(p.address, p);
+  } catch (const NetworkError& e) {
+    log_->error("{}", e.what());
+    set_incompatible(p, errc::bad_address, e.what());
+    return;
+  }
+  p.last_rx = Clock::now();
+  set_state(p, PeerState::connecting);
+  Payload hello = make_hello();
+  (void)p.channel->send(hello);
+  flush(p);
+}
+
+// Takes what senders queued for the peer, registers the calls and writes them:
+// one frame per burst (a BATCH of up to kMaxBatch messages; a lone message goes
+// as a plain MSG), so the link and the kernel see one message per burst.
+void Connector::flush(Peer& p) {
+  p.flush_posted.store(false, std::memory_order_seq_cst);
+  if (stopped_) return;
+  if (p.index == kSelf || p.loopback) {
+    local_.flush(p);
+    return;
+  }
+  if (!p.channel) return;  // open() flushes once the channel exists
+  if (!send_backlog(p)) return;
+  std::size_t n = 0;
+  OutItem item;
+  for (;;) {  // the backlog holds at most the one frame the link refused
+    out_batch_.clear();
+    const auto now = Clock::now();
+    while (out_batch_.size() < wire::kMaxBatch && p.queue.try_pop(item)) {
+      if (admit(p, item, now)) out_batch_.push_back(std::move(item));
+      ++n;
+    }
+    if (out_batch_.empty()) break;
+    if (!send_out(p, out_batch_, now)) break;  // now in the backlog
+    if (n >= 4 * wire::kMaxBatch) {
+      schedule_flush(p);  // let replies and other peers in
+      break;
+    }
+  }
+  if (n != 0) calls_.space().notify_waiting();
+}
+
+// False when the item ended here and must not be sent.
+bool Connector::admit(Peer& p, OutItem& item, Clock::time_point now) {
+  if (p.state == PeerState::closing) {
+    calls_.end_unsent(item, failure(errc::remote_shutting_down, kRemoteShuttingDown));
+    return false;
+  }
+  if (p.state == PeerState::incompatible) {
+    calls_.end_unsent(item, failure(p.incompatible_code, p.incompatible_reason));
+    return false;
+  }
+  if (item.notified && item.deadline <= now) {
+    counters_.timeouts.add();
+    calls_.end_unsent(item, failure(errc::timeout, kTimeout));
+    return false;
+  }
+  if (p.max_payload != 0 && item.payload.size() > p.max_payload) {  // what the peer announced it takes
+    counters_.refused_too_large.add();
+    calls_.end_unsent(item, failure(errc::payload_too_large,
+                                    fmt::format("payload of {} bytes exceeds the limit of {} bytes",
+                                                item.payload.size(), p.max_payload)));
+    return false;
+  }
+  return true;
+}
+
+// Encodes and registers the items and sends them in one frame. False when the
+// link would block (the frame then waits, encoded and registered, in the backlog).
+bool Connector::send_out(Peer& p, std::vector<OutItem>& items, Clock::time_point now) {
+  const bool single = items.size() == 1;
+  std::size_t total = single ? 0 : wire::kBatchFixed;
+  for (const auto& item : items) {
+    total +=
+        wire::msg_size(item.type, item.notify_id) + item.payload.size() + (single ? 0 : wire::batch_entry_overhead());
+  }
+  Encoded e{Payload{total}, 0, items.size()};
+  auto* at = e.frame.data();
+  if (!single) {
+    wire::write_batch_prefix(at, static_cast<std::uint32_t>(items.size()));
+    at += wire::kBatchFixed;
+  }
+  for (auto& item : items) {
+    const std::size_t size = wire::msg_size(item.type, item.notify_id) + item.payload.size();
+    if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
+    if (item.notified) {
+      auto [call_id, pd] = calls_.add(p.index, now, item.deadline);
+      wire::write_msg(at, call_id, item.type, item.notify_id, remaining_ms(item.deadline, now), item.payload.bytes());
+      pd.notify_id = std::move(item.notify_id);
+      pd.type = std::move(item.type);
+      pd.completion = std::move(item.completion);
+      if (single) e.call_id = call_id;
+    } else {
+      wire::write_msg(at, 0, item.type, item.notify_id, 0, item.payload.bytes());
+    }
+    at += size;
+    item.payload = Payload{};
+  }
+  if (!p.backlog.empty() || p.channel->send(e.frame) != LinkSend::sent) {
+    p.backlog.push_back(std::move(e));
+    return false;
+  }
+  counters_.messages_sent.add(items.size());
+  return true;
+}
+
+// True when the backlog is empty (possibly after sending it).
+bool Connector::send_backlog(Peer& p) {
+  while (!p.backlog.empty()) {
+    Encoded& e = p.backlog.front();
+    if (e.call_id != 0 && calls_.find(e.call_id) == nullptr) {  // a lone call that ended (timeout) while waiting
+      p.backlog.pop_front();
+      continue;
+    }
+    if (p.channel->send(e.frame) != LinkSend::sent) return false;
+    counters_.messages_sent.add(e.count);
+    p.backlog.pop_front();
+  }
+  return true;
+}
+
+void Connector::on_writable(Peer& p) {
+  if (p.backlog.empty()) return;
+  if (send_backlog(p)) flush(p);
+}
+
+// ---------------------------------------------------------------- receiving
+
+void Connector::on_frame(Peer& p, std::span<const std::byte> frame, std::size_t parts) {
+  p.last_rx = Clock::now();
+  collecting_ = true;
+  try {
+    if (parts != 1) {
+      malformed(p, wire::to_string(wire::DecodeError::bad_frames));
+    } else {
+      wire::Prefix prefix;
+      if (auto e = wire::read_prefix(frame, prefix); e != wire::DecodeError::none) {
+        malformed(p, wire::to_string(e));
+      } else if (prefix.version != wire::kVersion) {
+        log_->error("peer {}: {}", p.address, wire::incompatible_text(prefix.version));
+        set_incompatible(p, errc::version_mismatch, wire::incompatible_text(prefix.version));
+      } else {
+        switch (prefix.kind) {
+          case wire::Kind::reply:
+            on_reply(p, frame);
+            break;
+          case wire::Kind::batch:
+            if (auto e = wire::decode_batch(frame, batch_entries_); e != wire::DecodeError::none) {
+              malformed(p, wire::to_string(e));
+              break;
+            }
+            for (const auto entry : batch_entries_) {
+              wire::Prefix ep;
+              if (auto e = wire::read_prefix(entry, ep); e != wire::DecodeError::none) {
+                malformed(p, wire::to_string(e));
+              } else if (ep.kind != wire::Kind::reply) {
+                malformed(p, wire::to_string(wire::DecodeError::bad_entry));
+              } else {
+                on_reply(p, entry);
+              }
+            }
+            break;
+          case wire::Kind::hello_ack:
+            on_hello_ack(p, frame);
+            break;
+          case wire::Kind::ping: {
+            std::uint64_t nonce = 0;
+            if (auto e = wire::decode_ping(frame, nonce); e != wire::DecodeError::none) malformed(p, wire::to_string(e));
+            break;
+          }
+          case wire::Kind::bye:
+            if (auto e = wire::decode_bye(frame); e != wire::DecodeError::none) {
+              malformed(p, wire::to_string(e));
+              break;
+            }
+            log_->info("peer {} is shutting down", p.address);
+            set_state(p, PeerState::closing);
+            break;
+          case wire::Kind::error:
+            on_error_frame(p, frame);
+            break;
+          default:
+            malformed(p, "unexpected frame kind");
+            break;
+        }
+      }
+    }
+  } catch (...) {
+    collecting_ = false;
+    for (Peer* c : collected_) asio::post(executor_.get(), [this, c] { flush(*c); });
+    collected_.clear();
+    throw;
+  }
+  collecting_ = false;
+  // Requests from callers a reply resumed leave now, before the link's next
+  // receive: when that one finds nothing, nothing was sent after it.
+  for (Peer* c : collected_) flush(*c);  // collecting is off: the list cannot grow here
+  collected_.clear();
+}
+
+// One REPLY (alone or from a BATCH): completes the call it answers.
+void Connector::on_reply(Peer& p, std::span<const std::byte> frame) {
+  wire::ReplyHeader r;
+  if (auto e = wire::decode_reply(frame, r); e != wire::DecodeError::none) {
+    malformed(p, wire::to_string(e));
+    // Its call id is readable: that call ends now, instead of at its deadline.
+    const std::uint64_t call_id = wire::stable_call_id(frame);
+    if (const Pending* pd = calls_.find(call_id); pd != nullptr && pd->peer == p.index) {
+      calls_.complete(call_id, failure(errc::malformed, wire::malformed_text(e)));
+    }
+    return;
+  }
+  const Pending* waiting = calls_.find(r.call_id);
+  if (waiting == nullptr || waiting->peer != p.index) {
+    counters_.late_replies.add();
+    return;
+  }
+  counters_.replies_received.add();
+  Notification n;
+  if (r.status == wire::Status::ok) {
+    n.outcome = Outcome::ok;
+    if (!r.body.empty()) n.payload = Payload::copy_of(r.body);
+  } else {
+    n = failure(r.status == wire::Status::cancelled ? errc::cancelled : to_errc(r.code), std::string{r.error});
+  }
+  calls_.complete(r.call_id, std::move(n));
+}
+
+void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
+  wire::Hello h;
+  if (auto e = wire::decode_hello(frame, h); e != wire::DecodeError::none) {
+    malformed(p, wire::to_string(e));
+    return;
+  }
+  const bool is_us = h.identity == identity_;
+  std::vector<std::string> handlers{h.handlers.begin(), h.handlers.end()};
+  p.max_payload = h.max_payload;
+  {
+    std::lock_guard lock{p.info_mutex};
+    p.info.identity = std::string{h.identity};
+    p.info.handlers = handlers;
+    p.info.max_payload = h.max_payload;
+    ++p.info.connections;
+  }
+  for (auto& [promise, at] : p.handler_queries) promise.set_value(handlers);
+  p.handler_queries.clear();
+  if (is_us && !p.loopback) {
+    log_->info("peer {} is this node: its messages skip the link", p.address);
+    p.loopback = true;
+  }
+  if (p.state != PeerState::ready && p.state != PeerState::local) {
+    set_state(p, is_us ? PeerState::local : PeerState::ready);
+    log_->debug("peer {} ({}) ready", p.address, h.identity);
+  }
+}
+
+void Connector::on_error_frame(Peer& p, std::span<const std::byte> frame) {
+  wire::ErrorFrame ef;
+  if (auto e = wire::decode_error(frame, ef); e != wire::DecodeError::none) {
+    malformed(p, wire::to_string(e));
+    return;
+  }
+  if (ef.code == wire::ErrorCode::version_mismatch) {
+    set_incompatible(p, errc::version_mismatch, std::string{ef.text});
+  }
+  malformed_log_.warn(*log_, "peer {} reports an error: {}", p.address, ef.text);
+}
+
+// ---------------------------------------------------------------- states
+
+void Connector::set_state(Peer& p, PeerState state) {
+  p.state = state;
+  {
+    std::lock_guard lock{p.info_mutex};
+    p.info.state = state;
+  }
+  p.info_changed.notify_all();
+}
+
+void Connector::set_incompatible(Peer& p, errc code, std::string reason) {
+  p.incompatible_code = code;
+  p.incompatible_reason = std::move(reason);
+  set_state(p, PeerState::incompatible);
+  calls_.fail_peer(p.index, code, p.incompatible_reason, Clock::time_point::max());
+  for (auto& [promise, at] : p.handler_queries) {
+    promise.set_exception(std::make_exception_ptr(NetworkError(p.incompatible_reason)));
+  }
+  p.handler_queries.clear();
+}
+
+void Connector::query_handlers(Peer& p, std::promise<std::vector<std::string>> promise) {
+  if (p.state == PeerState::incompatible) {
+    promise.set_exception(std::make_exception_ptr(NetworkError(p.incompatible_reason)));
+    return;
+  }
+  p.handler_queries.emplace_back(std::move(promise), Clock::now());
+  if (p.channel) {
+    Payload hello = make_hello();
+    (void)p.channel->send(hello);
+  }
+}
+
+void Connector::declare_lost(Peer& p) {
+  counters_.peers_lost.add();
+  log_->warn("peer {} ({}) lost: nothing heard for {} ms", p.address, p.info.identity,
+             options_.heartbeat_timeout.count());
+  calls_.fail_peer(p.index, errc::peer_lost, kPeerLost, Clock::time_point::max());
+  for (auto& [promise, at] : p.handler_queries) {
+    promise.set_exception(std::make_exception_ptr(NetworkError(kPeerLost)));
+  }
+  p.handler_queries.clear();
+  p.backlog.clear();
+  p.channel.reset();  // drops what the link still holds for the dead peer
+  open(p);            // and starts over: a restarted peer is picked up by the hello
+}
+
+void Connector::tick(Clock::time_point now) {
+  const std::string ping = wire::encode_ping(++ping_nonce_);
+  for (std::uint32_t i = 1; i < count_.load(std::memory_order_acquire); ++i) {
+    Peer& p = *peers_[i];
+    if (!p.channel || p.loopback) continue;
+    Payload frame = frame_of(ping);
+    (void)p.channel->send(frame);  // refused at the high-water mark: the next one will do
+    const bool silent = now - p.last_rx > options_.heartbeat_timeout;
+    if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {
+      declare_lost(p);
+    } else if (p.state == PeerState::connecting) {
+      calls_.fail_peer(p.index, errc::peer_unreachable, kPeerUnreachable, now - options_.heartbeat_timeout);
+      auto& q = p.handler_queries;
+      for (auto it = q.begin(); it != q.end();) {
+        if (now - it->second > options_.heartbeat_timeout) {
+          it->first.set_exception(std::make_exception_ptr(NetworkError(kPeerUnreachable)));
+          it = q.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+}
+
+void Connector::stop() { stopped_ = true; }
+
+void Connector::fail_queued() {
+  for (std::uint32_t i = 0; i < count_.load(); ++i) {
+    Peer& p = *peers_[i];
+    OutItem item;
+    while (p.queue.try_pop(item)) calls_.end_unsent(item, failure(errc::node_shutting_down, kNodeShuttingDown));
+    p.backlog.clear();  // their calls are registered: Calls::fail_all() ends them
+  }
+}
+
+void Connector::malformed(const Peer& p, std::string_view why) {
+  counters_.malformed_frames.add();
+  malformed_log_.warn(*log_, "malformed frame from {}: {}", p.address, why);
+}
+
+}  // namespace amsg::net

@@ -1,0 +1,162 @@
+#pragma once
+// Connector: the connecting half of a session (Seastar RPC's `client`s).
+//
+// One Peer per address the node connected to, plus the node itself (index 0).
+// Senders on any thread push into the peer's bounded queue and post one flush
+// per burst; on the executor a flush registers the calls and writes what it
+// finds as one frame (a BATCH of up to 256 messages). The peer's channel brings
+// back REPLYs, HELLO_ACK, PINGs, BYE and ERRORs. Heartbeats declare a silent
+// peer lost and dial it afresh, so nothing queued for a dead process reaches
+// its successor; the PeerId stays.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "amsg/message.hpp"
+#include "amsg/net/peer.hpp"
+#include "amsg/send_status.hpp"
+#include "concurrency/bounded_queue.hpp"
+#include "link/link.hpp"
+#include "session/call.hpp"
+#include "session/calls.hpp"
+#include "session/counters.hpp"
+#include "session/rate_limited_log.hpp"
+
+namespace amsg::net {
+
+class LocalPath;
+class Links;
+
+struct ConnectorOptions {
+  std::size_t peer_queue_capacity = 0;
+  std::chrono::milliseconds heartbeat_timeout{};
+};
+
+class Connector {
+ public:
+  static constexpr std::uint32_t kSelf = 0;
+
+  // A frame written and its calls registered, that the link could not take yet.
+  struct Encoded {
+    Payload frame;
+    std::uint64_t call_id = 0;  // of a lone notified MSG (0 for a BATCH)
+    std::size_t count = 1;      // messages in the frame
+  };
+
+  struct Peer final : ChannelEvents {
+    Peer(Connector& c, std::uint32_t i, std::string addr, std::size_t capacity)
+        : connector{c}, index{i}, address{std::move(addr)}, queue{capacity} {}
+    void on_frame(std::span<const std::byte> frame, std::size_t parts) override {
+      connector.on_frame(*this, frame, parts);
+    }
+    void on_writable() override { connector.on_writable(*this); }
+
+    Connector& connector;
+    const std::uint32_t index;
+    const std::string address;
+    detail::BoundedQueue<OutItem> queue;
+    std::atomic<bool> flush_posted{false};
+
+    // On the executor only.
+    std::unique_ptr<Channel> channel;
+    PeerState state = PeerState::connecting;
+    bool loopback = false;  // its identity is ours: sends go the local way
+    Clock::time_point last_rx{};
+    errc incompatible_code = errc::version_mismatch;
+    std::string incompatible_reason;
+    std::uint32_t max_payload = 0;  // the largest body the peer accepts (its HELLO_ACK); 0: not known yet
+    std::deque<Encoded> backlog;    // the one frame the link refused
+    std::deque<std::pair<Message, std::uint64_t>> local_backlog;  // local path: the inbox said full
+    bool local_pump_running = false;
+    std::vector<std::pair<std::promise<std::vector<std::string>>, Clock::time_point>> handler_queries;
+
+    // Published for other threads.
+    mutable std::mutex info_mutex;
+    std::condition_variable info_changed;
+    PeerInfo info;
+  };
+
+  Connector(const SessionExecutor& executor, ConnectorOptions options, Calls& calls, Links& links,
+            LocalPath& local, SessionCounters& counters, std::shared_ptr<spdlog::logger> log);
+  ~Connector();
+
+  // --- any thread ---
+  // The same address gives the same peer. Throws NetworkError for a bad address.
+  PeerId connect(const std::string& address);
+  [[nodiscard]] Peer* peer_at(PeerId id) const noexcept;
+  [[nodiscard]] std::uint32_t peer_count() const noexcept { return count_.load(std::memory_order_acquire); }
+  bool wait_ready(PeerId id, std::chrono::milliseconds timeout);
+  std::optional<PeerInfo> peer_info(PeerId id) const;
+  void set_identity(const std::string& identity);
+  // Queues `item` for `peer`; wait: block while full. The item is moved from only on ok.
+  SendStatus enqueue(Peer& p, OutItem& item, bool wait, const std::atomic<Lifecycle>& state);
+  [[nodiscard]] bool has_room(const Peer& p, bool notified) const noexcept;
+  void schedule_flush(Peer& p);
+
+  // --- on the executor ---
+  // At start: from now on connect() dials at once; dials every peer connected before.
+  void start();
+  void open(Peer& p);
+  void query_handlers(Peer& p, std::promise<std::vector<std::string>> promise);
+  // Heartbeat: PING every peer; declare silent ones lost, fail calls to unreachable ones.
+  void tick(Clock::time_point now);
+  // The current HELLO frame (the handler list may change): set by the session.
+  std::function<Payload()> make_hello;
+  // Shutdown: ends what is queued (node shutting down) and stops flushing.
+  void stop();
+  void fail_queued();
+
+ private:
+  friend struct Peer;
+  void flush(Peer& p);
+  void open_all(std::uint32_t count);
+  bool admit(Peer& p, OutItem& item, Clock::time_point now);
+  bool send_out(Peer& p, std::vector<OutItem>& items, Clock::time_point now);
+  bool send_backlog(Peer& p);
+  void on_frame(Peer& p, std::span<const std::byte> frame, std::size_t parts);
+  void on_reply(Peer& p, std::span<const std::byte> frame);
+  void on_hello_ack(Peer& p, std::span<const std::byte> frame);
+  void on_error_frame(Peer& p, std::span<const std::byte> frame);
+  void set_state(Peer& p, PeerState state);
+  void set_incompatible(Peer& p, errc code, std::string reason);
+  void declare_lost(Peer& p);
+  void malformed(const Peer& p, std::string_view why);
+  void on_writable(Peer& p);
+
+  const SessionExecutor& executor_;
+  const ConnectorOptions options_;
+  Calls& calls_;
+  Links& links_;
+  LocalPath& local_;
+  SessionCounters& counters_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string identity_;
+
+  std::vector<std::unique_ptr<Peer>> peers_;
+  std::atomic<std::uint32_t> count_{0};
+  mutable std::mutex connect_mutex_;
+  std::atomic<bool> started_{false};  // changed under connect_mutex_
+
+  // On the executor.
+  bool stopped_ = false;
+  bool collecting_ = false;           // a reader is handling a frame: see schedule_flush()
+  std::vector<Peer*> collected_;      // peers to flush once it is done
+  std::vector<OutItem> out_batch_;    // flush()'s scratch
+  std::vector<std::span<const std::byte>> batch_entries_;
+  std::uint64_t ping_nonce_ = 0;
+  RateLimitedLog malformed_log_;
+};
+
+}  // namespace amsg::net

@@ -1,0 +1,473 @@
+#include "session/listener.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/post.hpp>
+
+#include "session/codes.hpp"
+
+namespace amsg::net {
+namespace {
+
+Payload frame_of(std::string_view bytes) {
+  return Payload::copy_of(std::span<const std::byte>{reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
+}
+
+}  // namespace
+
+class Listener::Layer final : public CommunicationLayer {
+ public:
+  explicit Layer(Listener* listener) : listener_{listener} {}
+  void on_attach(Ingress ingress) override { listener_->ingress_ = std::move(ingress); }
+  void deliver(std::uint64_t slot, Notification&& n) override { listener_->deliver(slot, std::move(n)); }
+  void on_drained() override {
+    if (listener_->on_drained) listener_->on_drained();
+  }
+
+ private:
+  Listener* listener_;  // the session outlives its manager's shutdown, after which nothing calls in
+};
+
+// One link's view of the listener: prefixes the link's client names with the
+// link's index, so clients of different links never share a key.
+struct Listener::Port final : ListenerEvents {
+  Port(Listener& l, std::size_t i) : listener{l}, index{static_cast<char>(i)} {}
+  bool accepting_frames() override { return listener.accepting(); }
+  void on_client_frame(std::string_view client, std::span<const std::byte> frame, std::size_t parts) override {
+    listener.key_.assign(1, index);
+    listener.key_.append(client);
+    listener.on_frame(listener.key_, frame, parts);
+  }
+  void on_clients_writable() override { listener.drain_backlog(); }
+  Listener& listener;
+  char index;
+};
+
+Listener::Listener(const SessionExecutor& executor, ListenerOptions options, const Links& links,
+                   SessionCounters& counters, std::shared_ptr<spdlog::logger> log, const std::atomic<Lifecycle>& state)
+    : executor_{executor},
+      options_{options},
+      links_{links},
+      counters_{counters},
+      log_{std::move(log)},
+      state_{state},
+      replies_{std::max<std::size_t>(options.max_inflight * 2, 1024)} {
+  slab_.resize(options_.max_inflight);
+  free_slots_.reserve(options_.max_inflight);
+  for (std::size_t i = options_.max_inflight; i > 0; --i) free_slots_.push_back(static_cast<std::uint32_t>(i - 1));
+  for (std::size_t i = 0; i < links_.all().size(); ++i) ports_.push_back(std::make_unique<Port>(*this, i));
+}
+
+Listener::~Listener() = default;
+
+std::shared_ptr<CommunicationLayer> Listener::layer() {
+  if (!layer_) layer_ = std::make_shared<Layer>(this);
+  return layer_;
+}
+
+ListenerEvents& Listener::events_for(std::size_t index) { return *ports_.at(index); }
+
+// A frame may hold a BATCH: read only with room for a whole one in the slab.
+bool Listener::accepting() const noexcept {
+  return !stopped_ && waiting_.empty() && free_slots_.size() >= wire::kMaxBatch;
+}
+
+void Listener::resume_reading() {
+  for (const auto& link : links_.all()) link->resume_reading();
+}
+
+// ---------------------------------------------------------------- receiving
+
+void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, std::size_t parts) {
+  auto client = clients_.find(std::string{key});
+  std::uint32_t max_response = 0;
+  if (client != clients_.end()) {
+    client->second.last_rx = Clock::now();
+    max_response = client->second.max_payload;
+  }
+  wire::Prefix prefix;
+  if (auto e = wire::read_prefix(frame, prefix); e != wire::DecodeError::none) {
+    malformed(wire::to_string(e));
+    send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
+    return;
+  }
+  if (parts != 1) {
+    malformed(wire::to_string(wire::DecodeError::bad_frames));
+    refuse(key, frame, wire::ErrorCode::malformed, wire::malformed_text(wire::DecodeError::bad_frames));
+    return;
+  }
+  if (prefix.version != wire::kVersion) {
+    malformed(wire::incompatible_text(prefix.version));
+    refuse(key, frame, wire::ErrorCode::version_mismatch, wire::incompatible_text(prefix.version));
+    return;
+  }
+  switch (prefix.kind) {
+    case wire::Kind::msg:
+      on_msg(key, frame, max_response);
+      return;
+    case wire::Kind::batch:
+      on_batch(key, frame, max_response);
+      return;
+    case wire::Kind::hello:
+      on_hello(key, frame);
+      return;
+    case wire::Kind::ping: {
+      std::uint64_t nonce = 0;
+      if (auto e = wire::decode_ping(frame, nonce); e != wire::DecodeError::none) {
+        malformed(wire::to_string(e));
+        send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
+      }
+      return;
+    }
+    case wire::Kind::bye:
+      if (auto e = wire::decode_bye(frame); e != wire::DecodeError::none) {
+        malformed(wire::to_string(e));
+        send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
+        return;
+      }
+      clients_.erase(std::string{key});  // no more PINGs to it; replies still go out
+      return;
+    case wire::Kind::error:
+      malformed("ERROR frame sent to a listening node");  // never answered: no error loops
+      return;
+    case wire::Kind::reply:
+    case wire::Kind::hello_ack:
+      malformed(wire::to_string(wire::DecodeError::wrong_way));
+      send_error(key, wire::ErrorCode::malformed, wire::malformed_text(wire::DecodeError::wrong_way));
+      return;
+    default:
+      malformed(wire::to_string(wire::DecodeError::bad_kind));
+      send_error(key, wire::ErrorCode::malformed, wire::malformed_text(wire::DecodeError::bad_kind));
+      return;
+  }
+}
+
+// A frame refused as a whole: a REPLY when it is a MSG whose call id can be
+// read and is not 0, else an ERROR.
+void Listener::refuse(std::string_view key, std::span<const std::byte> frame, wire::ErrorCode code,
+                      std::string_view text) {
+  wire::Prefix prefix;
+  const bool msg = wire::read_prefix(frame, prefix) == wire::DecodeError::none && prefix.kind == wire::Kind::msg;
+  const std::uint64_t call_id = msg ? wire::stable_call_id(frame) : 0;
+  if (call_id != 0) {
+    reply_error(key, call_id, code, text);
+  } else {
+    send_error(key, code, text);
+  }
+}
+
+void Listener::on_batch(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response) {
+  if (auto e = wire::decode_batch(frame, batch_entries_); e != wire::DecodeError::none) {
+    malformed(wire::to_string(e));
+    send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
+    return;
+  }
+  // Each entry as if it had arrived alone; only MSGs may be entries here.
+  for (const auto entry : batch_entries_) {
+    wire::Prefix prefix;
+    if (auto e = wire::read_prefix(entry, prefix); e != wire::DecodeError::none) {
+      malformed(wire::to_string(e));
+      send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
+    } else if (prefix.version != wire::kVersion) {
+      malformed(wire::incompatible_text(prefix.version));
+      refuse(key, entry, wire::ErrorCode::version_mismatch, wire::incompatible_text(prefix.version));
+    } else if (prefix.kind != wire::Kind::msg) {
+      malformed(wire::to_string(wire::DecodeError::bad_entry));
+      send_error(key, wire::ErrorCode::malformed, wire::malformed_text(wire::DecodeError::bad_entry));
+    } else {
+      on_msg(key, entry, max_response);
+    }
+  }
+}
+
+void Listener::on_hello(std::string_view key, std::span<const std::byte> frame) {
+  wire::Hello h;
+  if (auto e = wire::decode_hello(frame, h); e != wire::DecodeError::none) {
+    malformed(wire::to_string(e));
+    send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
+    return;
+  }
+  auto& c = clients_[std::string{key}];
+  c.hello = true;
+  c.last_rx = Clock::now();
+  c.max_payload = h.max_payload;
+  log_->debug("hello from {}", h.identity);
+  send(key, make_hello_ack(), true);
+  if (intake_closed(state_)) send(key, frame_of(wire::encode_bye()), true);
+}
+
+// One MSG (alone or from a BATCH).
+void Listener::on_msg(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response) {
+  wire::MsgHeader h;
+  if (auto e = wire::decode_msg(frame, h); e != wire::DecodeError::none) {
+    malformed(wire::to_string(e));
+    refuse(key, frame, wire::ErrorCode::malformed, wire::malformed_text(e));
+    return;
+  }
+  counters_.messages_received.add();
+  if (intake_closed(state_)) {
+    counters_.refused_shutting_down.add();
+    if (h.call_id != 0) reply_error(key, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
+    return;
+  }
+  if (h.body.size() > options_.max_payload) {
+    counters_.refused_too_large.add();
+    if (h.call_id != 0) {
+      reply_error(key, h.call_id, wire::ErrorCode::payload_too_large,
+                  fmt::format("payload of {} bytes exceeds the limit of {} bytes", h.body.size(),
+                              options_.max_payload));
+    }
+    return;
+  }
+  Message m{std::string{h.type}, Payload::copy_of(h.body)};
+  if (h.timeout_ms != 0) m.deadline = Clock::now() + std::chrono::milliseconds{h.timeout_ms};
+  std::uint64_t slot = 0;
+  if (h.call_id != 0) {
+    m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
+    slot = free_slots_.back();  // frames are read only with kMaxBatch slots free
+    free_slots_.pop_back();
+    Inflight& f = slab_[slot];
+    f.client.assign(key);
+    f.call_id = h.call_id;
+    f.max_response = max_response;
+  }
+  if (!waiting_.empty()) {  // keep the order: behind those already waiting
+    waiting_.emplace_back(std::move(m), slot);
+    return;
+  }
+  const SendStatus s = ingress_.try_submit(std::move(m), slot);
+  if (s == SendStatus::ok) return;
+  if (s == SendStatus::full) {
+    waiting_.emplace_back(std::move(m), slot);  // NOLINT(bugprone-use-after-move): refused, still ours
+    if (!pump_running_) {
+      pump_running_ = true;
+      asio::co_spawn(executor_.get(), pump(), asio::detached);
+    }
+    return;
+  }
+  counters_.refused_shutting_down.add();
+  if (h.call_id != 0) {
+    reply_error(key, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
+    free_slot(static_cast<std::uint32_t>(slot));
+  }
+}
+
+// The inbox was full: reading stays paused until what was read is in.
+asio::awaitable<void> Listener::pump() {
+  while (!waiting_.empty()) {
+    auto [m, slot] = std::move(waiting_.front());
+    waiting_.pop_front();
+    const bool notified = m.notify_id.has_value();
+    const SendStatus s = co_await ingress_.async_submit(std::move(m), slot);
+    if (s != SendStatus::ok && notified) {
+      const Inflight& f = slab_[slot];
+      reply_error(f.client, f.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
+      free_slot(static_cast<std::uint32_t>(slot));
+    }
+  }
+  pump_running_ = false;
+  resume_reading();
+}
+
+void Listener::malformed(std::string_view why) {
+  counters_.malformed_frames.add();
+  malformed_log_.warn(*log_, "malformed frame from a client: {}", why);
+}
+
+// ---------------------------------------------------------------- sending
+
+void Listener::reply_error(std::string_view key, std::uint64_t call_id, wire::ErrorCode code, std::string_view text) {
+  Payload frame{wire::reply_size(text)};
+  wire::write_reply(frame.data(), call_id, wire::Status::error, code, text, {});
+  send(key, std::move(frame), true);
+  counters_.replies_sent.add();
+}
+
+void Listener::send_error(std::string_view key, wire::ErrorCode code, std::string_view text) {
+  send(key, frame_of(wire::encode_error(code, text)), false);
+}
+
+LinkSend Listener::try_send(std::string_view key, Payload& frame) {
+  const auto index = static_cast<std::size_t>(static_cast<unsigned char>(key.front()));
+  return links_.all()[index]->send_to_client(key.substr(1), frame);
+}
+
+void Listener::send(std::string_view key, Payload&& frame, bool must, std::vector<std::uint32_t> slots) {
+  LinkSend r = LinkSend::again;
+  if (backlog_.empty() || !backlog_.contains(std::string{key})) r = try_send(key, frame);
+  if (r == LinkSend::sent) {
+    for (const auto slot : slots) free_slot(slot);
+    return;
+  }
+  if (r == LinkSend::gone) {
+    counters_.replies_dropped.add(slots.size());
+    drop_log_.warn(*log_, "dropping frames for a client that has gone");
+    for (const auto slot : slots) free_slot(slot);
+    forget(std::string{key});
+    return;
+  }
+  if (!must) return;  // a PING or an ERROR: the next one will do
+  backlog_[std::string{key}].push_back(Backlogged{std::move(frame), std::move(slots)});
+}
+
+void Listener::drain_backlog() {
+  for (auto it = backlog_.begin(); it != backlog_.end();) {
+    auto& q = it->second;
+    LinkSend r = LinkSend::sent;
+    while (!q.empty()) {
+      Backlogged& b = q.front();
+      r = try_send(it->first, b.frame);
+      if (r != LinkSend::sent) break;
+      for (const auto slot : b.slots) free_slot(slot);
+      q.pop_front();
+    }
+    if (r == LinkSend::gone) {
+      for (auto& b : q) {
+        counters_.replies_dropped.add(b.slots.size());
+        for (const auto slot : b.slots) free_slot(slot);
+      }
+      clients_.erase(it->first);
+      it = backlog_.erase(it);
+      continue;
+    }
+    it = q.empty() ? backlog_.erase(it) : std::next(it);
+  }
+}
+
+void Listener::forget(const std::string& key) {
+  clients_.erase(key);
+  auto it = backlog_.find(key);
+  if (it == backlog_.end()) return;
+  for (auto& b : it->second) {
+    counters_.replies_dropped.add(b.slots.size());
+    for (const auto slot : b.slots) free_slot(slot);
+  }
+  backlog_.erase(it);
+}
+
+void Listener::free_slot(std::uint32_t slot) {
+  free_slots_.push_back(slot);
+  if (free_slots_.size() == wire::kMaxBatch) resume_reading();  // reading was paused
+}
+
+// ---------------------------------------------------------------- replies
+
+void Listener::deliver(std::uint64_t slot, Notification&& n) {
+  ReplyItem item{slot, std::move(n)};
+  while (replies_.try_push(item) != detail::PushResult::ok) {
+    std::this_thread::yield();  // cannot stay full: it holds more than every inflight slot
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // see Connector::schedule_flush()
+  if (!replies_posted_.load(std::memory_order_relaxed) && !replies_posted_.exchange(true, std::memory_order_acq_rel)) {
+    asio::post(executor_.get(), [this] { flush_replies(); });
+  }
+}
+
+// Sends what the workers delivered. Replies to the same client that arrive
+// together go out as one frame (a BATCH), like requests do.
+void Listener::flush_replies() {
+  replies_posted_.store(false, std::memory_order_seq_cst);
+  for (;;) {
+    reply_batch_.clear();
+    ReplyItem item;
+    while (reply_batch_.size() < wire::kMaxBatch && replies_.try_pop(item)) reply_batch_.push_back(std::move(item));
+    if (reply_batch_.empty()) break;
+    std::size_t first = 0;
+    while (first < reply_batch_.size()) {
+      const std::string& key = slab_[reply_batch_[first].slot].client;
+      std::size_t last = first + 1;
+      while (last < reply_batch_.size() && slab_[reply_batch_[last].slot].client == key) ++last;
+      send_replies(first, last);
+      first = last;
+    }
+  }
+}
+
+// reply_batch_[first, last), all for one client, in one frame.
+void Listener::send_replies(std::size_t first, std::size_t last) {
+  const bool single = last - first == 1;
+  std::size_t total = single ? 0 : wire::kBatchFixed;
+  for (std::size_t i = first; i < last; ++i) {
+    Notification& n = reply_batch_[i].notification;
+    const std::uint32_t limit = slab_[reply_batch_[i].slot].max_response;
+    if (n.outcome == Outcome::ok && limit != 0 && n.payload.size() > limit) {
+      // The caller announced it takes no more: it gets the error it would give.
+      n = failure(errc::payload_too_large,
+                  fmt::format("payload of {} bytes exceeds the limit of {} bytes", n.payload.size(), limit));
+    }
+    total += wire::reply_size(n.error) + n.payload.size() + (single ? 0 : wire::batch_entry_overhead());
+  }
+  Payload frame{total};
+  auto* at = frame.data();
+  if (!single) {
+    wire::write_batch_prefix(at, static_cast<std::uint32_t>(last - first));
+    at += wire::kBatchFixed;
+  }
+  std::vector<std::uint32_t> slots;
+  slots.reserve(last - first);
+  for (std::size_t i = first; i < last; ++i) {
+    const auto slot = static_cast<std::uint32_t>(reply_batch_[i].slot);
+    const Notification& n = reply_batch_[i].notification;
+    const wire::Status status = n.outcome == Outcome::ok          ? wire::Status::ok
+                                : n.outcome == Outcome::cancelled ? wire::Status::cancelled
+                                                                  : wire::Status::error;
+    const wire::ErrorCode code = n.outcome == Outcome::ok ? wire::ErrorCode::none : to_wire(n.code);
+    const std::size_t size = wire::reply_size(n.error) + n.payload.size();
+    if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
+    wire::write_reply(at, slab_[slot].call_id, status, code, n.error, n.payload.bytes());
+    at += size;
+    slots.push_back(slot);
+  }
+  counters_.replies_sent.add(last - first);
+  const std::string key = slab_[slots.front()].client;  // a copy: sending frees the slots
+  send(key, std::move(frame), true, std::move(slots));
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+void Listener::tick(Clock::time_point now) {
+  drain_backlog();
+  const bool reading = accepting();
+  const Payload ping = frame_of(wire::encode_ping(0));
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    if (reading && now - it->second.last_rx > options_.heartbeat_timeout * 10 && !backlog_.contains(it->first)) {
+      it = clients_.erase(it);  // long gone; its replies would be dropped anyway
+      continue;
+    }
+    const std::string key = it->first;
+    const bool hello = it->second.hello;
+    ++it;
+    if (hello) send(key, Payload::copy_of(ping.bytes()), false);
+  }
+}
+
+void Listener::say_bye() {
+  std::vector<std::string> told;  // send() forgets clients that have gone: no iterating meanwhile
+  for (const auto& [key, client] : clients_) {
+    if (client.hello) told.push_back(key);
+  }
+  for (const auto& key : told) send(key, frame_of(wire::encode_bye()), true);
+}
+
+void Listener::stop() {
+  stopped_ = true;
+  flush_replies();
+}
+
+void Listener::final_flush(std::chrono::milliseconds linger) {
+  stopped_ = true;
+  flush_replies();
+  const auto until = Clock::now() + linger;
+  while (!backlog_.empty() && Clock::now() < until) {
+    for (const auto& link : links_.all()) (void)link->wait_clients_writable(std::chrono::milliseconds{10});
+    drain_backlog();
+  }
+  if (!backlog_.empty()) log_->warn("replies still unsent after {} ms", linger.count());
+}
+
+}  // namespace amsg::net

@@ -1,0 +1,299 @@
+#include "session/session.hpp"
+
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/post.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "amsg/errors.hpp"
+#include "amsg/log.hpp"
+#include "link/zmq_link.hpp"
+#include "wire/codec.hpp"
+
+namespace amsg::net {
+namespace {
+
+std::string make_identity() {
+  std::array<char, 256> host{};
+  if (::gethostname(host.data(), host.size() - 1) != 0) std::strcpy(host.data(), "node");
+  std::random_device rd;
+  const std::uint64_t r = (static_cast<std::uint64_t>(rd()) << 32U) ^ rd();
+  return fmt::format("{}-{}-{:016x}", host.data(), ::getpid(), r);
+}
+
+const NodeOptions& validated(const NodeOptions& o) {
+  if (o.heartbeat_interval.count() <= 0 || o.heartbeat_timeout <= o.heartbeat_interval) {
+    throw InvalidOptionsError("amsg: heartbeat_timeout must exceed heartbeat_interval > 0");
+  }
+  if (o.peer_queue_capacity < 2 || o.max_outstanding_calls == 0 || o.max_inflight < 2 * wire::kMaxBatch) {
+    throw InvalidOptionsError("amsg: needs peer_queue_capacity >= 2, max_outstanding_calls >= 1, max_inflight >= 512");
+  }
+  if (o.identity.size() > wire::kMaxIdentityLength) throw InvalidOptionsError("amsg: identity longer than 255 bytes");
+  return o;
+}
+
+Links make_links(const NodeOptions& o) {
+  Links links;
+  links.add(std::make_shared<ZmqLink>(o.socket_hwm));
+  for (const auto& link : o.links) links.add(link);
+  return links;
+}
+
+}  // namespace
+
+Session::Session(NodeOptions o)
+    : options{validated(o)},
+      manager{options.manager},
+      identity{options.identity.empty() ? make_identity() : options.identity},
+      log_{logger(options.manager.logger_name)},
+      executor_{manager.executor(), manager.options().threads == 1},
+      links_{make_links(options)},
+      calls_{executor_, counters_, options.max_outstanding_calls},
+      local_{executor_, calls_, counters_},
+      connector_{executor_,
+                 ConnectorOptions{options.peer_queue_capacity, options.heartbeat_timeout},
+                 calls_,
+                 links_,
+                 local_,
+                 counters_,
+                 log_},
+      listener_{executor_,
+                ListenerOptions{options.max_inflight, options.manager.max_payload_bytes, options.heartbeat_timeout},
+                links_,
+                counters_,
+                log_,
+                state_},
+      heartbeat_timer_{executor_.get()} {
+  local_.set_connector(connector_);
+  connector_.set_identity(identity);
+  const auto max_payload = static_cast<std::uint32_t>(
+      std::min<std::size_t>(options.manager.max_payload_bytes, std::numeric_limits<std::uint32_t>::max()));
+  auto hello = [this, max_payload](wire::Kind kind) {
+    return [this, max_payload, kind] {
+      const std::string frame = wire::encode_hello(kind, max_payload, identity, manager.handlers().types());
+      return Payload::copy_of(frame);
+    };
+  };
+  connector_.make_hello = hello(wire::Kind::hello);
+  listener_.make_hello_ack = hello(wire::Kind::hello_ack);
+  listener_.on_drained = [this] { stop_waiting(); };
+}
+
+Session::~Session() {
+  for (const auto& link : links_.all()) link->close(std::chrono::milliseconds{0});
+}
+
+void Session::start() {
+  std::lock_guard lock{lifecycle_mutex_};
+  if (state_.load() != Lifecycle::created) throw LifecycleError("amsg: Node::start() called twice or after shutdown");
+  for (std::size_t i = 0; i < links_.all().size(); ++i) links_.all()[i]->open(executor_.get(), listener_.events_for(i));
+  for (const auto& address : options.listen) endpoints.push_back(links_.for_address(address).listen(address));
+  manager.attach(listener_.layer());
+  manager.attach(local_.layer());
+  calls_.attach(local_.ingress());
+  manager.start();
+  state_.store(Lifecycle::running, std::memory_order_release);
+  calls_.start();
+  asio::co_spawn(executor_.get(), heartbeat_loop(), asio::detached);
+  connector_.start();
+  log_->info("node {} listening on [{}]", identity, fmt::join(endpoints, ", "));
+}
+
+template <typename F>
+void Session::run_on_executor_and_wait(F&& f) {
+  std::promise<void> done;
+  auto fut = done.get_future();
+  asio::post(executor_.get(), [&] {
+    f();
+    done.set_value();
+  });
+  fut.wait();
+}
+
+ShutdownReport Session::shutdown(std::chrono::milliseconds drain) {
+  std::lock_guard lock{lifecycle_mutex_};
+  if (report_) return *report_;
+  const auto t0 = Clock::now();
+  const bool was_running = state_.exchange(Lifecycle::closing) == Lifecycle::running;
+  calls_.space().notify_all();  // blocked senders see closed
+  if (!was_running) {
+    connector_.fail_queued();  // nothing runs the executor: calls queued before start end here
+    report_ = manager.shutdown(drain);
+    state_.store(Lifecycle::stopped);
+    return *report_;
+  }
+  asio::post(executor_.get(), [this] { listener_.say_bye(); });
+  // Our own calls get the drain period to finish.
+  (void)calls_.wait_all_ended(t0 + drain);
+  run_on_executor_and_wait([this] {
+    connector_.fail_queued();
+    calls_.fail_all();
+  });
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+  ShutdownReport report = manager.shutdown(std::max(std::chrono::milliseconds{0}, drain - elapsed));
+  // The manager's pool has stopped and its threads are joined: what is left of
+  // the executor's work runs here, on this thread.
+  connector_.stop();
+  calls_.stop();
+  local_.drain_outcomes();
+  listener_.final_flush(options.linger);
+  heartbeat_stopped_ = true;
+  heartbeat_timer_.cancel();
+  for (const auto& link : links_.all()) link->close(options.linger);
+  state_.store(Lifecycle::stopped, std::memory_order_release);
+  report.took = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0);
+  log_->info("node {} shut down", identity);
+  report_ = report;
+  return report;
+}
+
+// The manager has drained: the last replies leave now, and the parts stop
+// waiting on the pool (links, timers), so it can stop at once. What is left
+// (replies the link cannot take yet) Listener::final_flush() handles.
+void Session::stop_waiting() {
+  asio::post(executor_.get(), [this] {
+    connector_.stop();
+    listener_.stop();
+    for (const auto& link : links_.all()) link->stop_waiting();
+    heartbeat_stopped_ = true;
+    heartbeat_timer_.cancel();
+    calls_.stop();
+  });
+}
+
+asio::awaitable<void> Session::heartbeat_loop() {
+  for (;;) {
+    heartbeat_timer_.expires_after(options.heartbeat_interval);
+    asio::error_code ec;
+    co_await heartbeat_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (heartbeat_stopped_) co_return;
+    const auto now = Clock::now();
+    connector_.tick(now);
+    listener_.tick(now);
+  }
+}
+
+// ---------------------------------------------------------------- sending
+
+Connector::Peer& Session::peer_or_throw(PeerId peer) const {
+  Connector::Peer* p = connector_.peer_at(peer);
+  if (p == nullptr) throw std::invalid_argument("amsg: unknown PeerId");
+  return *p;
+}
+
+// Limits of the wire format (docs/wire-protocol.md, "Limits").
+void Session::validate(const OutItem& item) const {
+  if (item.type.empty() || item.type.size() > wire::kMaxTypeLength) {
+    throw std::invalid_argument("amsg: message type must be 1..255 bytes");
+  }
+  if (item.notify_id.size() > wire::kMaxIdLength) throw std::invalid_argument("amsg: notify id longer than 1024 bytes");
+}
+
+std::string Session::next_call_name() {
+  return fmt::format("call-{}", call_names_.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+SendStatus Session::enqueue(PeerId peer, OutItem& item, bool wait) {
+  Connector::Peer& p = peer_or_throw(peer);
+  validate(item);
+  return connector_.enqueue(p, item, wait, state_);
+}
+
+asio::awaitable<SendStatus> Session::async_enqueue(PeerId peer, OutItem item) {
+  auto self = shared_from_this();  // we may suspend: keep the session alive
+  Connector::Peer& p = peer_or_throw(peer);
+  validate(item);
+  const bool notified = item.notified;
+  for (;;) {
+    const SendStatus s = connector_.enqueue(p, item, false, state_);
+    if (s != SendStatus::full) co_return s;
+    co_await calls_.space().coroutines.async_wait(
+        [this, &p, notified] { return intake_closed(state_) || connector_.has_room(p, notified); });
+  }
+}
+
+asio::awaitable<void> Session::wait_for_room(PeerId peer) {
+  auto self = shared_from_this();
+  Connector::Peer& p = peer_or_throw(peer);
+  while (!intake_closed(state_) && !connector_.has_room(p, true)) {
+    co_await calls_.space().coroutines.async_wait(
+        [this, &p] { return intake_closed(state_) || connector_.has_room(p, true); });
+  }
+}
+
+void Session::start_call(PeerId peer, OutItem&& item) {
+  Connector::Peer& p = peer_or_throw(peer);
+  validate(item);
+  if (!intake_closed(state_)) {
+    calls_.reserve();
+    if (p.queue.try_push(item) == detail::PushResult::ok) {
+      if (state_.load(std::memory_order_acquire) == Lifecycle::running) connector_.schedule_flush(p);
+      return;
+    }
+    calls_.release();
+  }
+  // Closing, or another sender took the last slot: the call ends now.
+  auto completion = std::move(item.completion);
+  Notification n = intake_closed(state_) ? failure(errc::node_shutting_down, kNodeShuttingDown)
+                                         : failure(errc::queue_full, "peer queue full");
+  n.id = std::move(item.notify_id);
+  n.message_type = std::move(item.type);
+  completion->complete(std::move(n));
+}
+
+std::future<std::vector<std::string>> Session::query_handlers(PeerId peer) {
+  std::promise<std::vector<std::string>> promise;
+  auto fut = promise.get_future();
+  Connector::Peer* p = connector_.peer_at(peer);
+  if (p == nullptr) {
+    promise.set_exception(std::make_exception_ptr(std::invalid_argument("amsg: unknown PeerId")));
+    return fut;
+  }
+  if (peer.value == Connector::kSelf) {
+    promise.set_value(manager.handlers().types());
+    return fut;
+  }
+  if (state_.load() != Lifecycle::running) {
+    promise.set_exception(std::make_exception_ptr(LifecycleError("amsg: query_handlers() needs a running node")));
+    return fut;
+  }
+  asio::post(executor_.get(), [this, p, pr = std::move(promise)]() mutable {
+    if (p->loopback) {
+      pr.set_value(manager.handlers().types());
+      return;
+    }
+    connector_.query_handlers(*p, std::move(pr));
+  });
+  return fut;
+}
+
+NodeStats Session::stats() const {
+  NodeStats s;
+  s.messages_sent = counters_.messages_sent.get();
+  s.replies_received = counters_.replies_received.get();
+  s.late_replies = counters_.late_replies.get();
+  s.timeouts = counters_.timeouts.get();
+  s.calls_failed_peer = counters_.calls_failed_peer.get();
+  s.peers_lost = counters_.peers_lost.get();
+  s.messages_received = counters_.messages_received.get();
+  s.replies_sent = counters_.replies_sent.get();
+  s.replies_dropped = counters_.replies_dropped.get();
+  s.refused_shutting_down = counters_.refused_shutting_down.get();
+  s.refused_too_large = counters_.refused_too_large.get();
+  s.malformed_frames = counters_.malformed_frames.get();
+  s.outstanding_calls = calls_.outstanding();
+  s.manager = manager.stats();
+  return s;
+}
+
+}  // namespace amsg::net

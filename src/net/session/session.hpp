@@ -1,0 +1,99 @@
+#pragma once
+// Session: the transport-independent heart of a Node. It owns the node's
+// manager, its links (by address scheme), the connecting half (Connector), the
+// listening half (Listener), the node's calls to itself (LocalPath), the call
+// table (Calls) and the heartbeat, and runs them all on one executor
+// (SessionExecutor) of the manager's pool. It knows nothing of ZeroMQ.
+//
+// Lifecycle: created -> running (start) -> closing (shutdown: intake closed,
+// draining) -> stopped.
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio/awaitable.hpp>
+#include <asio/steady_timer.hpp>
+#include <spdlog/logger.h>
+
+#include "amsg/manager.hpp"
+#include "amsg/net/node_options.hpp"
+#include "amsg/net/node_stats.hpp"
+#include "amsg/net/peer.hpp"
+#include "session/call.hpp"
+#include "session/calls.hpp"
+#include "session/connector.hpp"
+#include "session/counters.hpp"
+#include "session/links.hpp"
+#include "session/listener.hpp"
+#include "session/local_path.hpp"
+
+namespace amsg::net {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  explicit Session(NodeOptions options);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void start();
+  ShutdownReport shutdown(std::chrono::milliseconds drain);
+
+  PeerId connect(const std::string& address) { return connector_.connect(address); }
+  bool wait_ready(PeerId peer, std::chrono::milliseconds timeout) { return connector_.wait_ready(peer, timeout); }
+  [[nodiscard]] std::optional<PeerInfo> peer_info(PeerId peer) const { return connector_.peer_info(peer); }
+  std::future<std::vector<std::string>> query_handlers(PeerId peer);
+
+  // Queues a message (a call when item.completion is set, notified when
+  // item.notified). wait: block while the peer's queue or the outstanding limit
+  // is full. On anything but ok the item is not moved from.
+  SendStatus enqueue(PeerId peer, OutItem& item, bool wait);
+  // As enqueue, suspending instead of blocking.
+  asio::awaitable<SendStatus> async_enqueue(PeerId peer, OutItem item);
+  // Starts a call whose completion is set: suspends (in the caller's coroutine,
+  // through `wait_for_room`) only before this; afterwards its outcome always
+  // arrives through the completion.
+  asio::awaitable<void> wait_for_room(PeerId peer);
+  void start_call(PeerId peer, OutItem&& item);
+  [[nodiscard]] std::string next_call_name();
+  // Throws std::invalid_argument for a type or id over the wire's limits.
+  void validate(const OutItem& item) const;
+
+  [[nodiscard]] NodeStats stats() const;
+  [[nodiscard]] const SessionExecutor& executor() const noexcept { return executor_; }
+
+  NodeOptions options;
+  Manager manager;
+  std::string identity;
+  std::vector<std::string> endpoints;
+
+ private:
+  Connector::Peer& peer_or_throw(PeerId peer) const;
+  asio::awaitable<void> heartbeat_loop();
+  void stop_waiting();
+  template <typename F>
+  void run_on_executor_and_wait(F&& f);
+
+  std::shared_ptr<spdlog::logger> log_;
+  SessionExecutor executor_;
+  Links links_;
+  SessionCounters counters_;
+  std::atomic<Lifecycle> state_{Lifecycle::created};
+  Calls calls_;
+  LocalPath local_;
+  Connector connector_;
+  Listener listener_;
+  asio::steady_timer heartbeat_timer_;
+  bool heartbeat_stopped_ = false;  // on the executor
+  std::atomic<std::uint64_t> call_names_{0};
+  std::mutex lifecycle_mutex_;
+  std::optional<ShutdownReport> report_;
+};
+
+}  // namespace amsg::net
