@@ -9,6 +9,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"amsg: active messages for C++20 services"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   app.require_subcommand(1);
 
   amsg::tool::BenchOptions bench;

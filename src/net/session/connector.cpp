@@ -473,8 +473,11 @@ void Connector::tick(Clock::time_point now) {
   for (std::uint32_t i = 1; i < count_.load(std::memory_order_acquire); ++i) {
     Peer& p = *peers_[i];
     if (!p.channel || p.loopback) continue;
-    Payload frame = frame_of(ping);
-    (void)p.channel->send(frame);  // refused at the high-water mark: the next one will do
+    // A HELLO again while no answer came (it is idempotent: a lossy link may
+    // have eaten the first), else a PING. Refused at the high-water mark: the
+    // next one will do.
+    Payload frame = p.state == PeerState::connecting ? make_hello() : frame_of(ping);
+    (void)p.channel->send(frame);
     const bool silent = now - p.last_rx > options_.heartbeat_timeout;
     if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {
       declare_lost(p);

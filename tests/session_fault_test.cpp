@@ -1,0 +1,328 @@
+// The session under faults, over the in-memory link (mem://): frames dropped,
+// delayed, reordered, duplicated, connections cut, peers restarted. One
+// process, no sockets, no sleeps; every test checks the accounting: one
+// outcome per notified message, with the right code.
+
+#include <gtest/gtest.h>
+
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <atomic>
+#include <charconv>
+#include <future>
+#include <set>
+
+#include "amsg/net/node.hpp"
+#include "link/memory_link.hpp"
+#include "net_test_support.hpp"
+#include "test_support.hpp"
+#include "wire/codec.hpp"
+
+namespace amsg::test {
+namespace {
+
+using net::CallOptions;
+using net::MemoryLink;
+using net::MemoryNetwork;
+using net::Node;
+using net::NodeOptions;
+using net::PeerId;
+using net::PeerState;
+using Verdict = MemoryNetwork::Verdict;
+namespace wire = net::wire;
+
+wire::Kind kind_of(const MemoryNetwork::Frame& f) {
+  return f.bytes.size() < 3 ? wire::Kind{0} : static_cast<wire::Kind>(std::to_integer<int>(f.bytes[2]));
+}
+bool is_request(const MemoryNetwork::Frame& f) {
+  return f.to_listener && (kind_of(f) == wire::Kind::msg || kind_of(f) == wire::Kind::batch);
+}
+bool is_answer(const MemoryNetwork::Frame& f) {
+  return !f.to_listener && (kind_of(f) == wire::Kind::reply || kind_of(f) == wire::Kind::batch);
+}
+
+// Short heartbeats, so that loss is detected in ~100 ms.
+NodeOptions mem_options(const std::shared_ptr<MemoryNetwork>& net, const std::string& log, std::size_t threads) {
+  NodeOptions o;
+  o.links = {std::make_shared<MemoryLink>(net)};
+  o.manager.logger_name = quiet_logger(log);
+  o.manager.threads = threads;
+  o.heartbeat_interval = 20ms;
+  o.heartbeat_timeout = 100ms;
+  return o;
+}
+
+// A server on mem://server counting the handler runs, and a client connected to it.
+struct MemPair {
+  explicit MemPair(const std::string& name, std::string address = "mem://server")
+      : net{std::make_shared<MemoryNetwork>()},
+        address{std::move(address)},
+        server{std::make_unique<Node>(server_options(name))},
+        client{mem_options(net, name + "-c", 1)} {
+    start_server(*server);
+    client.start();
+    peer = client.connect(this->address);
+    EXPECT_TRUE(client.wait_ready(peer, 10s));
+  }
+  NodeOptions server_options(const std::string& name) {
+    NodeOptions o = mem_options(net, name + "-s", 2);
+    o.listen = {address};
+    o.manager.concurrency = 16;  // room beside handlers that a test leaves running
+    return o;
+  }
+  void start_server(Node& node) {
+    node.manager().register_handler("echo", make_handler([this](Message& m) -> asio::awaitable<void> {
+                                      runs.fetch_add(1);
+                                      m.response = std::move(m.payload);
+                                      co_return;
+                                    }));
+    node.manager().register_handler("sleep", make_handler([this](Message& m) -> asio::awaitable<void> {
+                                      runs.fetch_add(1);
+                                      int ms = 0;
+                                      const auto t = m.payload.as_string_view();
+                                      std::from_chars(t.data(), t.data() + t.size(), ms);
+                                      asio::steady_timer timer{co_await asio::this_coro::executor,
+                                                               std::chrono::milliseconds{ms}};
+                                      co_await timer.async_wait(asio::use_awaitable);
+                                    }));
+    node.start();
+  }
+  std::vector<std::future<Notification>> calls(int n, const std::string& type, const std::string& body,
+                                               std::chrono::milliseconds timeout = 0ms) {
+    std::vector<std::future<Notification>> out;
+    out.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      out.push_back(client.call_future(peer, type, bytes(body + std::to_string(i)),
+                                       CallOptions{.notify_id = "c" + std::to_string(i), .timeout = timeout}));
+    }
+    return out;
+  }
+  std::shared_ptr<MemoryNetwork> net;
+  std::string address;
+  std::atomic<int> runs{0};
+  std::unique_ptr<Node> server;
+  Node client;
+  PeerId peer{};
+};
+
+TEST(SessionFaults, DroppedRequestsEndByTheirDeadlineAndNothingElse) {
+  MemPair pair{"fault-drop"};
+  pair.net->set_filter([](const MemoryNetwork::Frame& f) { return is_request(f) ? Verdict::drop : Verdict::pass; });
+  auto futures = pair.calls(10, "echo", "x", 150ms);
+  for (auto& f : futures) {
+    const Notification n = get(f);
+    EXPECT_EQ(n.code, errc::timeout) << n.text();
+    EXPECT_EQ(n.error, "timeout");
+  }
+  EXPECT_EQ(pair.runs.load(), 0);
+  EXPECT_EQ(pair.client.stats().timeouts, 10u);
+  pair.net->set_filter({});
+  auto again = pair.calls(1, "echo", "back");
+  EXPECT_EQ(get(again[0]).payload.as_string_view(), "back0");
+  EXPECT_EQ(pair.client.stats().outstanding_calls, 0u);
+  EXPECT_EQ(pair.client.stats().late_replies, 0u);
+}
+
+TEST(SessionFaults, DelayedRepliesArriveLateAndAreDiscardedNotDelivered) {
+  MemPair pair{"fault-delay"};
+  pair.net->set_filter([](const MemoryNetwork::Frame& f) { return is_answer(f) ? Verdict::hold : Verdict::pass; });
+  auto futures = pair.calls(8, "echo", "x", 100ms);
+  for (auto& f : futures) EXPECT_EQ(get(f).code, errc::timeout);
+  ASSERT_TRUE(eventually([&] { return pair.net->held() > 0 && pair.runs.load() == 8; }));
+  pair.net->set_filter({});
+  const std::size_t released = pair.net->release_held();
+  EXPECT_GT(released, 0u);
+  // Every reply (alone or batched) finds its call ended: counted, never an outcome.
+  ASSERT_TRUE(eventually([&] { return pair.client.stats().late_replies == 8; }));
+  EXPECT_FALSE(pair.client.manager().try_receive());
+  EXPECT_EQ(pair.client.stats().outstanding_calls, 0u);
+}
+
+TEST(SessionFaults, ReorderedRequestsAndRepliesEachFindTheirCall) {
+  MemPair pair{"fault-reorder"};
+  pair.net->set_filter([](const MemoryNetwork::Frame& f) {
+    return is_request(f) || is_answer(f) ? Verdict::hold : Verdict::pass;
+  });
+  // Each call on its own, so each request is a frame of its own: held, then sent last first.
+  std::vector<std::future<Notification>> futures;
+  for (int i = 0; i < 6; ++i) {
+    futures.push_back(pair.client.call_future(pair.peer, "echo", bytes("r" + std::to_string(i))));
+    ASSERT_TRUE(eventually([&] { return pair.net->held() == static_cast<std::size_t>(i + 1); }));
+  }
+  EXPECT_EQ(pair.net->release_held(/*reverse=*/true), 6u);
+  ASSERT_TRUE(eventually([&] { return pair.net->held() >= 1 && pair.runs.load() == 6; }));
+  ASSERT_TRUE(eventually([&] {
+    pair.net->release_held(/*reverse=*/true);
+    return pair.client.stats().outstanding_calls == 0;
+  }));
+  for (int i = 0; i < 6; ++i) {
+    const Notification n = get(futures[static_cast<std::size_t>(i)]);
+    EXPECT_TRUE(n.is_success()) << n.text();
+    EXPECT_EQ(n.payload.as_string_view(), "r" + std::to_string(i));
+  }
+  EXPECT_EQ(pair.client.stats().late_replies, 0u);
+}
+
+TEST(SessionFaults, DuplicatedFramesGiveOneOutcomePerCall) {
+  MemPair pair{"fault-dup"};
+  pair.net->set_filter([](const MemoryNetwork::Frame& f) {
+    return is_request(f) || is_answer(f) ? Verdict::duplicate : Verdict::pass;
+  });
+  std::vector<std::future<Notification>> futures;
+  for (int i = 0; i < 5; ++i) {
+    futures.push_back(pair.client.call_future(pair.peer, "echo", bytes("d" + std::to_string(i))));
+    EXPECT_EQ(get(futures.back()).payload.as_string_view(), "d" + std::to_string(i));
+  }
+  // Each request ran twice (duplicated on the way), each reply came 4 times
+  // (2 runs x 2 copies): one outcome, three late.
+  ASSERT_TRUE(eventually([&] { return pair.client.stats().late_replies == 15; }));
+  EXPECT_EQ(pair.runs.load(), 10);
+  EXPECT_EQ(pair.client.stats().replies_received, 5u);
+  EXPECT_FALSE(pair.client.manager().try_receive());
+}
+
+TEST(SessionFaults, ACutConnectionFailsOutstandingCallsWithPeerLostAndHealsWhenRestored) {
+  MemPair pair{"fault-cut"};
+  auto running = pair.calls(4, "sleep", "60000");  // no deadline: only the cut can end them
+  ASSERT_TRUE(eventually([&] { return pair.runs.load() == 4; }));
+  ASSERT_EQ(pair.client.send(pair.peer, "sleep", bytes("60000"), "notified"), SendStatus::ok);
+  ASSERT_TRUE(eventually([&] { return pair.runs.load() == 5; }));
+  std::atomic<bool> cut{true};
+  pair.net->set_filter([&cut](const MemoryNetwork::Frame&) { return cut ? Verdict::drop : Verdict::pass; });
+  for (auto& f : running) {
+    const Notification n = get(f, 5s);
+    EXPECT_EQ(n.code, errc::peer_lost) << n.text();
+    EXPECT_EQ(n.error, "peer lost");
+  }
+  auto channel = receive_n(pair.client.manager(), 1, 5s);
+  ASSERT_EQ(channel.size(), 1u);
+  EXPECT_EQ(channel[0].text(), "notified:err(peer lost)");
+  EXPECT_EQ(channel[0].code, errc::peer_lost);
+  EXPECT_EQ(pair.client.stats().calls_failed_peer, 5u);
+  const auto before = pair.client.peer_info(pair.peer)->connections;
+  cut = false;
+  ASSERT_TRUE(eventually([&] { return pair.client.peer_info(pair.peer)->connections > before; }))
+      << "state " << net::to_string(pair.client.peer_info(pair.peer)->state) << " connections "
+      << pair.client.peer_info(pair.peer)->connections << " before " << before << " dropped " << pair.net->dropped()
+      << " server received " << pair.server->stats().messages_received << " malformed "
+      << pair.server->stats().malformed_frames;
+  auto after = pair.calls(1, "echo", "healed");
+  EXPECT_EQ(get(after[0]).payload.as_string_view(), "healed0");
+  EXPECT_EQ(pair.client.stats().outstanding_calls, 0u);
+}
+
+TEST(SessionFaults, ARestartedPeerIsReconnectedUnderItsNewIdentity) {
+  MemPair pair{"fault-restart"};
+  const std::string first = pair.client.peer_info(pair.peer)->identity;
+  auto running = pair.calls(3, "sleep", "60000");
+  ASSERT_TRUE(eventually([&] { return pair.runs.load() == 3; }));
+  pair.server->shutdown(0ms);  // its shutdown cancels the running handlers and says so
+  pair.server.reset();
+  for (auto& f : running) {
+    const Notification n = get(f, 5s);
+    EXPECT_EQ(n.code, errc::cancelled) << n.text();
+    EXPECT_EQ(n.outcome, Outcome::cancelled);
+  }
+  pair.server = std::make_unique<Node>(pair.server_options("fault-restart-2"));
+  pair.start_server(*pair.server);
+  ASSERT_TRUE(eventually([&] {
+    const auto info = pair.client.peer_info(pair.peer);
+    return info->state == PeerState::ready && info->identity == pair.server->identity();
+  }));
+  EXPECT_NE(first, pair.server->identity());
+  auto again = pair.calls(1, "echo", "new");
+  EXPECT_EQ(get(again[0]).payload.as_string_view(), "new0");
+}
+
+TEST(SessionFaults, NobodyListeningMeansPeerUnreachable) {
+  auto net = std::make_shared<MemoryNetwork>();
+  Node client{mem_options(net, "fault-unreachable", 1)};
+  client.start();
+  const PeerId peer = client.connect("mem://nobody");
+  auto f = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "u"});
+  const Notification n = get(f, 5s);
+  EXPECT_EQ(n.text(), "u:err(peer unreachable)");
+  EXPECT_EQ(n.code, errc::peer_unreachable);
+}
+
+TEST(SessionFaults, MessagesSentBeforeTheListenerExistsArriveWhenItDoes) {
+  auto net = std::make_shared<MemoryNetwork>();
+  Node client{mem_options(net, "fault-late-listener-c", 1)};
+  client.start();
+  const PeerId peer = client.connect("mem://later");
+  ASSERT_EQ(client.send(peer, "echo", bytes("early")), SendStatus::ok);
+  NodeOptions so = mem_options(net, "fault-late-listener-s", 2);
+  so.listen = {"mem://later"};
+  std::atomic<int> got{0};
+  Node server{so};
+  server.manager().register_handler("echo", make_handler([&got](Message&) -> asio::awaitable<void> {
+                                      got.fetch_add(1);
+                                      co_return;
+                                    }));
+  server.start();
+  ASSERT_TRUE(eventually([&] { return got.load() == 1; }));
+  EXPECT_TRUE(client.wait_ready(peer, 10s));
+}
+
+TEST(SessionFaults, BackpressureOverTheMemoryLinkIsBoundedAndLosesNothing) {
+  auto net = std::make_shared<MemoryNetwork>();
+  NodeOptions so = mem_options(net, "fault-bp-s", 2);
+  so.listen = {"mem://bp"};
+  so.manager.concurrency = 1;
+  so.manager.inbox_capacity = 2;
+  Node server{so};
+  Gate gate{server.manager().executor()};
+  server.manager().register_handler("gated",
+                                    make_handler([&gate](Message&) -> asio::awaitable<void> { co_await gate.wait(); }));
+  server.start();
+  NodeOptions co = mem_options(net, "fault-bp-c", 1);
+  co.peer_queue_capacity = 4;
+  co.max_outstanding_calls = 64;
+  Node client{co};
+  client.start();
+  const PeerId peer = client.connect("mem://bp");
+  ASSERT_TRUE(client.wait_ready(peer, 10s));
+  int accepted = 0;
+  while (client.try_send(peer, "gated", bytes("g"), "g" + std::to_string(accepted)) == SendStatus::ok) ++accepted;
+  EXPECT_LE(accepted, 64) << "the outstanding-call limit bounds what a sender can have in flight";
+  EXPECT_GE(accepted, 4);
+  EXPECT_EQ(client.try_send(peer, "gated", bytes("g"), "over"), SendStatus::full);
+  gate.open(static_cast<std::size_t>(accepted));
+  auto got = receive_n(client.manager(), static_cast<std::size_t>(accepted));
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(accepted));
+  std::set<std::string> ids;
+  for (const auto& n : got) {
+    EXPECT_TRUE(n.is_success()) << n.text();
+    ids.insert(n.id);
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(accepted));
+  EXPECT_FALSE(client.manager().try_receive());
+}
+
+TEST(SessionFaults, EveryOutcomeCarriesItsCode) {
+  MemPair pair{"fault-codes"};
+  pair.server->manager().register_handler("fail", make_handler([](Message&) -> asio::awaitable<void> {
+                                            throw std::runtime_error("boom");
+                                            co_return;
+                                          }));
+  auto fail = pair.client.call_future(pair.peer, "fail", bytes(""), CallOptions{.notify_id = "f"});
+  auto unknown = pair.client.call_future(pair.peer, "nope", bytes(""), CallOptions{.notify_id = "n"});
+  auto ok = pair.client.call_future(pair.peer, "echo", bytes("y"), CallOptions{.notify_id = "o"});
+  const Notification f = get(fail);
+  EXPECT_EQ(f.text(), "f:err(boom)");
+  EXPECT_EQ(f.code, errc::handler_error);
+  const Notification u = get(unknown);
+  EXPECT_EQ(u.text(), "n:err(unknown message type 'nope')");
+  EXPECT_EQ(u.code, errc::unknown_type);
+  const Notification o = get(ok);
+  EXPECT_TRUE(o.is_success());
+  EXPECT_FALSE(o.code);
+  pair.client.shutdown(0ms);
+  auto closed = pair.client.call_future(pair.peer, "echo", bytes(""), CallOptions{.notify_id = "c"});
+  const Notification c = get(closed);
+  EXPECT_EQ(c.code, errc::node_shutting_down);
+  EXPECT_EQ(c.text(), "c:err(node shutting down)");
+}
+
+}  // namespace
+}  // namespace amsg::test
