@@ -9,6 +9,7 @@
 #include <asio/this_coro.hpp>
 #include <atomic>
 #include <charconv>
+#include <deque>
 #include <future>
 
 #include "amsg/errors.hpp"
@@ -73,9 +74,28 @@ struct Listening {
     }
     return *a;
   }
+  // The next REPLY, alone or from a BATCH.
+  std::string next_reply() {
+    if (replies.empty()) {
+      const std::string a = next();
+      if (a.size() >= 8 && a[2] == 8) {  // a BATCH: u32 count, then u32 length + entry each
+        std::size_t at = 8;
+        while (at + 4 <= a.size()) {
+          const std::size_t len = static_cast<unsigned char>(a[at]) | (static_cast<unsigned char>(a[at + 1]) << 8U);
+          replies.push_back(a.substr(at + 4, len));
+          at += 4 + len;
+        }
+      } else {
+        replies.push_back(a);
+      }
+    }
+    std::string r = replies.front();
+    replies.pop_front();
+    return r;
+  }
   // The REPLY for `call_id`; fails the test if anything else comes first.
   std::string reply_for(std::uint64_t call_id) {
-    const std::string a = next();
+    const std::string a = next_reply();
     EXPECT_GE(a.size(), 16u);
     EXPECT_EQ(a[2], 2) << "expected a REPLY";
     EXPECT_EQ(a.substr(4, 8), le64(call_id));
@@ -91,6 +111,7 @@ struct Listening {
     return {a[4], a.substr(8)};
   }
   IpcPath path;
+  std::deque<std::string> replies;  // entries of a BATCH not yet looked at
   std::atomic<int> counted{0};
   Node node;
   zmq::context_t ctx;

@@ -394,7 +394,8 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
     p.info.identity = std::string{h.identity};
     p.info.handlers = handlers;
     p.info.max_payload = h.max_payload;
-    ++p.info.connections;
+    // A completed exchange counts once (HELLO is re-sent while unanswered, and to query handlers).
+    if (p.state == PeerState::connecting) ++p.info.connections;
   }
   for (auto& [promise, at] : p.handler_queries) promise.set_value(handlers);
   p.handler_queries.clear();
