@@ -4,9 +4,9 @@
 # machine, then medians and ratios. Usage: ROUNDS=5 bench/compare_seed.sh
 # Output: a table on stdout; raw lines in $OUT/raw.txt (default /tmp/amsg-compare).
 # Threads: seed-tokio runs producer, dispatch and consumer as tasks on 2 workers.
-# amsg's thr producer is a plain thread of its own, so its headline thr runs use a
-# 1-thread pool (2 threads in all, as many as cores); "pool2" rows use the default
-# pool of 2 threads (3 threads in all). Latency rows use amsg's defaults.
+# amsg rows use the library's defaults (a 1-thread pool; the thr producer is a
+# plain thread of its own: 2 threads in all, as many as cores) unless their label
+# names the change: "pool2" rows use a pool of 2 threads (3 threads in all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -33,18 +33,19 @@ amsg() { # label, args...
 for r in $(seq "$ROUNDS"); do
   echo "# round $r" >&2
   seed thr-n4 thr --variant faithful --n 4 --count 1000000
-  amsg thr-n4 --scenario thr -n 4 --threads 1
-  amsg thr-n4-pool2 --scenario thr -n 4
-  amsg thr-n4-single --scenario thr -n 4 --threads 1 --consumer coroutine
+  amsg thr-n4 --scenario thr -n 4
+  amsg thr-n4-pool2 --scenario thr -n 4 --threads 2
+  amsg thr-n4-single --scenario thr -n 4 --consumer coroutine
   seed thr-n64 thr --variant faithful --n 64 --count 1000000
-  amsg thr-n64 --scenario thr -n 64 --threads 1
-  amsg thr-n64-pool2 --scenario thr -n 64
-  amsg thr-n64-single --scenario thr -n 64 --threads 1 --consumer coroutine
+  amsg thr-n64 --scenario thr -n 64
+  amsg thr-n64-pool2 --scenario thr -n 64 --threads 2
+  amsg thr-n64-single --scenario thr -n 64 --consumer coroutine
   seed rate rate --variant faithful --n 64 --rate 50000 --secs 4
   amsg rate --scenario rate
   amsg rate-spin50 --scenario rate --spin-us 50
   seed pingpong pingpong --variant faithful --n 64 --count 200000
   amsg pingpong --scenario pingpong --pingpong-messages 200000
+  amsg pingpong-pool2 --scenario pingpong --pingpong-messages 200000 --threads 2
   amsg pingpong-thread-spin50 --scenario pingpong --pingpong-messages 200000 --consumer thread --spin-us 50
 done
 

@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 OUT=${OUT:-/tmp/amsg-compare-zmq}
-THREADS=${THREADS:-1}
+# Library defaults unless THREADS is set (then both sides' pools get that many threads).
+THREADS=${THREADS:-}
 mkdir -p "$OUT"
 RAW="$OUT/raw.txt"
 : > "$RAW"
@@ -34,7 +35,9 @@ raw() { # label, args...
 }
 amsg() { # label, args...
   local label=$1; shift
-  echo "system=amsg config=$label $(timeout 300 "$AMSG" bench --no-progress --json --threads "$THREADS" "$@" | tr '\n' ' ')" | tee -a "$RAW"
+  local threads=()
+  [ -n "$THREADS" ] && threads=(--threads "$THREADS")
+  echo "system=amsg config=$label $(timeout 300 "$AMSG" bench --no-progress --json "${threads[@]}" "$@" | tr '\n' ' ')" | tee -a "$RAW"
 }
 
 for r in $(seq "$ROUNDS"); do

@@ -3,6 +3,16 @@
 #include "core.hpp"
 
 namespace amsg {
+namespace {
+thread_local bool deliver_defers = false;
+}  // namespace
+
+bool deliver_may_defer() noexcept { return deliver_defers; }
+
+namespace detail {
+DeliverScope::DeliverScope(bool may_defer) noexcept : previous_{deliver_defers} { deliver_defers = may_defer; }
+DeliverScope::~DeliverScope() { deliver_defers = previous_; }
+}  // namespace detail
 
 bool Ingress::route(Message& message, std::uint64_t peer) const {
   auto layer = layer_.lock();
@@ -20,7 +30,7 @@ SendStatus Ingress::submit(Message&& message, std::uint64_t peer) const {
 
 SendStatus Ingress::try_submit(Message&& message, std::uint64_t peer) const {
   if (!route(message, peer)) return SendStatus::closed;
-  const SendStatus s = core_->try_send(std::move(message));
+  const SendStatus s = core_->try_send(std::move(message), detail::AsyncWaitList::Resume::defer);
   if (s != SendStatus::ok) detail::MessageAccess::route(message) = {};
   return s;
 }
@@ -32,7 +42,7 @@ asio::awaitable<SendStatus> Ingress::async_submit(Message message, std::uint64_t
 
 SendStatus Ingress::try_publish(Notification&& notification) const {
   if (!core_) return SendStatus::closed;
-  return core_->publish(notification, false);
+  return core_->publish(notification, false, detail::AsyncWaitList::Resume::defer);
 }
 
 asio::awaitable<SendStatus> Ingress::async_publish(Notification notification) const {

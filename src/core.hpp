@@ -48,6 +48,18 @@ class logger;
 
 namespace amsg::detail {
 
+// Sets deliver_may_defer() for the deliver() calls in its scope.
+class DeliverScope {
+ public:
+  explicit DeliverScope(bool may_defer) noexcept;
+  ~DeliverScope();
+  DeliverScope(const DeliverScope&) = delete;
+  DeliverScope& operator=(const DeliverScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 struct MessageAccess {
   static ReplyRoute& route(Message& m) noexcept { return m.route_; }
   static std::int64_t& enqueued_ticks(Message& m) noexcept { return m.enqueued_ticks_; }
@@ -111,9 +123,11 @@ class Core : public std::enable_shared_from_this<Core> {
   ShutdownReport shutdown(std::chrono::milliseconds drain_deadline);
   [[nodiscard]] bool running() const noexcept { return state_.load(std::memory_order_acquire) == kRunning; }
 
-  SendStatus try_send(Message&& message);
+  // `how`: how a parked worker is woken (AsyncWaitList::Resume). Callers that
+  // return to the pool at once (transports' I/O loops, coroutines) defer.
+  SendStatus try_send(Message&& message, AsyncWaitList::Resume how = AsyncWaitList::Resume::post);
   SendStatus send(Message&& message);
-  asio::awaitable<SendStatus> async_send(Message message);
+  asio::awaitable<SendStatus> async_send(Message message, AsyncWaitList::Resume how = AsyncWaitList::Resume::defer);
 
   std::optional<Notification> try_receive();
   std::optional<Notification> receive_until(std::chrono::steady_clock::time_point deadline);
@@ -125,7 +139,8 @@ class Core : public std::enable_shared_from_this<Core> {
 
   void attach(const std::shared_ptr<CommunicationLayer>& layer);
   // A transport's own notification onto the channel (see Ingress::try_publish).
-  SendStatus publish(Notification& notification, bool may_overflow);
+  SendStatus publish(Notification& notification, bool may_overflow,
+                     AsyncWaitList::Resume how = AsyncWaitList::Resume::post);
   asio::awaitable<SendStatus> async_publish(Notification notification);
   [[nodiscard]] Stats stats() const;
   [[nodiscard]] asio::any_io_executor executor() { return io_.get_executor(); }
@@ -138,7 +153,7 @@ class Core : public std::enable_shared_from_this<Core> {
 
   asio::awaitable<void> run_lane(Lane& lane);
   asio::awaitable<void> spin_for_work(Lane& lane);
-  void wake_a_lane();
+  void wake_a_lane(AsyncWaitList::Resume how);
   [[nodiscard]] bool inbox_has_room() const noexcept;
   [[nodiscard]] bool notifications_have_room() const noexcept;
   void on_popped(Lane& lane);
@@ -150,7 +165,8 @@ class Core : public std::enable_shared_from_this<Core> {
   void arm_deadline(Lane& lane, std::chrono::steady_clock::time_point deadline);
   // Routes the envelope's notification; false when the channel is full (the caller
   // waits for room). On true the envelope has been consumed or handed on.
-  bool try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow);
+  // `how`: how a reader waiting for the notification is woken.
+  bool try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow, AsyncWaitList::Resume how);
   void push_overflow(Notification&& n);
   [[nodiscard]] bool notification_waiting() const noexcept;
   [[nodiscard]] bool channel_unused() const noexcept;
@@ -164,6 +180,9 @@ class Core : public std::enable_shared_from_this<Core> {
   Signal inbox_space_;        // senders waiting for room
   AsyncWaitList lanes_idle_;  // parked lanes
   std::atomic<bool> wake_pending_{false};
+  // The last wake-up was a continuation of its waker (defer): the woken lane
+  // keeps its waker's thread and does not pull in another one at once.
+  std::atomic<bool> wake_deferred_{false};
 
   BoundedQueue<EnvelopePtr> notifications_;
   Signal notifications_ready_;        // receivers

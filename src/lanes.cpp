@@ -44,7 +44,11 @@ void Core::on_popped(Lane& lane) {
   // that block their thread never let the suspension probe run.)
   if (lane.just_woke) {
     lane.just_woke = false;
-    if (lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane();
+    // (Not when the waker handed us its own thread: then work stays on it unless
+    // a handler suspends, see arm_suspension_probe.)
+    if (lanes_idle_.waiting() != 0 && !inbox_.empty() && !wake_deferred_.load(std::memory_order_relaxed)) {
+      wake_a_lane(AsyncWaitList::Resume::post);  // on another thread
+    }
   }
   if (!lane.busy) {
     lane.busy = true;
@@ -65,7 +69,7 @@ void Core::arm_suspension_probe(Lane& lane) {
   lane.probe_pending = true;
   asio::defer(lane.strand, [this, &lane] {
     lane.probe_pending = false;
-    if (lane.in_handler && lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane();
+    if (lane.in_handler && lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane(AsyncWaitList::Resume::post);
   });
 }
 
@@ -210,7 +214,12 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
 
     const ReplyRoute route = std::move(MessageAccess::route(msg));
     if (finish(lane.stats, *env, outcome, std::move(error), code)) {
-      while (!try_deliver(env, route, false)) {
+      // The lane gives its thread back to the pool soon (when it parks, when a
+      // handler suspends, or after kYieldEvery messages): whoever waits for this
+      // notification runs right there, and a burst of them is taken in one go.
+      // (A handler that blocks its thread delays them; handlers should co_await.)
+      const auto how = AsyncWaitList::Resume::defer;
+      while (!try_deliver(env, route, false, how)) {
         bool aborted = false;
         try {
           co_await notification_space_.async_wait([this] { return notifications_have_room(); });
@@ -220,7 +229,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
         if (aborted) {
           co_await asio::this_coro::reset_cancellation_state();
         }
-        if (overflow_allowed_.load(std::memory_order_acquire) && try_deliver(env, route, true)) break;
+        if (overflow_allowed_.load(std::memory_order_acquire) && try_deliver(env, route, true, how)) break;
       }
     }
     if (++since_yield == kYieldEvery) {
@@ -285,9 +294,10 @@ bool Core::finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&
   return true;
 }
 
-bool Core::try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow) {
+bool Core::try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overflow, AsyncWaitList::Resume how) {
   Notification& n = env->notification;
   if (route.layer) {
+    const DeliverScope scope{how == AsyncWaitList::Resume::defer};
     try {
       route.layer->deliver(route.peer, std::move(n));
     } catch (const std::exception& e) {
@@ -306,7 +316,7 @@ bool Core::try_deliver(EnvelopePtr& env, const ReplyRoute& route, bool may_overf
     return true;
   }
   if (notifications_.try_push(env) == PushResult::ok) {
-    notifications_ready_.notify_one();
+    notifications_ready_.notify_one(how);
     return true;
   }
   if (!may_overflow) return false;

@@ -106,13 +106,13 @@ void Core::run_io_thread() {
 
 // ---------------------------------------------------------------- sending
 
-SendStatus Core::try_send(Message&& message) {
+SendStatus Core::try_send(Message&& message, AsyncWaitList::Resume how) {
   MessageAccess::enqueued_ticks(message) = static_cast<std::int64_t>(ticks());
   EnvelopePtr env = make_envelope(std::move(message));
   const PushResult result = inbox_.try_push(env);
   if (result == PushResult::ok) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (lanes_idle_.waiting() != 0) wake_a_lane();
+    if (lanes_idle_.waiting() != 0) wake_a_lane(how);
     return SendStatus::ok;
   }
   message = std::move(env->message);  // refused: the message is still the caller's
@@ -128,11 +128,11 @@ SendStatus Core::send(Message&& message) {
   }
 }
 
-asio::awaitable<SendStatus> Core::async_send(Message message) {
-  if (const SendStatus s = try_send(std::move(message)); s != SendStatus::full) co_return s;
+asio::awaitable<SendStatus> Core::async_send(Message message, AsyncWaitList::Resume how) {
+  if (const SendStatus s = try_send(std::move(message), how); s != SendStatus::full) co_return s;
   auto self = shared_from_this();  // we may suspend: keep the core alive
   for (;;) {
-    const SendStatus s = try_send(std::move(message));  // NOLINT(bugprone-use-after-move): see send()
+    const SendStatus s = try_send(std::move(message), how);  // NOLINT(bugprone-use-after-move): see send()
     if (s != SendStatus::full) co_return s;
     co_await inbox_space_.coroutines.async_wait([this] { return inbox_has_room(); });
   }
@@ -142,9 +142,10 @@ asio::awaitable<SendStatus> Core::async_send(Message message) {
 // way. More lanes follow from that one: it wakes another if work remains after its
 // first message (on_popped), and its suspension probe wakes another whenever one
 // of its handlers suspends.
-void Core::wake_a_lane() {
+void Core::wake_a_lane(AsyncWaitList::Resume how) {
   if (wake_pending_.load(std::memory_order_relaxed) || wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
-  if (!lanes_idle_.notify_one()) wake_pending_.store(false, std::memory_order_seq_cst);
+  wake_deferred_.store(how == AsyncWaitList::Resume::defer, std::memory_order_relaxed);
+  if (!lanes_idle_.notify_one(how)) wake_pending_.store(false, std::memory_order_seq_cst);
 }
 
 // ---------------------------------------------------------------- receiving
@@ -296,7 +297,9 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
     }
     shutdown_stats_.cancelled.add();
     const ReplyRoute route = std::move(MessageAccess::route(env->message));
-    if (finish(shutdown_stats_, *env, Outcome::cancelled, {}, errc::cancelled)) try_deliver(env, route, true);
+    if (finish(shutdown_stats_, *env, Outcome::cancelled, {}, errc::cancelled)) {
+      try_deliver(env, route, true, AsyncWaitList::Resume::post);
+    }
   }
 
   // The channel ends: readers get what is left, then nullopt. Readers running on
@@ -348,11 +351,11 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
   return report;
 }
 
-SendStatus Core::publish(Notification& notification, bool may_overflow) {
+SendStatus Core::publish(Notification& notification, bool may_overflow, AsyncWaitList::Resume how) {
   if (notifications_closed_.load(std::memory_order_acquire)) return SendStatus::closed;
   EnvelopePtr env = make_envelope(Message{});
   env->notification = std::move(notification);
-  if (try_deliver(env, ReplyRoute{}, may_overflow)) return SendStatus::ok;
+  if (try_deliver(env, ReplyRoute{}, may_overflow, how)) return SendStatus::ok;
   notification = std::move(env->notification);
   return SendStatus::full;
 }
@@ -360,7 +363,7 @@ SendStatus Core::publish(Notification& notification, bool may_overflow) {
 asio::awaitable<SendStatus> Core::async_publish(Notification notification) {
   auto self = shared_from_this();  // we may suspend: keep the core alive
   for (;;) {
-    const SendStatus s = publish(notification, false);
+    const SendStatus s = publish(notification, false, AsyncWaitList::Resume::defer);
     if (s != SendStatus::full) co_return s;
     co_await notification_space_.async_wait(
         [this] { return notifications_have_room() || notifications_closed_.load(std::memory_order_acquire); });

@@ -52,8 +52,22 @@ class CommunicationLayer : public std::enable_shared_from_this<CommunicationLaye
   virtual void on_detach() {}
 };
 
+// True while the manager calls deliver() from a worker that gives its thread
+// back to the pool right afterwards (nothing else is queued): the layer may then
+// hand its follow-up work to that thread (asio::defer) instead of waking
+// another one, so a round trip stays on one thread.
+[[nodiscard]] bool deliver_may_defer() noexcept;
+
 // A transport's handle for feeding messages in. Cheap to copy.
 // Thread-safety: any member from any thread.
+//
+// try_submit(), async_submit(), try_publish() and async_publish() called on a
+// thread of the manager's pool wake the worker (or reader) they make work for as
+// a continuation of the caller (asio::defer): it runs on that thread as soon as
+// the caller returns to the pool, and no other thread is woken (another one
+// takes it if more work is queued). Call them from code that returns to the
+// pool promptly (an I/O loop); submit() and force_publish() always wake another
+// thread.
 class Ingress {
  public:
   Ingress() = default;

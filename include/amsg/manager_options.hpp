@@ -16,8 +16,15 @@ struct ManagerOptions {
   // this many worker lanes, each running one message at a time). Must be >= 1.
   std::size_t concurrency = 4;
 
-  // Threads of the pool the handlers run on. 0 = std::thread::hardware_concurrency().
-  std::size_t threads = 0;
+  // Threads of the pool the handlers (and a Node's I/O) run on.
+  // 1, the default, is the fast configuration for handlers that co_await: a
+  // message, its handler and its notification (or a node's round trip) stay on
+  // one thread, with no hand-off and no wake-up between threads (measured in
+  // docs/performance.md). More threads run handlers in parallel, for handlers
+  // that use much CPU or block their thread; work then still stays on the
+  // thread that made it where it can (see docs/design.md, "Threads").
+  // 0 = std::thread::hardware_concurrency().
+  std::size_t threads = 1;
 
   // Inbox capacity (messages). send() waits and try_send() returns SendStatus::full
   // when it is reached. Rounded up to a power of two; >= 2.

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <amsg/manager_options.hpp>
+
 namespace amsg::tool {
 
 struct BenchOptions {
@@ -15,7 +17,7 @@ struct BenchOptions {
   double rate = 50'000;                         // rate: offered messages/s
   double rate_secs = 4;
   std::size_t payload = 64;
-  std::size_t threads = 0;  // 0 = hardware threads
+  std::size_t threads = ManagerOptions{}.threads;  // the library default; 0 = hardware threads
   long spin_us = 0;         // ManagerOptions::idle_spin
   // Who reads notifications: a coroutine on the pool or a plain thread, one at a time
   // or in batches ("-batch"); in pingpong, who sends and waits (batching has no effect).

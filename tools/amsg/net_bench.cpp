@@ -58,7 +58,8 @@ std::string listen_address(const std::string& transport) {
 
 net::NodeOptions client_options(const BenchOptions& o) {
   net::NodeOptions opts;
-  opts.manager.threads = 1;
+  opts.manager.threads = o.threads;  // the library's default unless --threads says otherwise
+  if (const char* t = std::getenv("AMSG_EXPERIMENT_CLIENT_THREADS")) opts.manager.threads = std::strtoul(t, nullptr, 10);
   opts.manager.logger_name = "amsg.bench";
   opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
   return opts;

@@ -5,12 +5,14 @@
 #include <string>
 #include <vector>
 
+#include <amsg/manager_options.hpp>
+
 namespace amsg::tool {
 
 struct ServeOptions {
   std::vector<std::string> listen;
   std::size_t concurrency = 4;
-  std::size_t threads = 0;
+  std::size_t threads = ManagerOptions{}.threads;  // the library default; 0 = hardware threads
   std::size_t max_payload = 16u << 20;
   std::string identity;
   long spin_us = 0;

@@ -13,6 +13,7 @@
 
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
+#include <asio/defer.hpp>
 #include <asio/post.hpp>
 #include <asio/recycling_allocator.hpp>
 #include <asio/use_awaitable.hpp>
@@ -34,8 +35,16 @@ class AsyncWaitList {
         asio::use_awaitable);
   }
 
+  // How a woken coroutine is handed to its executor.
+  enum class Resume : bool {
+    post,   // any idle pool thread may take it at once
+    defer,  // a continuation of the caller: when the caller is a thread of the
+            // waiter's pool, it runs there once the caller returns to the pool
+            // (no other thread is woken); from any other thread, as post
+  };
+
   // Wakes one parked coroutine (the most recent: its memory is the warmest).
-  bool notify_one() {
+  bool notify_one(Resume how = Resume::post) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (count_.load(std::memory_order_relaxed) == 0) return false;
     WaiterPtr waiter;
@@ -46,7 +55,7 @@ class AsyncWaitList {
       waiters_.pop_back();
       count_.fetch_sub(1, std::memory_order_relaxed);
     }
-    waiter.release()->resume();
+    waiter.release()->resume(how);
     return true;
   }
 
@@ -59,14 +68,14 @@ class AsyncWaitList {
       woken.swap(waiters_);
       count_.store(0, std::memory_order_relaxed);
     }
-    for (auto& waiter : woken) waiter.release()->resume();
+    for (auto& waiter : woken) waiter.release()->resume(Resume::post);
   }
 
   [[nodiscard]] std::size_t waiting() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
   struct Waiter {
-    virtual void resume() = 0;   // hands the handler to its executor, then frees this
+    virtual void resume(Resume how) = 0;  // hands the handler to its executor, then frees this
     virtual void destroy() = 0;  // frees this without resuming (list destroyed)
    protected:
     ~Waiter() = default;
@@ -87,13 +96,18 @@ class AsyncWaitList {
       ::new (static_cast<void*>(w)) HandlerWaiter{std::move(h)};
       return WaiterPtr{w};
     }
-    void resume() override {
+    void resume(Resume how) override {
       Handler h{std::move(handler)};
       destroy();
-      // Posted through the handler's own executor (no work_dispatcher wrapper), so
-      // any idle pool thread may run it: a woken lane must not wait for its waker
-      // (which may be a handler blocking its thread) to yield.
-      asio::post(std::move(h));
+      // Through the handler's own executor (no work_dispatcher wrapper). Posted,
+      // any idle pool thread may run it: a woken lane must not wait for a waker
+      // that may block its thread. Deferred only by wakers that return to the
+      // pool at once, so the work stays on their thread.
+      if (how == Resume::defer) {
+        asio::defer(std::move(h));
+      } else {
+        asio::post(std::move(h));
+      }
     }
     void destroy() override {
       Allocator alloc;
@@ -128,7 +142,7 @@ class AsyncWaitList {
         }
       }
     }
-    if (mine) mine.release()->resume();
+    if (mine) mine.release()->resume(Resume::post);
   }
 
   std::mutex mutex_;

@@ -15,10 +15,10 @@ struct Signal {
   AsyncWaitList coroutines;
   // After making the condition true for one waiter: wakes every parked thread
   // (they re-check) and one coroutine. One fence and two loads when nobody waits.
-  void notify_one() {
+  void notify_one(AsyncWaitList::Resume how = AsyncWaitList::Resume::post) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (threads.has_waiters()) threads.notify_all();
-    if (coroutines.waiting() != 0) coroutines.notify_one();
+    if (coroutines.waiting() != 0) coroutines.notify_one(how);
   }
   void notify_all() {
     threads.notify_all();

@@ -7,6 +7,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/defer.hpp>
 #include <asio/post.hpp>
 
 #include "session/codes.hpp"
@@ -364,7 +365,11 @@ void Listener::deliver(std::uint64_t slot, Notification&& n) {
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);  // see Connector::schedule_flush()
   if (!replies_posted_.load(std::memory_order_relaxed) && !replies_posted_.exchange(true, std::memory_order_acq_rel)) {
-    asio::post(executor_.get(), [this] { flush_replies(); });
+    if (deliver_may_defer()) {
+      asio::defer(executor_.get(), [this] { flush_replies(); });  // the worker's thread is ours next
+    } else {
+      asio::post(executor_.get(), [this] { flush_replies(); });
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/defer.hpp>
 #include <asio/post.hpp>
 
 namespace amsg::net {
@@ -90,7 +91,12 @@ void LocalPath::deliver(std::uint64_t call_id, Notification&& n) {
     first = outcomes_.empty();
     outcomes_.push_back(Outcome{call_id, std::move(n)});
   }
-  if (first) asio::post(executor_.get(), [this] { drain_outcomes(); });
+  if (!first) return;
+  if (deliver_may_defer()) {
+    asio::defer(executor_.get(), [this] { drain_outcomes(); });  // the worker's thread is ours next
+  } else {
+    asio::post(executor_.get(), [this] { drain_outcomes(); });
+  }
 }
 
 void LocalPath::drain_outcomes() {
