@@ -79,7 +79,7 @@ TEST(Node, CallCarriesTheResponseBytesBack) {
   ServerAndClient nodes{"node-call"};
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
-  auto f = client.call_future(peer, "echo", bytes("hello over ipc"), CallOptions{.notify_id = "c1"});
+  auto f = client.call(peer, "echo", bytes("hello over ipc"), CallOptions{"c1"}, asio::use_future);
   Notification n = get(f);
   EXPECT_TRUE(n.is_success()) << n.text();
   EXPECT_EQ(n.id, "c1");
@@ -97,10 +97,10 @@ TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {
       [&]() -> asio::awaitable<std::vector<std::string>> {
         std::vector<std::string> texts;
         for (int i = 0; i < 20; ++i) {
-          Notification n = co_await client.call(peer, "echo", bytes(std::to_string(i)), "e" + std::to_string(i));
+          Notification n = co_await client.call(peer, "echo", bytes(std::to_string(i)), {"e" + std::to_string(i)});
           texts.emplace_back(n.payload.as_string_view());
         }
-        Notification bad = co_await client.call(peer, "fail", bytes("no (good)"), "b", 10s);
+        Notification bad = co_await client.call(peer, "fail", bytes("no (good)"), {"b", 10s});
         texts.push_back(bad.text());
         co_return texts;
       },
@@ -148,7 +148,7 @@ TEST_P(ResumedCallers, CallsFromResumedCallersReachEveryPeer) {
           for (int i = 0; i < kRounds; ++i) {
             const std::string body = std::to_string(c) + "/" + std::to_string(i);
             const PeerId to = (c + i / 2) % 2 == 0 ? pa : pb;
-            Notification r = co_await client.call(to, "echo", bytes(body), "r");
+            Notification r = co_await client.call(to, "echo", bytes(body), {"r"});
             if (r.is_success() && r.payload.as_string_view() == body) ++ok;
           }
           co_return ok;
@@ -168,9 +168,9 @@ TEST(Node, NotifiedSendsArriveOnTheChannelInTheSeedFormat) {
   ServerAndClient nodes{"node-notified"};
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
-  ASSERT_EQ(client.send(peer, "echo", bytes("x"), "request_123"), SendStatus::ok);
-  ASSERT_EQ(client.send(peer, "fail", bytes("Invalid data format"), "user_request_456"), SendStatus::ok);
-  ASSERT_EQ(client.send(peer, "missing", bytes("x"), "r3"), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "echo", bytes("x"), {"request_123"}), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "fail", bytes("Invalid data format"), {"user_request_456"}), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "missing", bytes("x"), {"r3"}), SendStatus::ok);
   auto got = receive_n(client.manager(), 3);
   ASSERT_EQ(got.size(), 3u);
   std::set<std::string> texts;
@@ -192,7 +192,7 @@ TEST(Node, FireAndForgetRunsRemotelyAndNotifiesNobody) {
   const PeerId peer = client.connect(path.address());
   for (int i = 0; i < 500; ++i) ASSERT_EQ(client.send(peer, "count", bytes("")), SendStatus::ok);
   ASSERT_TRUE(eventually([&] { return counter.load() == 500; }));
-  ASSERT_EQ(client.send(peer, "echo", bytes(""), "last"), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "echo", bytes(""), {"last"}), SendStatus::ok);
   auto got = receive_n(client.manager(), 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].text(), "last:ok");
@@ -226,15 +226,15 @@ TEST(Node, SendsToItselfSkipTheSocket) {
   Node node{server_options(path, "node-self")};
   add_handlers(node.manager());
   node.start();
-  auto f = node.call_future(node.self(), "echo", bytes("me"));
+  auto f = node.call(node.self(), "echo", bytes("me"), {}, asio::use_future);
   EXPECT_EQ(get(f).payload.as_string_view(), "me");
   // Connecting to its own address finds out (by identity) that the peer is itself.
   const PeerId own = node.connect(path.address());
   ASSERT_TRUE(node.wait_ready(own, 10s));
   EXPECT_EQ(node.peer_info(own)->state, PeerState::local);
-  auto g = node.call_future(own, "fail", bytes("local err"), CallOptions{.notify_id = "L"});
+  auto g = node.call(own, "fail", bytes("local err"), CallOptions{"L"}, asio::use_future);
   EXPECT_EQ(get(g).text(), "L:err(local err)");
-  ASSERT_EQ(node.send(node.self(), "echo", bytes(""), "via-channel"), SendStatus::ok);
+  ASSERT_EQ(node.send(node.self(), "echo", bytes(""), {"via-channel"}), SendStatus::ok);
   auto got = receive_n(node.manager(), 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].text(), "via-channel:ok");
@@ -247,11 +247,11 @@ TEST(Node, TypesAndIdsOverTheWireLimitsAreRefusedAtTheSender) {
   const std::string long_type(256, 't');
   EXPECT_THROW(node.send(node.self(), long_type, bytes("")), std::invalid_argument);
   EXPECT_THROW(node.send(node.self(), "", bytes("")), std::invalid_argument);
-  EXPECT_THROW(node.send(node.self(), "ok", bytes(""), std::string(1025, 'i')), std::invalid_argument);
-  EXPECT_THROW((void)node.call_future(node.self(), long_type, bytes("")), std::invalid_argument);
+  EXPECT_THROW(node.send(node.self(), "ok", bytes(""), {std::string(1025, 'i')}), std::invalid_argument);
+  EXPECT_THROW((void)node.call(node.self(), long_type, bytes(""), {}, asio::use_future), std::invalid_argument);
   auto awaited = asio::co_spawn(
       node.executor(),
-      [&]() -> asio::awaitable<Notification> { co_return co_await node.call(node.self(), long_type, bytes(""), "x"); },
+      [&]() -> asio::awaitable<Notification> { co_return co_await node.call(node.self(), long_type, bytes(""), {"x"}); },
       asio::use_future);
   ASSERT_EQ(awaited.wait_for(10s), std::future_status::ready);
   EXPECT_THROW(awaited.get(), std::invalid_argument);
@@ -262,7 +262,7 @@ TEST(Node, DeadlineEndsTheCallAndTheLateAnswerIsDiscarded) {
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
   const auto t0 = std::chrono::steady_clock::now();
-  auto f = client.call_future(peer, "sleep", bytes("400"), CallOptions{.notify_id = "slow", .timeout = 50ms});
+  auto f = client.call(peer, "sleep", bytes("400"), CallOptions{"slow", 50ms}, asio::use_future);
   const Notification n = get(f);
   EXPECT_EQ(n.text(), "slow:err(timeout)");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 400ms);
@@ -296,7 +296,7 @@ TEST(Node, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
   const std::string big(std::size_t{16} * 1024, 'x');  // large enough that kernel socket buffers hold few
   const auto until = std::chrono::steady_clock::now() + 2s;
   while (std::chrono::steady_clock::now() < until) {
-    const SendStatus s = client.try_send(peer, "gated", bytes(big), "g" + std::to_string(accepted));
+    const SendStatus s = client.try_send(peer, "gated", bytes(big), {"g" + std::to_string(accepted)});
     if (s == SendStatus::ok) {
       ++accepted;
     } else {
@@ -331,9 +331,9 @@ TEST(Node, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
   const PeerId peer = nodes.peer;
   std::vector<std::future<Notification>> futures;
   futures.reserve(10);
-  for (int i = 0; i < 10; ++i) futures.push_back(client.call_future(peer, "sleep", bytes("60000")));
+  for (int i = 0; i < 10; ++i) futures.push_back(client.call(peer, "sleep", bytes("60000"), {}, asio::use_future));
   for (int i = 0; i < 5; ++i)
-    ASSERT_EQ(client.send(peer, "sleep", bytes("60000"), "n" + std::to_string(i)), SendStatus::ok);
+    ASSERT_EQ(client.send(peer, "sleep", bytes("60000"), {"n" + std::to_string(i)}), SendStatus::ok);
   ASSERT_TRUE(eventually([&] { return server.stats().messages_received == 15; }));
   client.shutdown(0ms);
   for (auto& f : futures) EXPECT_EQ(get(f).error, "node shutting down");
@@ -367,7 +367,7 @@ TEST(Node, ShutdownDoesNotLeaveWorkOnThePoolForTheGracePeriod) {
     Node client{co};
     client.start();
     const PeerId peer = client.connect(path.address());
-    auto f = client.call_future(peer, "echo", bytes("x"), CallOptions{.notify_id = "x"});
+    auto f = client.call(peer, "echo", bytes("x"), CallOptions{"x"}, asio::use_future);
     EXPECT_TRUE(get(f).is_success());
     (void)client.shutdown();
     (void)server.shutdown();
@@ -393,11 +393,11 @@ TEST(Node, ARemoteThatIsShuttingDownRefusesNewMessages) {
   Node client{client_options("node-remote-shut-c")};
   client.start();
   const PeerId peer = client.connect(path.address());
-  auto running = client.call_future(peer, "gated", bytes(""), CallOptions{.notify_id = "running"});
+  auto running = client.call(peer, "gated", bytes(""), CallOptions{"running"}, asio::use_future);
   ASSERT_TRUE(eventually([&] { return server.stats().manager.in_flight == 1; }));
   auto stopper = std::async(std::launch::async, [&] { return server.shutdown(20s); });
   ASSERT_TRUE(eventually([&] { return client.peer_info(peer)->state == PeerState::closing; }));
-  auto refused = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "late"});
+  auto refused = client.call(peer, "echo", bytes(""), CallOptions{"late"}, asio::use_future);
   EXPECT_EQ(get(refused).text(), "late:err(remote shutting down)");
   gate.open();
   EXPECT_EQ(get(running).text(), "running:ok");  // what was running finishes and is answered

@@ -2,6 +2,8 @@
 // raw ZeroMQ socket) in this one. Loopback ipc only; files removed afterwards.
 
 #include <gtest/gtest.h>
+
+#include <asio/use_future.hpp>
 #include <sys/wait.h>
 
 #include <future>
@@ -29,24 +31,24 @@ TEST(Process, EverySendPatternAndRemoteFailureAgainstAmsgServe) {
   client.start();
   const PeerId peer = client.connect(path.address());
 
-  auto echo = client.call_future(peer, "echo", bytes("ping"));
+  auto echo = client.call(peer, "echo", bytes("ping"), {}, asio::use_future);
   EXPECT_EQ(get(echo).payload.as_string_view(), "ping");
   ASSERT_EQ(client.send(peer, "sink", bytes("fire and forget")), SendStatus::ok);
-  ASSERT_EQ(client.send(peer, "echo", bytes("x"), "n-ok"), SendStatus::ok);
-  ASSERT_EQ(client.send(peer, "fail", bytes("Invalid data format"), "n-err"), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "echo", bytes("x"), {"n-ok"}), SendStatus::ok);
+  ASSERT_EQ(client.send(peer, "fail", bytes("Invalid data format"), {"n-err"}), SendStatus::ok);
   auto got = receive_n(client.manager(), 2);
   ASSERT_EQ(got.size(), 2u);
   std::set<std::string> texts{got[0].text(), got[1].text()};
   EXPECT_TRUE(texts.contains("n-ok:ok"));
   EXPECT_TRUE(texts.contains("n-err:err(Invalid data format)"));
 
-  auto unknown = client.call_future(peer, "nope", bytes(""), CallOptions{.notify_id = "u"});
+  auto unknown = client.call(peer, "nope", bytes(""), CallOptions{"u"}, asio::use_future);
   EXPECT_EQ(get(unknown).text(), "u:err(unknown message type 'nope')");
-  auto threw = client.call_future(peer, "fail", bytes("handler threw"), CallOptions{.notify_id = "t"});
+  auto threw = client.call(peer, "fail", bytes("handler threw"), CallOptions{"t"}, asio::use_future);
   EXPECT_EQ(get(threw).text(), "t:err(handler threw)");
-  auto big = client.call_future(peer, "echo", Payload{2048}, CallOptions{.notify_id = "big"});
+  auto big = client.call(peer, "echo", Payload{2048}, CallOptions{"big"}, asio::use_future);
   EXPECT_EQ(get(big).text(), "big:err(payload of 2048 bytes exceeds the limit of 1024 bytes)");
-  auto slow = client.call_future(peer, "sleep", bytes("5000"), CallOptions{.notify_id = "s", .timeout = 100ms});
+  auto slow = client.call(peer, "sleep", bytes("5000"), CallOptions{"s", 100ms}, asio::use_future);
   EXPECT_EQ(get(slow).text(), "s:err(timeout)");
   EXPECT_FALSE(client.manager().try_receive());
 }
@@ -61,9 +63,9 @@ TEST(Process, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) 
   ASSERT_TRUE(client.wait_ready(peer, 20s));
   std::vector<std::future<Notification>> calls;
   calls.reserve(50);
-  for (int i = 0; i < 50; ++i) calls.push_back(client.call_future(peer, "sleep", bytes("30000")));
+  for (int i = 0; i < 50; ++i) calls.push_back(client.call(peer, "sleep", bytes("30000"), {}, asio::use_future));
   for (int i = 0; i < 10; ++i)
-    ASSERT_EQ(client.send(peer, "sleep", bytes("30000"), "n" + std::to_string(i)), SendStatus::ok);
+    ASSERT_EQ(client.send(peer, "sleep", bytes("30000"), {"n" + std::to_string(i)}), SendStatus::ok);
   ASSERT_TRUE(eventually([&] { return client.stats().messages_sent == 60; }));
 
   server->process().signal(SIGKILL);
@@ -82,7 +84,7 @@ TEST(Process, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) 
   // The same address comes back: the sender picks it up without a restart.
   server.emplace(path.address());
   ASSERT_TRUE(eventually([&] { return client.peer_info(peer)->connections == 2; }, 20s));
-  auto again = client.call_future(peer, "echo", bytes("back"));
+  auto again = client.call(peer, "echo", bytes("back"), {}, asio::use_future);
   EXPECT_EQ(get(again).payload.as_string_view(), "back");
 }
 
@@ -91,7 +93,7 @@ TEST(Process, AnUnreachablePeerFailsCallsInsteadOfHanging) {
   Node client{client_options("proc-unreachable")};
   client.start();
   const PeerId peer = client.connect(path.address());
-  auto f = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "x"});
+  auto f = client.call(peer, "echo", bytes(""), CallOptions{"x"}, asio::use_future);
   EXPECT_EQ(get(f, 10s).text(), "x:err(peer unreachable)");
 }
 
@@ -101,9 +103,9 @@ TEST(Process, SigtermDrainsRunningHandlersAndExitsZero) {
   Node client{client_options("proc-sigterm")};
   client.start();
   const PeerId peer = client.connect(path.address());
-  auto running = client.call_future(peer, "sleep", bytes("300"), CallOptions{.notify_id = "drained"});
+  auto running = client.call(peer, "sleep", bytes("300"), CallOptions{"drained"}, asio::use_future);
   // The server reads a connection in order: once the echo is answered, the sleep is in its inbox.
-  auto echo = client.call_future(peer, "echo", bytes("after"));
+  auto echo = client.call(peer, "echo", bytes("after"), {}, asio::use_future);
   ASSERT_EQ(get(echo).payload.as_string_view(), "after");
   server.process().signal(SIGTERM);
   EXPECT_EQ(get(running).text(), "drained:ok");
@@ -206,7 +208,7 @@ TEST(Process, GarbageFromARawSocketIsAnsweredAndTheNodeKeepsServing) {
   Node client{client_options("proc-garbage")};
   client.start();
   const PeerId peer = client.connect(path.address());
-  auto f = client.call_future(peer, "echo", bytes("fine"));
+  auto f = client.call(peer, "echo", bytes("fine"), {}, asio::use_future);
   EXPECT_EQ(get(f).payload.as_string_view(), "fine");
 }
 
@@ -219,7 +221,7 @@ TEST(Process, APeerSpeakingAnotherVersionFailsCallsWithIncompatibleVersion) {
   Node client{client_options("proc-version")};
   client.start();
   const PeerId peer = client.connect(path.address());
-  auto f = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "v"});
+  auto f = client.call(peer, "echo", bytes(""), CallOptions{"v"}, asio::use_future);
   // The fake answers the hello with a version-3 HELLO_ACK.
   zmq::pollitem_t item{fake.handle(), 0, ZMQ_POLLIN, 0};
   ASSERT_GT(zmq::poll(&item, 1, std::chrono::milliseconds{10000}), 0);

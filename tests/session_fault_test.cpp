@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/use_future.hpp>
+
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <atomic>
@@ -92,8 +94,7 @@ struct MemPair {
     std::vector<std::future<Notification>> out;
     out.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) {
-      out.push_back(client.call_future(peer, type, bytes(body + std::to_string(i)),
-                                       CallOptions{.notify_id = "c" + std::to_string(i), .timeout = timeout}));
+      out.push_back(client.call(peer, type, bytes(body + std::to_string(i)), CallOptions{"c" + std::to_string(i), timeout}, asio::use_future));
     }
     return out;
   }
@@ -146,7 +147,7 @@ TEST(SessionFaults, ReorderedRequestsAndRepliesEachFindTheirCall) {
   // Each call on its own, so each request is a frame of its own: held, then sent last first.
   std::vector<std::future<Notification>> futures;
   for (int i = 0; i < 6; ++i) {
-    futures.push_back(pair.client.call_future(pair.peer, "echo", bytes("r" + std::to_string(i))));
+    futures.push_back(pair.client.call(pair.peer, "echo", bytes("r" + std::to_string(i)), {}, asio::use_future));
     ASSERT_TRUE(eventually([&] { return pair.net->held() == static_cast<std::size_t>(i + 1); }));
   }
   EXPECT_EQ(pair.net->release_held(/*reverse=*/true), 6u);
@@ -170,7 +171,7 @@ TEST(SessionFaults, DuplicatedFramesGiveOneOutcomePerCall) {
   });
   std::vector<std::future<Notification>> futures;
   for (int i = 0; i < 5; ++i) {
-    futures.push_back(pair.client.call_future(pair.peer, "echo", bytes("d" + std::to_string(i))));
+    futures.push_back(pair.client.call(pair.peer, "echo", bytes("d" + std::to_string(i)), {}, asio::use_future));
     EXPECT_EQ(get(futures.back()).payload.as_string_view(), "d" + std::to_string(i));
   }
   // Each request ran twice (duplicated on the way), each reply came 4 times
@@ -185,7 +186,7 @@ TEST(SessionFaults, ACutConnectionFailsOutstandingCallsWithPeerLostAndHealsWhenR
   MemPair pair{"fault-cut"};
   auto running = pair.calls(4, "sleep", "60000");  // no deadline: only the cut can end them
   ASSERT_TRUE(eventually([&] { return pair.runs.load() == 4; }));
-  ASSERT_EQ(pair.client.send(pair.peer, "sleep", bytes("60000"), "notified"), SendStatus::ok);
+  ASSERT_EQ(pair.client.send(pair.peer, "sleep", bytes("60000"), {"notified"}), SendStatus::ok);
   ASSERT_TRUE(eventually([&] { return pair.runs.load() == 5; }));
   std::atomic<bool> cut{true};
   pair.net->set_filter([&cut](const MemoryNetwork::Frame&) { return cut ? Verdict::drop : Verdict::pass; });
@@ -239,7 +240,7 @@ TEST(SessionFaults, NobodyListeningMeansPeerUnreachable) {
   Node client{mem_options(net, "fault-unreachable", 1)};
   client.start();
   const PeerId peer = client.connect("mem://nobody");
-  auto f = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "u"});
+  auto f = client.call(peer, "echo", bytes(""), CallOptions{"u"}, asio::use_future);
   const Notification n = get(f, 5s);
   EXPECT_EQ(n.text(), "u:err(peer unreachable)");
   EXPECT_EQ(n.code, errc::peer_unreachable);
@@ -283,10 +284,10 @@ TEST(SessionFaults, BackpressureOverTheMemoryLinkIsBoundedAndLosesNothing) {
   const PeerId peer = client.connect("mem://bp");
   ASSERT_TRUE(client.wait_ready(peer, 10s));
   int accepted = 0;
-  while (client.try_send(peer, "gated", bytes("g"), "g" + std::to_string(accepted)) == SendStatus::ok) ++accepted;
+  while (client.try_send(peer, "gated", bytes("g"), {"g" + std::to_string(accepted)}) == SendStatus::ok) ++accepted;
   EXPECT_LE(accepted, 64) << "the outstanding-call limit bounds what a sender can have in flight";
   EXPECT_GE(accepted, 4);
-  EXPECT_EQ(client.try_send(peer, "gated", bytes("g"), "over"), SendStatus::full);
+  EXPECT_EQ(client.try_send(peer, "gated", bytes("g"), {"over"}), SendStatus::full);
   gate.open(static_cast<std::size_t>(accepted));
   auto got = receive_n(client.manager(), static_cast<std::size_t>(accepted));
   ASSERT_EQ(got.size(), static_cast<std::size_t>(accepted));
@@ -305,9 +306,9 @@ TEST(SessionFaults, EveryOutcomeCarriesItsCode) {
                                             throw std::runtime_error("boom");
                                             co_return;
                                           }));
-  auto fail = pair.client.call_future(pair.peer, "fail", bytes(""), CallOptions{.notify_id = "f"});
-  auto unknown = pair.client.call_future(pair.peer, "nope", bytes(""), CallOptions{.notify_id = "n"});
-  auto ok = pair.client.call_future(pair.peer, "echo", bytes("y"), CallOptions{.notify_id = "o"});
+  auto fail = pair.client.call(pair.peer, "fail", bytes(""), CallOptions{"f"}, asio::use_future);
+  auto unknown = pair.client.call(pair.peer, "nope", bytes(""), CallOptions{"n"}, asio::use_future);
+  auto ok = pair.client.call(pair.peer, "echo", bytes("y"), CallOptions{"o"}, asio::use_future);
   const Notification f = get(fail);
   EXPECT_EQ(f.text(), "f:err(boom)");
   EXPECT_EQ(f.code, errc::handler_error);
@@ -318,7 +319,7 @@ TEST(SessionFaults, EveryOutcomeCarriesItsCode) {
   EXPECT_TRUE(o.is_success());
   EXPECT_FALSE(o.code);
   pair.client.shutdown(0ms);
-  auto closed = pair.client.call_future(pair.peer, "echo", bytes(""), CallOptions{.notify_id = "c"});
+  auto closed = pair.client.call(pair.peer, "echo", bytes(""), CallOptions{"c"}, asio::use_future);
   const Notification c = get(closed);
   EXPECT_EQ(c.code, errc::node_shutting_down);
   EXPECT_EQ(c.text(), "c:err(node shutting down)");

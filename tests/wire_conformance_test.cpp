@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/use_future.hpp>
+
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <atomic>
@@ -203,12 +205,12 @@ TEST(WireConformance, AMessageOverThePeersAnnouncedLimitFailsAtTheSender) {
   const PeerId peer = client.connect(l.path.address());
   ASSERT_TRUE(client.wait_ready(peer, 10s));
   EXPECT_EQ(client.peer_info(peer)->max_payload, 8u);
-  auto f = client.call_future(peer, "echo", bytes(std::string(100, 'x')), CallOptions{.notify_id = "big"});
+  auto f = client.call(peer, "echo", bytes(std::string(100, 'x')), CallOptions{"big"}, asio::use_future);
   const Notification n = get(f);
   EXPECT_EQ(n.text(), "big:err(payload of 100 bytes exceeds the limit of 8 bytes)");
   EXPECT_EQ(n.code, errc::payload_too_large);
   EXPECT_EQ(client.stats().messages_sent, 0u);
-  auto small = client.call_future(peer, "echo", bytes("tiny"));
+  auto small = client.call(peer, "echo", bytes("tiny"), {}, asio::use_future);
   EXPECT_EQ(get(small).payload.as_string_view(), "tiny");
   EXPECT_EQ(l.node.stats().messages_received, 1u);
 }
@@ -223,7 +225,7 @@ TEST(WireConformance, AReplyTheCallerCannotDecodeEndsItsCallAtOnce) {
   client.start();
   const PeerId peer = client.connect(path.address());
   const auto t0 = std::chrono::steady_clock::now();
-  auto f = client.call_future(peer, "echo", bytes(""), CallOptions{.notify_id = "r", .timeout = 60s});
+  auto f = client.call(peer, "echo", bytes(""), CallOptions{"r", 60s}, asio::use_future);
   // Answer the HELLO, then answer the MSG with a REPLY whose status is invalid.
   for (int answered = 0; answered < 2;) {
     zmq::pollitem_t item{fake.handle(), 0, ZMQ_POLLIN, 0};
@@ -284,7 +286,7 @@ TEST(WireConformance, ARunningHandlerIsCancelledWhenTheCallersDeadlinePasses) {
   Node client{client_options("conf-running-deadline-c")};
   client.start();
   const PeerId peer = client.connect(l.path.address());
-  auto f = client.call_future(peer, "sleep", bytes("30000"), CallOptions{.notify_id = "s", .timeout = 100ms});
+  auto f = client.call(peer, "sleep", bytes("30000"), CallOptions{"s", 100ms}, asio::use_future);
   EXPECT_EQ(get(f).code, errc::timeout);
   // The server stopped the handler at the deadline instead of running it for 30 s.
   ASSERT_TRUE(eventually([&] { return l.node.stats().manager.timed_out == 1; }, 10s));

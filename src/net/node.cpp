@@ -2,9 +2,6 @@
 
 #include "amsg/net/node.hpp"
 
-#include <asio/async_result.hpp>
-#include <asio/use_awaitable.hpp>
-
 #include "amsg/log.hpp"
 #include "session/session.hpp"
 
@@ -28,11 +25,6 @@ const char* to_string(PeerState state) noexcept {
 
 namespace {
 
-struct PromiseCompletion final : Completion {
-  void complete(Notification&& n) override { promise.set_value(std::move(n)); }
-  std::promise<Notification> promise;
-};
-
 OutItem make_item(std::string type, Payload payload, std::optional<std::string> notify_id,
                   std::chrono::milliseconds timeout) {
   OutItem item;
@@ -44,18 +36,6 @@ OutItem make_item(std::string type, Payload payload, std::optional<std::string> 
     if (timeout.count() > 0) item.deadline = Clock::now() + timeout;
   }
   return item;
-}
-
-asio::awaitable<Notification> call_on(std::shared_ptr<Session> session, PeerId peer, OutItem item) {
-  session->validate(item);
-  co_await session->wait_for_room(peer);
-  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Notification)>(
-      [&session, peer, &item](auto handler) {
-        using H = decltype(handler);
-        item.completion = std::make_unique<HandlerCompletion<H>>(std::move(handler), session->executor());
-        session->start_call(peer, std::move(item));
-      },
-      asio::use_awaitable);
 }
 
 }  // namespace
@@ -81,61 +61,36 @@ bool Node::wait_ready(PeerId peer, std::chrono::milliseconds timeout) { return i
 std::optional<PeerInfo> Node::peer_info(PeerId peer) const { return impl_->peer_info(peer); }
 std::future<std::vector<std::string>> Node::query_handlers(PeerId peer) { return impl_->query_handlers(peer); }
 
-SendStatus Node::send(PeerId peer, std::string type, Payload payload) {
-  OutItem item = make_item(std::move(type), std::move(payload), std::nullopt, {});
+SendStatus Node::send(PeerId peer, std::string type, Payload payload, SendOptions options) {
+  OutItem item = make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout);
   return impl_->enqueue(peer, item, true);
 }
-SendStatus Node::send(PeerId peer, std::string type, Payload payload, std::string notify_id,
-                      std::chrono::milliseconds timeout) {
-  OutItem item = make_item(std::move(type), std::move(payload), std::move(notify_id), timeout);
-  return impl_->enqueue(peer, item, true);
-}
-SendStatus Node::try_send(PeerId peer, std::string type, Payload payload) {
-  OutItem item = make_item(std::move(type), std::move(payload), std::nullopt, {});
-  return impl_->enqueue(peer, item, false);
-}
-SendStatus Node::try_send(PeerId peer, std::string type, Payload payload, std::string notify_id,
-                          std::chrono::milliseconds timeout) {
-  OutItem item = make_item(std::move(type), std::move(payload), std::move(notify_id), timeout);
+
+SendStatus Node::try_send(PeerId peer, std::string type, Payload payload, SendOptions options) {
+  OutItem item = make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout);
   return impl_->enqueue(peer, item, false);
 }
 
-asio::awaitable<SendStatus> Node::async_send(PeerId peer, std::string type, Payload payload) {
-  return impl_->async_enqueue(peer, make_item(std::move(type), std::move(payload), std::nullopt, {}));
-}
-asio::awaitable<SendStatus> Node::async_send(PeerId peer, std::string type, Payload payload, std::string notify_id,
-                                             std::chrono::milliseconds timeout) {
-  return impl_->async_enqueue(peer, make_item(std::move(type), std::move(payload), std::move(notify_id), timeout));
+void Node::check(PeerId peer, std::string_view type, std::string_view notify_id) const {
+  impl_->check(peer, type, notify_id);
 }
 
-asio::awaitable<Notification> Node::call(PeerId peer, std::string type, Payload payload, const CallOptions& options) {
-  return call_on(impl_, peer,
-                 make_item(std::move(type), std::move(payload),
-                           options.notify_id.empty() ? impl_->next_call_name() : options.notify_id, options.timeout));
+bool Node::on_node_thread(const void* session) { return static_cast<const Session*>(session)->on_executor_thread(); }
+
+void Node::start_send(PeerId peer, std::string type, Payload payload, SendOptions options,
+                      std::unique_ptr<detail::Completion<SendStatus>> done) {
+  impl_->async_enqueue(peer,
+                       make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout),
+                       std::move(done));
 }
 
-asio::awaitable<Notification> Node::call(PeerId peer, std::string type, Payload payload, std::string notify_id,
-                                         std::chrono::milliseconds timeout) {
-  return call_on(impl_, peer,
-                 make_item(std::move(type), std::move(payload),
-                           notify_id.empty() ? impl_->next_call_name() : std::move(notify_id), timeout));
-}
-
-std::future<Notification> Node::call_future(PeerId peer, std::string type, Payload payload,
-                                            const CallOptions& options) {
-  auto completion = std::make_unique<PromiseCompletion>();
-  auto fut = completion->promise.get_future();
-  OutItem item = make_item(std::move(type), std::move(payload),
-                           options.notify_id.empty() ? impl_->next_call_name() : options.notify_id, options.timeout);
-  item.completion = std::move(completion);
-  const SendStatus s = impl_->enqueue(peer, item, true);
-  if (s != SendStatus::ok) {
-    Notification n = failure(errc::node_shutting_down, kNodeShuttingDown);
-    n.id = std::move(item.notify_id);
-    n.message_type = std::move(item.type);
-    item.completion->complete(std::move(n));
-  }
-  return fut;
+void Node::start_call(PeerId peer, std::string type, Payload payload, CallOptions options,
+                      std::unique_ptr<detail::Completion<Notification>> done) {
+  OutItem item =
+      make_item(std::move(type), std::move(payload),
+                options.notify_id.empty() ? impl_->next_call_name() : std::move(options.notify_id), options.timeout);
+  item.completion = std::move(done);
+  impl_->call(peer, std::move(item));
 }
 
 NodeStats Node::stats() const { return impl_->stats(); }

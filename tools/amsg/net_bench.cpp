@@ -59,7 +59,6 @@ std::string listen_address(const std::string& transport) {
 net::NodeOptions client_options(const BenchOptions& o) {
   net::NodeOptions opts;
   opts.manager.threads = o.threads;  // the library's default unless --threads says otherwise
-  if (const char* t = std::getenv("AMSG_EXPERIMENT_CLIENT_THREADS")) opts.manager.threads = std::strtoul(t, nullptr, 10);
   opts.manager.logger_name = "amsg.bench";
   opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
   return opts;
@@ -95,7 +94,7 @@ Result run_pingpong(const BenchOptions& o, const std::string& transport) {
         bool all = true;
         for (std::size_t i = 0; i < n; ++i) {
           const auto t0 = Clock::now();
-          Notification note = co_await client.call(peer, "sink", Payload::copy_of(body), id);
+          Notification note = co_await client.call(peer, "sink", Payload::copy_of(body), {id});
           ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
           all = all && note.is_success();
         }
@@ -142,7 +141,7 @@ Result run_thr(const BenchOptions& o, const std::string& transport, std::size_t 
       client.executor(),
       [&]() -> asio::awaitable<void> {
         for (std::size_t i = 0; i < n; ++i) {
-          if (co_await client.async_send(peer, "sink", Payload::copy_of(body), id) != SendStatus::ok) break;
+          if (co_await client.async_send(peer, "sink", Payload::copy_of(body), {id}) != SendStatus::ok) break;
         }
       },
       asio::use_future);
@@ -177,7 +176,7 @@ Result run_reqresp(const BenchOptions& o, const std::string& transport) {
         [&]() -> asio::awaitable<void> {
           const std::string id = "q";
           for (std::size_t i = 0; i < per; ++i) {
-            Notification note = co_await client.call(peer, "echo", Payload::copy_of(body), id);
+            Notification note = co_await client.call(peer, "echo", Payload::copy_of(body), {id});
             if (note.is_success() && note.payload.size() == body.size()) ok.fetch_add(1, std::memory_order_relaxed);
           }
         },

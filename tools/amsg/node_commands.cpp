@@ -8,6 +8,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
@@ -116,7 +117,7 @@ int run_send(const SendOptions& o) {
     std::optional<Notification> n;
     if (!o.notify.empty()) {
       // Notified: the outcome arrives on the node's notification channel, as in the seed.
-      if (node.send(peer, o.type, std::move(payload), o.notify, timeout) != SendStatus::ok) {
+      if (node.send(peer, o.type, std::move(payload), {o.notify, timeout}) != SendStatus::ok) {
         std::fprintf(stderr, "amsg send: node closed\n");
         return 2;
       }
@@ -124,7 +125,7 @@ int run_send(const SendOptions& o) {
     } else {
       // Request/response: the outcome and the response bytes come back to us.
       auto fut =
-          node.call_future(peer, o.type, std::move(payload), net::CallOptions{.notify_id = "send", .timeout = timeout});
+          node.call(peer, o.type, std::move(payload), {"send", timeout}, asio::use_future);
       if (fut.wait_for(timeout + std::chrono::seconds{5}) == std::future_status::ready) n = fut.get();
     }
     node.shutdown(std::chrono::milliseconds{0});

@@ -9,24 +9,26 @@
 //
 // Three ways to send, all on the seed's notification model:
 //  - fire-and-forget:  send(peer, type, payload)
-//  - notified:         send(peer, type, payload, id): the outcome "{id}:ok" / "{id}:err(...)"
-//                      arrives on manager()'s notification channel (receive() & co);
-//  - call:             co_await call(...) / call_future(...): the outcome, with the bytes the
-//                      remote handler put in Message::response, comes back to the caller
-//                      instead (request/response).
-// Each notified send or call ends in exactly one outcome: ok, the remote's error,
+//  - notified:         send(peer, type, payload, {id}): the outcome
+//                      "{id}:ok" / "{id}:err(...)" arrives on manager()'s notification
+//                      channel (receive() & co);
+//  - call:             co_await call(peer, type, payload) (or call(..., asio::use_future),
+//                      or a callback): the outcome, with the bytes the remote handler put
+//                      in Message::response, comes back to the caller (request/response).
+// Each notified send or call ends in exactly one outcome (Notification::code tells
+// which, as an amsg::errc): ok, the remote's error,
 // "cancelled", "timeout" (its deadline passed; a later answer is discarded and
 // counted), "peer lost" (the peer went silent for heartbeat_timeout), "peer
 // unreachable" (no answer to a connection attempt within heartbeat_timeout),
 // "remote shutting down", "node shutting down" (this node's shutdown), or
 // "incompatible protocol version ...".
 //
-// Threads: the node's sockets and tables live on one strand of its manager's
-// pool (on a one-thread pool, the pool's executor itself), beside the handlers;
-// no thread of its own. Every member is thread-safe.
-// Coroutines running on executor() (that strand) call without any thread hop;
-// they must not use the blocking send() forms. Do not call shutdown() from the
-// pool itself.
+// Threads: the node's links and tables live on the manager's pool (its
+// executor itself with one thread, the default; a strand of it with more),
+// beside the handlers; no thread of its own. Every member is thread-safe.
+// Coroutines running on executor() call without any thread hop; code on the pool
+// must not use the blocking send(). Do not call shutdown() from the pool itself.
+
 
 #include <chrono>
 #include <cstdint>
@@ -34,15 +36,20 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include "amsg/manager.hpp"
+#include "amsg/net/detail/completion.hpp"
 #include "amsg/net/node_options.hpp"
 #include "amsg/net/node_stats.hpp"
 #include "amsg/net/peer.hpp"
+#include "amsg/net/send_options.hpp"
 #include "amsg/notification.hpp"
 #include "amsg/payload.hpp"
 #include "amsg/send_status.hpp"
@@ -51,13 +58,6 @@
 namespace amsg::net {
 
 class Session;
-
-struct CallOptions {
-  // The notification's id. Empty: "call-<n>".
-  std::string notify_id{};
-  // 0: no deadline. Otherwise the call ends with err(timeout) when it passes.
-  std::chrono::milliseconds timeout{0};
-};
 
 class Node {
  public:
@@ -94,44 +94,68 @@ class Node {
   // Asks the peer for its current handler list (a fresh hello exchange).
   std::future<std::vector<std::string>> query_handlers(PeerId peer);
 
-  // Fire-and-forget. Waits while the peer's queue is full. ok or closed.
-  SendStatus send(PeerId peer, std::string type, Payload payload);
-  // Notified: the outcome goes to manager()'s notification channel.
-  SendStatus send(PeerId peer, std::string type, Payload payload, std::string notify_id,
-                  std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
-  // As send(), but never waits: full when the peer queue or the outstanding limit is reached.
-  SendStatus try_send(PeerId peer, std::string type, Payload payload);
-  SendStatus try_send(PeerId peer, std::string type, Payload payload, std::string notify_id,
-                      std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+  // --- sending: one function per operation; the asynchronous ones take an Asio
+  // completion token that picks the form (asio::use_awaitable, the default;
+  // asio::use_future; a callback; asio::experimental::deferred...). Their
+  // handlers run on their associated executor, or else on executor(); a
+  // coroutine on executor() is resumed without a hand-off. ---
 
-  // As send(), for coroutines: suspends while the peer's queue or the outstanding
-  // limit is full. ok or closed.
-  [[nodiscard]] asio::awaitable<SendStatus> async_send(PeerId peer, std::string type, Payload payload);
-  [[nodiscard]] asio::awaitable<SendStatus> async_send(PeerId peer, std::string type, Payload payload,
-                                                       std::string notify_id,
-                                                       std::chrono::milliseconds timeout = std::chrono::milliseconds{
-                                                           0});
+  // Queues a message for `peer`: fire-and-forget, or notified when
+  // options.notify_id is set (its one outcome then arrives on manager()'s
+  // notification channel). Blocks while the peer's queue or the outstanding-call
+  // limit is full; ok, or closed once shutdown has begun. Throws
+  // std::invalid_argument for a type or id over the wire's limits, or an unknown peer.
+  SendStatus send(PeerId peer, std::string type, Payload payload, SendOptions options = {});
+  // As send(), but never waits: full instead.
+  SendStatus try_send(PeerId peer, std::string type, Payload payload, SendOptions options = {});
+  // As send(), asynchronously. Completion signature: void(SendStatus): ok once
+  // queued, closed once shutdown has begun.
+  template <typename CompletionToken = const asio::use_awaitable_t<>&>
+  auto async_send(PeerId peer, std::string type, Payload payload, SendOptions options = {},
+                  CompletionToken&& token = asio::use_awaitable) {
+    check(peer, type, options.notify_id ? std::string_view{*options.notify_id} : std::string_view{});
+    return asio::async_initiate<CompletionToken, void(SendStatus)>(
+        [this](auto handler, PeerId to, std::string t, Payload p, SendOptions o) {
+          start_send(to, std::move(t), std::move(p), std::move(o), completion<SendStatus>(std::move(handler)));
+        },
+        token, peer, std::move(type), std::move(payload), std::move(options));
+  }
 
-  // Request/response: the outcome (with the handler's response bytes in
-  // Notification::payload) comes back to the caller. Suspends while the peer
-  // queue is full. Never throws for remote failures: check outcome.
-  // (call() is not itself a coroutine: everything is copied before it returns.)
-  [[nodiscard]] asio::awaitable<Notification> call(PeerId peer, std::string type, Payload payload,
-                                                   const CallOptions& options = {});
-  std::future<Notification> call_future(PeerId peer, std::string type, Payload payload,
-                                        const CallOptions& options = {});
-  // The same with the notification id and deadline as arguments. Prefer this form
-  // inside coroutines when built with GCC 12: it miscompiles aggregate temporaries
-  // (such as CallOptions{...}) that live across a co_await.
-  [[nodiscard]] asio::awaitable<Notification> call(PeerId peer, std::string type, Payload payload,
-                                                   std::string notify_id,
-                                                   std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+  // Request/response: sends and completes with the outcome, carrying the bytes
+  // the remote handler put in Message::response (Notification::payload).
+  // Completion signature: void(Notification). Waits (without blocking a
+  // thread) while the peer's queue or the outstanding-call limit is full. Every
+  // call ends in exactly one outcome; remote failures are outcomes, not
+  // exceptions (test Notification::code). Throws std::invalid_argument as send().
+  template <typename CompletionToken = const asio::use_awaitable_t<>&>
+  auto call(PeerId peer, std::string type, Payload payload, CallOptions options = {},
+            CompletionToken&& token = asio::use_awaitable) {
+    check(peer, type, options.notify_id);
+    return asio::async_initiate<CompletionToken, void(Notification)>(
+        [this](auto handler, PeerId to, std::string t, Payload p, CallOptions o) {
+          start_call(to, std::move(t), std::move(p), std::move(o), completion<Notification>(std::move(handler)));
+        },
+        token, peer, std::move(type), std::move(payload), std::move(options));
+  }
 
   [[nodiscard]] NodeStats stats() const;
   // The node's strand (on the manager's pool; with one pool thread, the pool's executor).
   [[nodiscard]] asio::any_io_executor executor() const;
 
  private:
+  template <typename Result, typename Handler>
+  std::unique_ptr<detail::Completion<Result>> completion(Handler&& handler) {
+    return std::make_unique<detail::HandlerCompletion<Result, std::decay_t<Handler>>>(
+        std::forward<Handler>(handler), executor(), &Node::on_node_thread, impl_.get());
+  }
+  static bool on_node_thread(const void* session);
+  // Throws std::invalid_argument for an unknown peer, or a type or id over the wire's limits.
+  void check(PeerId peer, std::string_view type, std::string_view notify_id) const;
+  void start_send(PeerId peer, std::string type, Payload payload, SendOptions options,
+                  std::unique_ptr<detail::Completion<SendStatus>> done);
+  void start_call(PeerId peer, std::string type, Payload payload, CallOptions options,
+                  std::unique_ptr<detail::Completion<Notification>> done);
+
   std::shared_ptr<Session> impl_;
 };
 

@@ -70,7 +70,7 @@ template <typename Resp, typename Req>
                                                            const Req& request, std::string notify_id = {},
                                                            std::chrono::milliseconds timeout = {}) {
   TypedReply<Resp> reply;
-  reply.notification = co_await node.call(peer, std::move(type), encode(request), std::move(notify_id), timeout);
+  reply.notification = co_await node.call(peer, std::move(type), encode(request), {std::move(notify_id), timeout});
   if (reply.notification.is_success()) {
     try {
       reply.value = decode<Resp>(reply.notification.payload);

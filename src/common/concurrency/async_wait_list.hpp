@@ -28,11 +28,11 @@ class AsyncWaitList {
 
   // co_await list.async_wait(ready): resumes (on the coroutine's own executor) after
   // a notify, or at once if ready() is already true once the waiter is registered.
-  template <typename Ready>
-  auto async_wait(Ready ready) {
-    return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-        [this, ready = std::move(ready)](auto handler) mutable { this->park(std::move(handler), ready); },
-        asio::use_awaitable);
+  // Any completion token works (a callback bound to an executor, say).
+  template <typename Ready, typename CompletionToken = const asio::use_awaitable_t<>&>
+  auto async_wait(Ready ready, CompletionToken&& token = asio::use_awaitable) {
+    return asio::async_initiate<CompletionToken, void()>(
+        [this, ready = std::move(ready)](auto handler) mutable { this->park(std::move(handler), ready); }, token);
   }
 
   // How a woken coroutine is handed to its executor.

@@ -12,12 +12,11 @@
 #include <string>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/associated_executor.hpp>
-#include <asio/dispatch.hpp>
 #include <asio/io_context.hpp>
 #include <asio/strand.hpp>
 
 #include "amsg/errc.hpp"
+#include "amsg/net/detail/completion.hpp"
 #include "amsg/notification.hpp"
 #include "amsg/payload.hpp"
 
@@ -52,29 +51,7 @@ class SessionExecutor {
 };
 
 // Where a call's outcome goes when it does not go to the notification channel.
-struct Completion {
-  virtual ~Completion() = default;
-  virtual void complete(Notification&& n) = 0;
-};
-
-// A completion handler (a coroutine's, a callback): resumed at once when it
-// belongs on the session's executor and we are on it, else dispatched to its
-// executor. The first case is what asio::dispatch does too, without wrapping
-// the call in a type-erased function object first.
-template <typename Handler>
-struct HandlerCompletion final : Completion {
-  HandlerCompletion(Handler&& h, const SessionExecutor& session) : handler{std::move(h)}, executor{session} {}
-  void complete(Notification&& n) override {
-    auto ex = asio::get_associated_executor(handler, executor.get());
-    if (ex == executor.get() && executor.running_in_this_thread()) {
-      std::move(handler)(std::move(n));
-      return;
-    }
-    asio::dispatch(ex, [h = std::move(handler), n = std::move(n)]() mutable { std::move(h)(std::move(n)); });
-  }
-  Handler handler;
-  const SessionExecutor& executor;
-};
+using Completion = detail::Completion<Notification>;
 
 // A message waiting in a peer's queue.
 struct OutItem {

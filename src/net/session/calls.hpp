@@ -45,7 +45,7 @@ class Calls {
   void release() noexcept;
   [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_.load(std::memory_order_acquire); }
   // Senders waiting for room (peer queue or outstanding limit).
-  detail::Signal& space() noexcept { return space_; }
+  amsg::detail::Signal& space() noexcept { return space_; }
   // Shutdown waits here for the outstanding count to reach 0.
   bool wait_all_ended(Clock::time_point until);
 
@@ -76,8 +76,8 @@ class Calls {
   const std::size_t max_outstanding_;
   Ingress ingress_;
   std::atomic<std::size_t> outstanding_{0};
-  detail::Signal space_;
-  detail::EventCount all_ended_;
+  amsg::detail::Signal space_;
+  amsg::detail::EventCount all_ended_;
   std::atomic<bool> shutting_down_{false};  // someone waits in wait_all_ended()
 
   // On the executor.

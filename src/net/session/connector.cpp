@@ -107,7 +107,7 @@ SendStatus Connector::enqueue(Peer& p, OutItem& item, bool wait, const std::atom
     if (intake_closed(state)) return SendStatus::closed;
     if (has_room(p, notified)) {
       if (notified) calls_.reserve();
-      if (p.queue.try_push(item) == detail::PushResult::ok) break;
+      if (p.queue.try_push(item) == amsg::detail::PushResult::ok) break;
       if (notified) calls_.release();
     }
     if (!wait) return SendStatus::full;

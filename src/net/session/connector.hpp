@@ -66,7 +66,7 @@ class Connector {
     Connector& connector;
     const std::uint32_t index;
     const std::string address;
-    detail::BoundedQueue<OutItem> queue;
+    amsg::detail::BoundedQueue<OutItem> queue;
     std::atomic<bool> flush_posted{false};
 
     // On the executor only.

@@ -7,7 +7,7 @@
 namespace amsg::net {
 
 struct SessionCounters {
-  detail::SingleWriterCounter messages_sent, replies_received, late_replies, timeouts, calls_failed_peer, peers_lost,
+  amsg::detail::SingleWriterCounter messages_sent, replies_received, late_replies, timeouts, calls_failed_peer, peers_lost,
       messages_received, replies_sent, replies_dropped, refused_shutting_down, refused_too_large, malformed_frames;
 };
 

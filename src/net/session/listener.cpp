@@ -360,7 +360,7 @@ void Listener::free_slot(std::uint32_t slot) {
 
 void Listener::deliver(std::uint64_t slot, Notification&& n) {
   ReplyItem item{slot, std::move(n)};
-  while (replies_.try_push(item) != detail::PushResult::ok) {
+  while (replies_.try_push(item) != amsg::detail::PushResult::ok) {
     std::this_thread::yield();  // cannot stay full: it holds more than every inflight slot
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);  // see Connector::schedule_flush()

@@ -115,7 +115,7 @@ class Listener {
   std::vector<std::unique_ptr<Port>> ports_;
 
   // Cross-thread: outcomes from workers.
-  detail::BoundedQueue<ReplyItem> replies_;
+  amsg::detail::BoundedQueue<ReplyItem> replies_;
   std::atomic<bool> replies_posted_{false};
 
   // On the executor.

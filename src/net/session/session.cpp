@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/post.hpp>
@@ -192,11 +193,16 @@ Connector::Peer& Session::peer_or_throw(PeerId peer) const {
 }
 
 // Limits of the wire format (docs/wire-protocol.md, "Limits").
-void Session::validate(const OutItem& item) const {
-  if (item.type.empty() || item.type.size() > wire::kMaxTypeLength) {
+void Session::check_limits(std::string_view type, std::string_view notify_id) {
+  if (type.empty() || type.size() > wire::kMaxTypeLength) {
     throw std::invalid_argument("amsg: message type must be 1..255 bytes");
   }
-  if (item.notify_id.size() > wire::kMaxIdLength) throw std::invalid_argument("amsg: notify id longer than 1024 bytes");
+  if (notify_id.size() > wire::kMaxIdLength) throw std::invalid_argument("amsg: notify id longer than 1024 bytes");
+}
+
+void Session::check(PeerId peer, std::string_view type, std::string_view notify_id) const {
+  (void)peer_or_throw(peer);
+  check_limits(type, notify_id);
 }
 
 std::string Session::next_call_name() {
@@ -209,43 +215,46 @@ SendStatus Session::enqueue(PeerId peer, OutItem& item, bool wait) {
   return connector_.enqueue(p, item, wait, state_);
 }
 
-asio::awaitable<SendStatus> Session::async_enqueue(PeerId peer, OutItem item) {
-  auto self = shared_from_this();  // we may suspend: keep the session alive
+void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done) {
   Connector::Peer& p = peer_or_throw(peer);
   validate(item);
+  const SendStatus s = connector_.enqueue(p, item, false, state_);
+  if (s != SendStatus::full) {
+    done->complete(SendStatus{s});
+    return;
+  }
+  // Full: try again once there is room (or shutdown began), on the executor.
   const bool notified = item.notified;
-  for (;;) {
-    const SendStatus s = connector_.enqueue(p, item, false, state_);
-    if (s != SendStatus::full) co_return s;
-    co_await calls_.space().coroutines.async_wait(
-        [this, &p, notified] { return intake_closed(state_) || connector_.has_room(p, notified); });
-  }
+  calls_.space().coroutines.async_wait(
+      [this, &p, notified] { return intake_closed(state_) || connector_.has_room(p, notified); },
+      asio::bind_executor(executor_.get(),
+                          [self = shared_from_this(), peer, item = std::move(item), done = std::move(done)]() mutable {
+                            self->async_enqueue(peer, std::move(item), std::move(done));
+                          }));
 }
 
-asio::awaitable<void> Session::wait_for_room(PeerId peer) {
-  auto self = shared_from_this();
-  Connector::Peer& p = peer_or_throw(peer);
-  while (!intake_closed(state_) && !connector_.has_room(p, true)) {
-    co_await calls_.space().coroutines.async_wait(
-        [this, &p] { return intake_closed(state_) || connector_.has_room(p, true); });
-  }
-}
-
-void Session::start_call(PeerId peer, OutItem&& item) {
+void Session::call(PeerId peer, OutItem&& item) {
   Connector::Peer& p = peer_or_throw(peer);
   validate(item);
   if (!intake_closed(state_)) {
-    calls_.reserve();
-    if (p.queue.try_push(item) == detail::PushResult::ok) {
-      if (state_.load(std::memory_order_acquire) == Lifecycle::running) connector_.schedule_flush(p);
-      return;
+    if (connector_.has_room(p, true)) {
+      calls_.reserve();
+      if (p.queue.try_push(item) == amsg::detail::PushResult::ok) {
+        if (state_.load(std::memory_order_acquire) == Lifecycle::running) connector_.schedule_flush(p);
+        return;
+      }
+      calls_.release();
     }
-    calls_.release();
+    // Full (or another sender took the last slot): try again once there is room.
+    calls_.space().coroutines.async_wait(
+        [this, &p] { return intake_closed(state_) || connector_.has_room(p, true); },
+        asio::bind_executor(executor_.get(), [self = shared_from_this(), peer, item = std::move(item)]() mutable {
+          self->call(peer, std::move(item));
+        }));
+    return;
   }
-  // Closing, or another sender took the last slot: the call ends now.
   auto completion = std::move(item.completion);
-  Notification n = intake_closed(state_) ? failure(errc::node_shutting_down, kNodeShuttingDown)
-                                         : failure(errc::queue_full, "peer queue full");
+  Notification n = failure(errc::node_shutting_down, kNodeShuttingDown);
   n.id = std::move(item.notify_id);
   n.message_type = std::move(item.type);
   completion->complete(std::move(n));

@@ -54,16 +54,18 @@ class Session : public std::enable_shared_from_this<Session> {
   // item.notified). wait: block while the peer's queue or the outstanding limit
   // is full. On anything but ok the item is not moved from.
   SendStatus enqueue(PeerId peer, OutItem& item, bool wait);
-  // As enqueue, suspending instead of blocking.
-  asio::awaitable<SendStatus> async_enqueue(PeerId peer, OutItem item);
-  // Starts a call whose completion is set: suspends (in the caller's coroutine,
-  // through `wait_for_room`) only before this; afterwards its outcome always
-  // arrives through the completion.
-  asio::awaitable<void> wait_for_room(PeerId peer);
-  void start_call(PeerId peer, OutItem&& item);
+  // As enqueue, without blocking: while full, waits for room off the caller's
+  // thread, then queues; `done` gets ok or closed.
+  void async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done);
+  // Starts a call (item.completion set): its outcome always arrives through the
+  // completion (node shutting down when closed; after waiting while full).
+  void call(PeerId peer, OutItem&& item);
+  [[nodiscard]] bool on_executor_thread() const noexcept { return executor_.running_in_this_thread(); }
   [[nodiscard]] std::string next_call_name();
   // Throws std::invalid_argument for a type or id over the wire's limits.
-  void validate(const OutItem& item) const;
+  void validate(const OutItem& item) const { check_limits(item.type, item.notify_id); }
+  // The same, and for an unknown peer.
+  void check(PeerId peer, std::string_view type, std::string_view notify_id) const;
 
   [[nodiscard]] NodeStats stats() const;
   [[nodiscard]] const SessionExecutor& executor() const noexcept { return executor_; }
@@ -75,6 +77,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   Connector::Peer& peer_or_throw(PeerId peer) const;
+  static void check_limits(std::string_view type, std::string_view notify_id);
   asio::awaitable<void> heartbeat_loop();
   void stop_waiting();
   template <typename F>
