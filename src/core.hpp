@@ -93,12 +93,14 @@ struct alignas(kCacheLine) LaneStats {
 };
 
 struct Lane {
-  Lane(std::size_t i, asio::io_context& io) : index{i}, strand{asio::make_strand(io)}, deadline_timer{strand} {}
+  Lane(std::size_t i, asio::io_context& io) : index{i}, strand{asio::make_strand(io)} {}
   std::size_t index;
   asio::strand<asio::io_context::executor_type> strand;
   asio::cancellation_signal cancel;
-  // Cancels a running handler when its message's deadline passes.
-  asio::steady_timer deadline_timer;
+  // Cancels a running handler when its message's deadline passes. Made on first
+  // use: a timer brings the io_context's reactor to life, and a one-thread pool
+  // with a reactor polls it (a system call) between handlers.
+  std::optional<asio::steady_timer> deadline_timer;
   std::uint64_t runs = 0;      // handlers started: tells a stale deadline wake-up from a live one
   bool deadline_hit = false;   // the running handler was cancelled by its deadline
   std::shared_ptr<const HandlerRegistry::Snapshot> handlers;

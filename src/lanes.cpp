@@ -190,7 +190,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
           aborted = true;
         }
         lane.in_handler = false;
-        if (msg.deadline != Clock::time_point::max()) lane.deadline_timer.cancel();
+        if (msg.deadline != Clock::time_point::max()) lane.deadline_timer->cancel();
         if (aborted) {
           if (cancelling_.load(std::memory_order_acquire)) {
             outcome = Outcome::cancelled;
@@ -253,8 +253,9 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
 // The handler's deadline passed while it runs: cancel it through the lane's
 // cancellation slot (its pending or next co_await throws operation_aborted).
 void Core::arm_deadline(Lane& lane, Clock::time_point deadline) {
-  lane.deadline_timer.expires_at(deadline);
-  lane.deadline_timer.async_wait([&lane, run = lane.runs](const asio::error_code& ec) {
+  if (!lane.deadline_timer) lane.deadline_timer.emplace(lane.strand);
+  lane.deadline_timer->expires_at(deadline);
+  lane.deadline_timer->async_wait([&lane, run = lane.runs](const asio::error_code& ec) {
     if (ec || lane.runs != run || !lane.in_handler) return;
     lane.deadline_hit = true;
     lane.cancel.emit(asio::cancellation_type::terminal);
