@@ -44,15 +44,20 @@ def main(path):
         ratio = a / s if better == "higher" else s / a
         fmt = (lambda x: f"{x/1e6:.2f} M/s") if key == "msgs_per_s" else (
             (lambda x: f"{x/1024:.1f} MB") if key == "peak_rss_kb" else (lambda x: f"{x:.2f} µs"))
-        print(f"| {label} | {fmt(s)} | {fmt(a)} | {ratio:.2f}× {'faster' if better=='higher' else 'better'} |")
+        if better == "higher":
+            word = "faster" if ratio >= 1 else "slower"
+        else:
+            word = "better" if ratio >= 1 else "worse"
+        shown = ratio if ratio >= 1 else 1 / ratio
+        print(f"| {label} | {fmt(s)} | {fmt(a)} | {shown:.2f}× {word} |")
 
-    row("throughput N=4 (pool 1 thread + producer thread)", "thr-n4", "thr-n4", "msgs_per_s", "higher")
-    row("throughput N=64 (pool 1 thread + producer thread)", "thr-n64", "thr-n64", "msgs_per_s", "higher")
-    row("throughput N=4 (default pool of 2 threads)", "thr-n4", "thr-n4-pool2", "msgs_per_s", "higher")
-    row("throughput N=64 (default pool of 2 threads)", "thr-n64", "thr-n64-pool2", "msgs_per_s", "higher")
-    row("throughput N=4, one-at-a-time consumer, pool 1", "thr-n4", "thr-n4-single", "msgs_per_s", "higher")
-    row("throughput N=64, one-at-a-time consumer, pool 1", "thr-n64", "thr-n64-single", "msgs_per_s", "higher")
-    row("CPU per message N=4 (pool 1)", "thr-n4", "thr-n4", "cpu_us_per_msg", "lower")
+    row("throughput N=4 (defaults: pool of 1 thread + producer thread)", "thr-n4", "thr-n4", "msgs_per_s", "higher")
+    row("throughput N=64 (defaults: pool of 1 thread + producer thread)", "thr-n64", "thr-n64", "msgs_per_s", "higher")
+    row("throughput N=4 (pool of 2 threads)", "thr-n4", "thr-n4-pool2", "msgs_per_s", "higher")
+    row("throughput N=64 (pool of 2 threads)", "thr-n64", "thr-n64-pool2", "msgs_per_s", "higher")
+    row("throughput N=4, one-at-a-time consumer (defaults)", "thr-n4", "thr-n4-single", "msgs_per_s", "higher")
+    row("throughput N=64, one-at-a-time consumer (defaults)", "thr-n64", "thr-n64-single", "msgs_per_s", "higher")
+    row("CPU per message N=4 (defaults)", "thr-n4", "thr-n4", "cpu_us_per_msg", "lower")
     row("CPU per message N=4 (pool 2)", "thr-n4", "thr-n4-pool2", "cpu_us_per_msg", "lower")
     row("peak RSS, 1 M run N=64 (pool 2)", "thr-n64", "thr-n64-pool2", "peak_rss_kb", "lower")
     for cfg in ("rate", "rate-spin50"):
@@ -60,7 +65,7 @@ def main(path):
             row(f"50 k/s {key} ({cfg})", "rate", cfg, key, "lower")
     row("50 k/s CPU per message (rate)", "rate", "rate", "cpu_us_per_msg", "lower")
     row("50 k/s CPU per message (rate-spin50)", "rate", "rate-spin50", "cpu_us_per_msg", "lower")
-    for cfg in ("pingpong", "pingpong-thread-spin50"):
+    for cfg in ("pingpong", "pingpong-pool2", "pingpong-thread-spin50"):
         for key in ("p50_us", "p99_us"):
             row(f"ping-pong {key} ({cfg})", "pingpong", cfg, key, "lower")
 

@@ -28,29 +28,6 @@ using net::NodeOptions;
 using net::PeerId;
 using net::PeerState;
 
-// echo, fail (throws its payload), sleep (payload: milliseconds), count.
-void add_handlers(Manager& m, std::atomic<int>* counter = nullptr) {
-  m.register_handler("echo", make_handler([](Message& msg) -> asio::awaitable<void> {
-                       msg.response = std::move(msg.payload);
-                       co_return;
-                     }));
-  m.register_handler("fail", make_handler([](Message& msg) -> asio::awaitable<void> {
-                       throw std::runtime_error(std::string{msg.payload.as_string_view()});
-                       co_return;
-                     }));
-  m.register_handler("sleep", make_handler([](Message& msg) -> asio::awaitable<void> {
-                       int ms = 0;
-                       const auto t = msg.payload.as_string_view();
-                       std::from_chars(t.data(), t.data() + t.size(), ms);
-                       asio::steady_timer timer{co_await asio::this_coro::executor, std::chrono::milliseconds{ms}};
-                       co_await timer.async_wait(asio::use_awaitable);
-                     }));
-  m.register_handler("count", make_handler([counter](Message&) -> asio::awaitable<void> {
-                       if (counter != nullptr) counter->fetch_add(1);
-                       co_return;
-                     }));
-}
-
 NodeOptions server_options(const IpcPath& path, const std::string& log) {
   NodeOptions o;
   o.listen = {path.address()};
@@ -163,6 +140,41 @@ TEST_P(ResumedCallers, CallsFromResumedCallersReachEveryPeer) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PoolThreads, ResumedCallers, ::testing::Values(std::size_t{1}, std::size_t{2}));
+
+// The asynchronous operations take any completion token, and an operation that
+// completes at once never runs its handler inside the initiating call: a long
+// loop of co_await async_send does not grow the stack.
+TEST(Node, AsyncOperationsTakeAnyCompletionTokenAndNeverCompleteInline) {
+  ServerAndClient nodes{"node-tokens"};
+  Node& client = nodes.client;
+  const PeerId peer = nodes.peer;
+  auto looped = asio::co_spawn(
+      client.executor(),
+      [&]() -> asio::awaitable<int> {
+        int ok = 0;
+        for (int i = 0; i < 20000; ++i) {
+          if (co_await client.async_send(peer, "count", bytes("")) == SendStatus::ok) ++ok;
+        }
+        co_return ok;
+      },
+      asio::use_future);
+  ASSERT_EQ(looped.wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(looped.get(), 20000);
+  auto queued = client.async_send(peer, "echo", bytes(""), {"by-future"}, asio::use_future);
+  ASSERT_EQ(queued.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(queued.get(), SendStatus::ok);
+  std::promise<std::string> called_back;
+  std::atomic<bool> inline_call{true};
+  client.call(peer, "echo", bytes("cb"), {"cb"},
+              [&](Notification n) { called_back.set_value(n.text() + (inline_call ? " inline" : "")); });
+  inline_call = false;
+  auto text = called_back.get_future();
+  ASSERT_EQ(text.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(text.get(), "cb:ok");
+  auto got = receive_n(client.manager(), 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].text(), "by-future:ok");
+}
 
 TEST(Node, NotifiedSendsArriveOnTheChannelInTheSeedFormat) {
   ServerAndClient nodes{"node-notified"};

@@ -73,20 +73,7 @@ struct MemPair {
     return o;
   }
   void start_server(Node& node) {
-    node.manager().register_handler("echo", make_handler([this](Message& m) -> asio::awaitable<void> {
-                                      runs.fetch_add(1);
-                                      m.response = std::move(m.payload);
-                                      co_return;
-                                    }));
-    node.manager().register_handler("sleep", make_handler([this](Message& m) -> asio::awaitable<void> {
-                                      runs.fetch_add(1);
-                                      int ms = 0;
-                                      const auto t = m.payload.as_string_view();
-                                      std::from_chars(t.data(), t.data() + t.size(), ms);
-                                      asio::steady_timer timer{co_await asio::this_coro::executor,
-                                                               std::chrono::milliseconds{ms}};
-                                      co_await timer.async_wait(asio::use_awaitable);
-                                    }));
+    add_handlers(node.manager(), nullptr, &runs);
     node.start();
   }
   std::vector<std::future<Notification>> calls(int n, const std::string& type, const std::string& body,
@@ -302,11 +289,7 @@ TEST(SessionFaults, BackpressureOverTheMemoryLinkIsBoundedAndLosesNothing) {
 
 TEST(SessionFaults, EveryOutcomeCarriesItsCode) {
   MemPair pair{"fault-codes"};
-  pair.server->manager().register_handler("fail", make_handler([](Message&) -> asio::awaitable<void> {
-                                            throw std::runtime_error("boom");
-                                            co_return;
-                                          }));
-  auto fail = pair.client.call(pair.peer, "fail", bytes(""), CallOptions{"f"}, asio::use_future);
+  auto fail = pair.client.call(pair.peer, "fail", bytes("boom"), CallOptions{"f"}, asio::use_future);
   auto unknown = pair.client.call(pair.peer, "nope", bytes(""), CallOptions{"n"}, asio::use_future);
   auto ok = pair.client.call(pair.peer, "echo", bytes("y"), CallOptions{"o"}, asio::use_future);
   const Notification f = get(fail);

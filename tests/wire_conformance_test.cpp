@@ -31,26 +31,11 @@ using net::NodeOptions;
 using net::PeerId;
 namespace wire = net::wire;
 
-// A listening node with echo, sleep (payload: ms) and count handlers.
+// A listening node with the test handlers (add_handlers) and a raw socket connected to it.
 struct Listening {
   explicit Listening(const std::string& name, std::size_t concurrency = 4, std::size_t max_payload = 16u << 20)
       : node{options(name, concurrency, max_payload)} {
-    node.manager().register_handler("echo", make_handler([](Message& m) -> asio::awaitable<void> {
-                                      m.response = std::move(m.payload);
-                                      co_return;
-                                    }));
-    node.manager().register_handler("count", make_handler([this](Message&) -> asio::awaitable<void> {
-                                      counted.fetch_add(1);
-                                      co_return;
-                                    }));
-    node.manager().register_handler("sleep", make_handler([](Message& m) -> asio::awaitable<void> {
-                                      int ms = 0;
-                                      const auto t = m.payload.as_string_view();
-                                      std::from_chars(t.data(), t.data() + t.size(), ms);
-                                      asio::steady_timer timer{co_await asio::this_coro::executor,
-                                                               std::chrono::milliseconds{ms}};
-                                      co_await timer.async_wait(asio::use_awaitable);
-                                    }));
+    add_handlers(node.manager(), &counted);
     node.start();
     raw.set(zmq::sockopt::linger, 0);
     raw.connect(path.address());

@@ -84,6 +84,19 @@ void Node::start_send(PeerId peer, std::string type, Payload payload, SendOption
                        std::move(done));
 }
 
+asio::awaitable<SendStatus> Node::async_send_awaitable(PeerId peer, std::string type, Payload payload,
+                                                     SendOptions options) {
+  auto session = impl_;  // we may suspend: keep the session alive
+  OutItem item = make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout);
+  const SendStatus s = session->enqueue(peer, item, false);
+  if (s != SendStatus::full) co_return s;
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(SendStatus)>(
+      [this, &session, peer, &item](auto handler) {
+        session->async_enqueue(peer, std::move(item), completion<SendStatus>(std::move(handler)));
+      },
+      asio::use_awaitable);
+}
+
 void Node::start_call(PeerId peer, std::string type, Payload payload, CallOptions options,
                       std::unique_ptr<detail::Completion<Notification>> done) {
   OutItem item =

@@ -37,6 +37,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
@@ -114,11 +115,16 @@ class Node {
   auto async_send(PeerId peer, std::string type, Payload payload, SendOptions options = {},
                   CompletionToken&& token = asio::use_awaitable) {
     check(peer, type, options.notify_id ? std::string_view{*options.notify_id} : std::string_view{});
-    return asio::async_initiate<CompletionToken, void(SendStatus)>(
-        [this](auto handler, PeerId to, std::string t, Payload p, SendOptions o) {
-          start_send(to, std::move(t), std::move(p), std::move(o), completion<SendStatus>(std::move(handler)));
-        },
-        token, peer, std::move(type), std::move(payload), std::move(options));
+    if constexpr (std::is_same_v<std::decay_t<CompletionToken>, asio::use_awaitable_t<>>) {
+      // Queued at once in the common case: no suspension, no hand-off.
+      return async_send_awaitable(peer, std::move(type), std::move(payload), std::move(options));
+    } else {
+      return asio::async_initiate<CompletionToken, void(SendStatus)>(
+          [this](auto handler, PeerId to, std::string t, Payload p, SendOptions o) {
+            start_send(to, std::move(t), std::move(p), std::move(o), completion<SendStatus>(std::move(handler)));
+          },
+          token, peer, std::move(type), std::move(payload), std::move(options));
+    }
   }
 
   // Request/response: sends and completes with the outcome, carrying the bytes
@@ -153,6 +159,8 @@ class Node {
   void check(PeerId peer, std::string_view type, std::string_view notify_id) const;
   void start_send(PeerId peer, std::string type, Payload payload, SendOptions options,
                   std::unique_ptr<detail::Completion<SendStatus>> done);
+  asio::awaitable<SendStatus> async_send_awaitable(PeerId peer, std::string type, Payload payload,
+                                                   SendOptions options);
   void start_call(PeerId peer, std::string type, Payload payload, CallOptions options,
                   std::unique_ptr<detail::Completion<Notification>> done);
 

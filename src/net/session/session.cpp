@@ -220,7 +220,7 @@ void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail:
   validate(item);
   const SendStatus s = connector_.enqueue(p, item, false, state_);
   if (s != SendStatus::full) {
-    done->complete(SendStatus{s});
+    done->complete_later(SendStatus{s});
     return;
   }
   // Full: try again once there is room (or shutdown began), on the executor.
@@ -229,8 +229,19 @@ void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail:
       [this, &p, notified] { return intake_closed(state_) || connector_.has_room(p, notified); },
       asio::bind_executor(executor_.get(),
                           [self = shared_from_this(), peer, item = std::move(item), done = std::move(done)]() mutable {
-                            self->async_enqueue(peer, std::move(item), std::move(done));
+                            self->retry_enqueue(peer, std::move(item), std::move(done));
                           }));
+}
+
+// A waiting async_send's next try: runs from the wait list, so it may complete inline.
+void Session::retry_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done) {
+  Connector::Peer& p = peer_or_throw(peer);
+  const SendStatus s = connector_.enqueue(p, item, false, state_);
+  if (s != SendStatus::full) {
+    done->complete(SendStatus{s});
+    return;
+  }
+  async_enqueue(peer, std::move(item), std::move(done));
 }
 
 void Session::call(PeerId peer, OutItem&& item) {
@@ -257,7 +268,7 @@ void Session::call(PeerId peer, OutItem&& item) {
   Notification n = failure(errc::node_shutting_down, kNodeShuttingDown);
   n.id = std::move(item.notify_id);
   n.message_type = std::move(item.type);
-  completion->complete(std::move(n));
+  completion->complete_later(std::move(n));  // we may be inside call()'s initiating function
 }
 
 std::future<std::vector<std::string>> Session::query_handlers(PeerId peer) {

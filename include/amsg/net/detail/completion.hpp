@@ -10,13 +10,18 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/dispatch.hpp>
+#include <asio/post.hpp>
 
 namespace amsg::net::detail {
 
 template <typename Result>
 struct Completion {
   virtual ~Completion() = default;
+  // The operation has ended (called from outside its initiating function).
   virtual void complete(Result&& result) = 0;
+  // The operation ended within its initiating function: the handler runs later,
+  // through its executor, never inline (Asio's rule for immediate completions).
+  virtual void complete_later(Result&& result) = 0;
 };
 
 // Calls the handler on its associated executor (the node's executor when it has
@@ -42,6 +47,11 @@ class HandlerCompletion final : public Completion<Result> {
       }
     }
     asio::dispatch(ex, [h = std::move(handler_), r = std::move(result)]() mutable { std::move(h)(std::move(r)); });
+  }
+
+  void complete_later(Result&& result) override {
+    auto ex = asio::get_associated_executor(handler_, node_executor_);
+    asio::post(ex, [h = std::move(handler_), r = std::move(result)]() mutable { std::move(h)(std::move(r)); });
   }
 
  private:
