@@ -38,9 +38,9 @@
 #include "concurrency/async_wait_list.hpp"
 #include "concurrency/bounded_queue.hpp"
 #include "concurrency/event_count.hpp"
+#include "concurrency/signal.hpp"
 #include "detail/histogram.hpp"
 #include "detail/pool.hpp"
-#include "concurrency/signal.hpp"
 
 namespace spdlog {
 class logger;
@@ -101,8 +101,8 @@ struct Lane {
   // use: a timer brings the io_context's reactor to life, and a one-thread pool
   // with a reactor polls it (a system call) between handlers.
   std::optional<asio::steady_timer> deadline_timer;
-  std::uint64_t runs = 0;      // handlers started: tells a stale deadline wake-up from a live one
-  bool deadline_hit = false;   // the running handler was cancelled by its deadline
+  std::uint64_t runs = 0;     // handlers started: tells a stale deadline wake-up from a live one
+  bool deadline_hit = false;  // the running handler was cancelled by its deadline
   std::shared_ptr<const HandlerRegistry::Snapshot> handlers;
   // The last lookup, valid while `handlers` is unchanged: streams of one type skip the hash.
   std::string last_type;

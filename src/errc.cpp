@@ -34,8 +34,6 @@ class Category final : public std::error_category {
         return "malformed frame";
       case errc::bad_address:
         return "bad address";
-      case errc::queue_full:
-        return "peer queue full";
     }
     return "unknown amsg error " + std::to_string(value);
   }

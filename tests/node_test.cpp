@@ -263,7 +263,9 @@ TEST(Node, TypesAndIdsOverTheWireLimitsAreRefusedAtTheSender) {
   EXPECT_THROW((void)node.call(node.self(), long_type, bytes(""), {}, asio::use_future), std::invalid_argument);
   auto awaited = asio::co_spawn(
       node.executor(),
-      [&]() -> asio::awaitable<Notification> { co_return co_await node.call(node.self(), long_type, bytes(""), {"x"}); },
+      [&]() -> asio::awaitable<Notification> {
+        co_return co_await node.call(node.self(), long_type, bytes(""), {"x"});
+      },
       asio::use_future);
   ASSERT_EQ(awaited.wait_for(10s), std::future_status::ready);
   EXPECT_THROW(awaited.get(), std::invalid_argument);

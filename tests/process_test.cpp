@@ -3,19 +3,19 @@
 
 #include <gtest/gtest.h>
 
-#include <asio/use_future.hpp>
 #include <sys/wait.h>
+#include <asio/use_future.hpp>
 
 #include <future>
 #include <random>
 #include <zmq.hpp>
 
 #include "amsg/net/node.hpp"
-#include "wire/codec.hpp"
 #include "net_test_support.hpp"
 #include "process.hpp"
 #include "raw_peer.hpp"
 #include "test_support.hpp"
+#include "wire/codec.hpp"
 
 namespace amsg::test {
 namespace {

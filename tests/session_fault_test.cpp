@@ -81,7 +81,8 @@ struct MemPair {
     std::vector<std::future<Notification>> out;
     out.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) {
-      out.push_back(client.call(peer, type, bytes(body + std::to_string(i)), CallOptions{"c" + std::to_string(i), timeout}, asio::use_future));
+      out.push_back(client.call(peer, type, bytes(body + std::to_string(i)),
+                                CallOptions{"c" + std::to_string(i), timeout}, asio::use_future));
     }
     return out;
   }
@@ -128,9 +129,8 @@ TEST(SessionFaults, DelayedRepliesArriveLateAndAreDiscardedNotDelivered) {
 
 TEST(SessionFaults, ReorderedRequestsAndRepliesEachFindTheirCall) {
   MemPair pair{"fault-reorder"};
-  pair.net->set_filter([](const MemoryNetwork::Frame& f) {
-    return is_request(f) || is_answer(f) ? Verdict::hold : Verdict::pass;
-  });
+  pair.net->set_filter(
+      [](const MemoryNetwork::Frame& f) { return is_request(f) || is_answer(f) ? Verdict::hold : Verdict::pass; });
   // Each call on its own, so each request is a frame of its own: held, then sent last first.
   std::vector<std::future<Notification>> futures;
   for (int i = 0; i < 6; ++i) {
@@ -153,9 +153,8 @@ TEST(SessionFaults, ReorderedRequestsAndRepliesEachFindTheirCall) {
 
 TEST(SessionFaults, DuplicatedFramesGiveOneOutcomePerCall) {
   MemPair pair{"fault-dup"};
-  pair.net->set_filter([](const MemoryNetwork::Frame& f) {
-    return is_request(f) || is_answer(f) ? Verdict::duplicate : Verdict::pass;
-  });
+  pair.net->set_filter(
+      [](const MemoryNetwork::Frame& f) { return is_request(f) || is_answer(f) ? Verdict::duplicate : Verdict::pass; });
   std::vector<std::future<Notification>> futures;
   for (int i = 0; i < 5; ++i) {
     futures.push_back(pair.client.call(pair.peer, "echo", bytes("d" + std::to_string(i)), {}, asio::use_future));

@@ -32,7 +32,7 @@ TEST(Wire, MsgLayoutIsLittleEndianWithTheDocumentedOffsets) {
   EXPECT_EQ(f[3], 0);
   EXPECT_EQ(f[4], 0x08);  // call id, least significant byte first
   EXPECT_EQ(f[11], 0x01);
-  EXPECT_EQ(f[12], 2);  // type length
+  EXPECT_EQ(f[12], 2);     // type length
   EXPECT_EQ(f[14], 3);     // id length
   EXPECT_EQ(f[16], 0x04);  // timeout in milliseconds, least significant byte first
   EXPECT_EQ(f[19], 0x01);

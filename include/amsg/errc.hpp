@@ -27,7 +27,6 @@ enum class errc : int {
   version_mismatch,      // the peer speaks another protocol version
   malformed,             // a frame could not be decoded
   bad_address,           // the peer's address is malformed or names no supported link
-  queue_full,            // the call lost the race for the last slot of a full queue
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;

@@ -85,7 +85,7 @@ void Node::start_send(PeerId peer, std::string type, Payload payload, SendOption
 }
 
 asio::awaitable<SendStatus> Node::async_send_awaitable(PeerId peer, std::string type, Payload payload,
-                                                     SendOptions options) {
+                                                       SendOptions options) {
   auto session = impl_;  // we may suspend: keep the session alive
   OutItem item = make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout);
   const SendStatus s = session->enqueue(peer, item, false);

@@ -18,7 +18,7 @@ struct BenchOptions {
   double rate_secs = 4;
   std::size_t payload = 64;
   std::size_t threads = ManagerOptions{}.threads;  // the library default; 0 = hardware threads
-  long spin_us = 0;         // ManagerOptions::idle_spin
+  long spin_us = 0;                                // ManagerOptions::idle_spin
   // Who reads notifications: a coroutine on the pool or a plain thread, one at a time
   // or in batches ("-batch"); in pingpong, who sends and waits (batching has no effect).
   std::string consumer = "coroutine-batch";

@@ -227,7 +227,8 @@ int run_demo(const DemoOptions& o) {
     const bool offload = (i / o.workers) % 2 == 0;
     offloads += offload ? 1 : 0;
     sent_at[i] = Clock::now();
-    if (leader.send(peers[i % peers.size()], offload ? "offload" : "onboard", net::encode(range), {fmt::format("kv-{}", i)}) != SendStatus::ok) {
+    if (leader.send(peers[i % peers.size()], offload ? "offload" : "onboard", net::encode(range),
+                    {fmt::format("kv-{}", i)}) != SendStatus::ok) {
       std::fprintf(stderr, "amsg demo: the leader refused a send\n");
       break;
     }

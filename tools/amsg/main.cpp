@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   bench_cmd->add_option("--secs", bench.rate_secs, "Duration of the rate scenario (s)")->check(CLI::PositiveNumber);
   bench_cmd->add_option("--payload", bench.payload, "Payload bytes");
-  bench_cmd->add_option("--threads", bench.threads, "Pool threads of every node and manager in the run (0 = hardware threads)");
+  bench_cmd->add_option("--threads", bench.threads,
+                        "Pool threads of every node and manager in the run (0 = hardware threads)");
   bench_cmd->add_option("--spin-us", bench.spin_us, "Idle spin before sleeping, in microseconds (default 0)")
       ->check(CLI::NonNegativeNumber);
   bench_cmd

@@ -64,7 +64,6 @@ int run_serve(const ServeOptions& o) {
   opts.manager.threads = o.threads;
   opts.manager.max_payload_bytes = o.max_payload;
   opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
-  opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
   // Errors are the clients' business; the server logs them at debug only.
   logger()->set_level(spdlog::level::err);
   try {
@@ -124,8 +123,7 @@ int run_send(const SendOptions& o) {
       n = node.manager().receive_for(timeout + std::chrono::seconds{5});
     } else {
       // Request/response: the outcome and the response bytes come back to us.
-      auto fut =
-          node.call(peer, o.type, std::move(payload), {"send", timeout}, asio::use_future);
+      auto fut = node.call(peer, o.type, std::move(payload), {"send", timeout}, asio::use_future);
       if (fut.wait_for(timeout + std::chrono::seconds{5}) == std::future_status::ready) n = fut.get();
     }
     node.shutdown(std::chrono::milliseconds{0});

@@ -29,7 +29,6 @@
 // Coroutines running on executor() call without any thread hop; code on the pool
 // must not use the blocking send(). Do not call shutdown() from the pool itself.
 
-
 #include <chrono>
 #include <cstdint>
 #include <future>
@@ -159,8 +158,7 @@ class Node {
   void check(PeerId peer, std::string_view type, std::string_view notify_id) const;
   void start_send(PeerId peer, std::string type, Payload payload, SendOptions options,
                   std::unique_ptr<detail::Completion<SendStatus>> done);
-  asio::awaitable<SendStatus> async_send_awaitable(PeerId peer, std::string type, Payload payload,
-                                                   SendOptions options);
+  asio::awaitable<SendStatus> async_send_awaitable(PeerId peer, std::string type, Payload payload, SendOptions options);
   void start_call(PeerId peer, std::string type, Payload payload, CallOptions options,
                   std::unique_ptr<detail::Completion<Notification>> done);
 

@@ -76,7 +76,7 @@ class AsyncWaitList {
  private:
   struct Waiter {
     virtual void resume(Resume how) = 0;  // hands the handler to its executor, then frees this
-    virtual void destroy() = 0;  // frees this without resuming (list destroyed)
+    virtual void destroy() = 0;           // frees this without resuming (list destroyed)
    protected:
     ~Waiter() = default;
   };

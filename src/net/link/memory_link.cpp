@@ -36,7 +36,7 @@ struct MemoryNetwork::ChannelState {
   std::string key;  // how the listener names this connection
   std::atomic<bool> closed{false};
   std::mutex mutex;
-  bool connected = false;                   // a listener was there once: frames go straight out
+  bool connected = false;                      // a listener was there once: frames go straight out
   std::vector<std::vector<std::byte>> unsent;  // until then
 };
 

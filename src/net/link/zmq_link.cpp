@@ -17,7 +17,7 @@
 namespace amsg::net {
 namespace {
 
-constexpr std::size_t kServiceBatch = 256;       // messages read per turn before letting others run
+constexpr std::size_t kServiceBatch = 256;        // messages read per turn before letting others run
 constexpr std::size_t kZeroCopyFrom = 64 * 1024;  // larger frames are handed to ZeroMQ without a copy
 
 // A frame as a ZeroMQ message: small ones copied, large ones handed over (the
@@ -52,9 +52,7 @@ std::size_t recv_message(ZmqLink::Watched& w, std::vector<zmq::message_t>& frame
   return parts;
 }
 
-std::span<const std::byte> view(const zmq::message_t& m) {
-  return {static_cast<const std::byte*>(m.data()), m.size()};
-}
+std::span<const std::byte> view(const zmq::message_t& m) { return {static_cast<const std::byte*>(m.data()), m.size()}; }
 
 }  // namespace
 
@@ -86,7 +84,8 @@ LinkSend ZmqLink::Watched::send(Payload& frame) {
   }
   // Refused: the frame stays the caller's. A handed-over one is copied back (at
   // the high-water mark only); the message frees its own.
-  if (handed_over) frame = Payload::copy_of(std::span<const std::byte>{static_cast<const std::byte*>(msg.data()), msg.size()});
+  if (handed_over)
+    frame = Payload::copy_of(std::span<const std::byte>{static_cast<const std::byte*>(msg.data()), msg.size()});
   want_out = true;
   poke();
   return LinkSend::again;
@@ -149,7 +148,9 @@ bool ZmqLink::serves(std::string_view address) const {
 }
 
 void ZmqLink::check_address(const std::string& address) const {
-  auto bad = [&](std::string_view why) { return NetworkError(fmt::format("amsg: bad address '{}': {}", address, why)); };
+  auto bad = [&](std::string_view why) {
+    return NetworkError(fmt::format("amsg: bad address '{}': {}", address, why));
+  };
   if (address.starts_with("ipc://")) {
     if (address.size() == 6) throw bad("ipc:// needs a path");
     return;

@@ -30,8 +30,7 @@ void Calls::stop() {
   deadline_timer_.cancel();
 }
 
-std::pair<std::uint64_t, Pending&> Calls::add(std::uint32_t peer, Clock::time_point now,
-                                              Clock::time_point deadline) {
+std::pair<std::uint64_t, Pending&> Calls::add(std::uint32_t peer, Clock::time_point now, Clock::time_point deadline) {
   auto [call_id, pd] = table_.add();
   pd.seq = ++next_seq_;
   pd.peer = peer;

@@ -157,6 +157,7 @@ void Connector::open(Peer& p) {
     return;
   }
   p.last_rx = Clock::now();
+  p.max_payload = 0;  // whoever answers there announces its own limit
   set_state(p, PeerState::connecting);
   Payload hello = make_hello();
   (void)p.channel->send(hello);
@@ -211,9 +212,9 @@ bool Connector::admit(Peer& p, OutItem& item, Clock::time_point now) {
   }
   if (p.max_payload != 0 && item.payload.size() > p.max_payload) {  // what the peer announced it takes
     counters_.refused_too_large.add();
-    calls_.end_unsent(item, failure(errc::payload_too_large,
-                                    fmt::format("payload of {} bytes exceeds the limit of {} bytes",
-                                                item.payload.size(), p.max_payload)));
+    calls_.end_unsent(item,
+                      failure(errc::payload_too_large, fmt::format("payload of {} bytes exceeds the limit of {} bytes",
+                                                                   item.payload.size(), p.max_payload)));
     return false;
   }
   return true;
@@ -319,7 +320,8 @@ void Connector::on_frame(Peer& p, std::span<const std::byte> frame, std::size_t 
             break;
           case wire::Kind::ping: {
             std::uint64_t nonce = 0;
-            if (auto e = wire::decode_ping(frame, nonce); e != wire::DecodeError::none) malformed(p, wire::to_string(e));
+            if (auto e = wire::decode_ping(frame, nonce); e != wire::DecodeError::none)
+              malformed(p, wire::to_string(e));
             break;
           }
           case wire::Kind::bye:

@@ -88,8 +88,8 @@ class Connector {
     PeerInfo info;
   };
 
-  Connector(const SessionExecutor& executor, ConnectorOptions options, Calls& calls, Links& links,
-            LocalPath& local, SessionCounters& counters, std::shared_ptr<spdlog::logger> log);
+  Connector(const SessionExecutor& executor, ConnectorOptions options, Calls& calls, Links& links, LocalPath& local,
+            SessionCounters& counters, std::shared_ptr<spdlog::logger> log);
   ~Connector();
 
   // --- any thread ---
@@ -151,9 +151,9 @@ class Connector {
 
   // On the executor.
   bool stopped_ = false;
-  bool collecting_ = false;           // a reader is handling a frame: see schedule_flush()
-  std::vector<Peer*> collected_;      // peers to flush once it is done
-  std::vector<OutItem> out_batch_;    // flush()'s scratch
+  bool collecting_ = false;         // a reader is handling a frame: see schedule_flush()
+  std::vector<Peer*> collected_;    // peers to flush once it is done
+  std::vector<OutItem> out_batch_;  // flush()'s scratch
   std::vector<std::span<const std::byte>> batch_entries_;
   std::uint64_t ping_nonce_ = 0;
   RateLimitedLog malformed_log_;

@@ -23,9 +23,10 @@ class Links {
         return *link;
       }
     }
-    throw NetworkError(fmt::format("amsg: bad address '{}': no link serves it (expected tcp://HOST:PORT, "
-                                   "ipc://PATH{})",
-                                   address, links_.size() > 1 ? " or an address of an added link" : ""));
+    throw NetworkError(
+        fmt::format("amsg: bad address '{}': no link serves it (expected tcp://HOST:PORT, "
+                    "ipc://PATH{})",
+                    address, links_.size() > 1 ? " or an address of an added link" : ""));
   }
   [[nodiscard]] const std::vector<std::shared_ptr<Link>>& all() const noexcept { return links_; }
 

@@ -6,8 +6,8 @@
 #include <thread>
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/defer.hpp>
+#include <asio/detached.hpp>
 #include <asio/post.hpp>
 
 #include "session/codes.hpp"
@@ -97,6 +97,10 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
     send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
     return;
   }
+  if (prefix.kind == wire::Kind::error) {  // of any version: never answered, so no error loops
+    malformed("ERROR frame sent to a listening node");
+    return;
+  }
   if (parts != 1) {
     malformed(wire::to_string(wire::DecodeError::bad_frames));
     refuse(key, frame, wire::ErrorCode::malformed, wire::malformed_text(wire::DecodeError::bad_frames));
@@ -132,9 +136,6 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
         return;
       }
       clients_.erase(std::string{key});  // no more PINGs to it; replies still go out
-      return;
-    case wire::Kind::error:
-      malformed("ERROR frame sent to a listening node");  // never answered: no error loops
       return;
     case wire::Kind::reply:
     case wire::Kind::hello_ack:
@@ -219,9 +220,9 @@ void Listener::on_msg(std::string_view key, std::span<const std::byte> frame, st
   if (h.body.size() > options_.max_payload) {
     counters_.refused_too_large.add();
     if (h.call_id != 0) {
-      reply_error(key, h.call_id, wire::ErrorCode::payload_too_large,
-                  fmt::format("payload of {} bytes exceeds the limit of {} bytes", h.body.size(),
-                              options_.max_payload));
+      reply_error(
+          key, h.call_id, wire::ErrorCode::payload_too_large,
+          fmt::format("payload of {} bytes exceeds the limit of {} bytes", h.body.size(), options_.max_payload));
     }
     return;
   }

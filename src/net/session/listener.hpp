@@ -21,8 +21,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include <asio/awaitable.hpp>
 #include <spdlog/logger.h>
+#include <asio/awaitable.hpp>
 
 #include "amsg/communication_layer.hpp"
 #include "concurrency/bounded_queue.hpp"

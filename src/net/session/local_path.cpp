@@ -1,8 +1,8 @@
 #include "session/local_path.hpp"
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/defer.hpp>
+#include <asio/detached.hpp>
 #include <asio/post.hpp>
 
 namespace amsg::net {

@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/logger.h>
 #include <asio/awaitable.hpp>
 #include <asio/steady_timer.hpp>
-#include <spdlog/logger.h>
 
 #include "amsg/manager.hpp"
 #include "amsg/net/node_options.hpp"

@@ -69,7 +69,7 @@ inline constexpr std::size_t kBatchFixed = 8;  // prefix, count u32; then per en
 struct MsgHeader {
   std::uint64_t call_id = 0;  // 0: fire-and-forget (no REPLY)
   std::string_view type;
-  std::string_view id;  // the sender's notification id (informative; may be empty)
+  std::string_view id;           // the sender's notification id (informative; may be empty)
   std::uint32_t timeout_ms = 0;  // the call's remaining time when sent; 0: no deadline
   std::span<const std::byte> body;
 };
