@@ -245,14 +245,24 @@ void MemoryLink::resume_reading() {
   });
 }
 
+// Called once the session's executor has stopped. The link may outlive the
+// session (NodeOptions::links is the user's): it lets go of the executor now,
+// which must not outlive its io_context.
 void MemoryLink::close(std::chrono::milliseconds /*linger*/) {
   if (port_->closed.exchange(true)) return;
-  std::lock_guard lock{network_->mutex_};
-  for (const auto& address : port_->addresses) {
-    if (auto it = network_->listeners_.find(address); it != network_->listeners_.end() && it->second.lock() == port_) {
-      network_->listeners_.erase(it);
+  {
+    std::lock_guard lock{network_->mutex_};
+    for (const auto& address : port_->addresses) {
+      if (auto it = network_->listeners_.find(address);
+          it != network_->listeners_.end() && it->second.lock() == port_) {
+        network_->listeners_.erase(it);
+      }
     }
   }
+  port_->pending.clear();
+  port_->clients.clear();
+  port_->events = nullptr;
+  port_->executor = asio::any_io_executor{};
 }
 
 }  // namespace amsg::net

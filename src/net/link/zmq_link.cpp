@@ -264,6 +264,7 @@ void ZmqLink::close(std::chrono::milliseconds linger) {
   channels_.clear();
   router_.close(static_cast<int>(linger.count()));
   ctx_.close();
+  executor_ = asio::any_io_executor{};  // must not outlive its io_context
 }
 
 // Reads the ROUTER while the session takes frames (else leaves them to ZeroMQ,
