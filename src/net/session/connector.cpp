@@ -125,7 +125,7 @@ SendStatus Connector::enqueue(Peer& p, OutItem& item, bool wait, const std::atom
 void Connector::schedule_flush(Peer& p) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!p.flush_posted.load(std::memory_order_relaxed) && !p.flush_posted.exchange(true, std::memory_order_acq_rel)) {
-    if (collecting_ && executor_.running_in_this_thread()) {
+    if (executor_.running_in_this_thread() && collecting_) {  // collecting_ is the executor's: ask the thread first
       collected_.push_back(&p);
       return;
     }
