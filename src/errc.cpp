@@ -42,8 +42,8 @@ class Category final : public std::error_category {
 }  // namespace
 
 const std::error_category& error_category() noexcept {
-  static const Category category;
-  return category;
+  static const Category kCategory;
+  return kCategory;
 }
 
 std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }

@@ -130,6 +130,15 @@ TEST(Process, AmsgSendPrintsTheOutcomeAndItsExitCodeSaysWhichOne) {
   EXPECT_EQ(run({"--type", "echo", "--data", "hi", "--notify", "req-1"}), std::make_pair(std::string{"req-1:ok"}, 0));
   EXPECT_EQ(run({"--type", "fail", "--data", "bad", "--notify", "req-2"}),
             std::make_pair(std::string{"req-2:err(bad)"}, 1));
+  // A malformed address is refused at once (exit 2, on stderr), not after a 10 s wait.
+  for (const std::string bad : {"127.0.0.1:5555", "foo://bar"}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Process p{{AMSG_CLI_PATH, "send", "--to", bad, "--type", "echo"}};
+    const auto status = p.wait_exit(30s);
+    ASSERT_TRUE(status) << bad;
+    EXPECT_EQ(WEXITSTATUS(*status), 2) << bad;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << bad;
+  }
 }
 
 // --- a raw ZeroMQ socket speaking garbage ---

@@ -82,7 +82,7 @@ struct Listening {
   }
   // The REPLY for `call_id`; fails the test if anything else comes first.
   std::string reply_for(std::uint64_t call_id) {
-    const std::string a = next_reply();
+    std::string a = next_reply();
     EXPECT_GE(a.size(), 16u);
     EXPECT_EQ(a[2], 2) << "expected a REPLY";
     EXPECT_EQ(a.substr(4, 8), le64(call_id));

@@ -1,6 +1,7 @@
 #pragma once
-// amsg::net::Node: a Manager on a ZeroMQ endpoint. Active messages between
-// processes and hosts, with each notification routed back to the sender.
+// amsg::net::Node: a Manager on the network. Active messages between processes
+// and hosts, with each notification routed back to the sender. Addresses pick
+// the link: tcp:// and ipc:// (ZeroMQ); others through NodeOptions::links.
 //
 //   Node a{{.listen = {"ipc:///tmp/a.ipc"}}};        Node b{};
 //   a.manager().register_handler("echo", ...);       auto peer = b.connect("ipc:///tmp/a.ipc");
@@ -83,8 +84,10 @@ class Node {
   [[nodiscard]] std::vector<std::string> endpoints() const;
 
   // A connection to `address`; returns at once (the hello exchange runs in the
-  // background; messages sent meanwhile wait in ZeroMQ). The same address gives
-  // the same PeerId. A peer whose identity turns out to be this node's becomes local.
+  // background; messages sent meanwhile wait in the peer's queue and the link).
+  // The same address gives the same PeerId. A peer whose identity turns out to
+  // be this node's becomes local. Throws NetworkError naming a malformed address
+  // or one no link serves.
   PeerId connect(const std::string& address);
   // This node itself: messages skip the socket.
   [[nodiscard]] PeerId self() const noexcept;
@@ -119,6 +122,7 @@ class Node {
       return async_send_awaitable(peer, std::move(type), std::move(payload), std::move(options));
     } else {
       return asio::async_initiate<CompletionToken, void(SendStatus)>(
+          // NOLINTNEXTLINE(performance-unnecessary-value-param): moved on; Asio passes them as rvalues
           [this](auto handler, PeerId to, std::string t, Payload p, SendOptions o) {
             start_send(to, std::move(t), std::move(p), std::move(o), completion<SendStatus>(std::move(handler)));
           },
@@ -137,6 +141,7 @@ class Node {
             CompletionToken&& token = asio::use_awaitable) {
     check(peer, type, options.notify_id);
     return asio::async_initiate<CompletionToken, void(Notification)>(
+        // NOLINTNEXTLINE(performance-unnecessary-value-param): moved on; Asio passes them as rvalues
         [this](auto handler, PeerId to, std::string t, Payload p, CallOptions o) {
           start_call(to, std::move(t), std::move(p), std::move(o), completion<Notification>(std::move(handler)));
         },

@@ -17,8 +17,8 @@
 namespace amsg::net {
 namespace {
 
-constexpr std::size_t kServiceBatch = 256;        // messages read per turn before letting others run
-constexpr std::size_t kZeroCopyFrom = 64 * 1024;  // larger frames are handed to ZeroMQ without a copy
+constexpr std::size_t kServiceBatch = 256;                     // messages read per turn before letting others run
+constexpr std::size_t kZeroCopyFrom = std::size_t{64} * 1024;  // larger frames are handed to ZeroMQ without a copy
 
 // A frame as a ZeroMQ message: small ones copied, large ones handed over (the
 // Payload is freed by ZeroMQ's I/O thread once sent; the pool allows that).

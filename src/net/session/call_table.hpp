@@ -5,10 +5,9 @@
 // half), so a lookup is an index and a compare instead of a hash, a freed slot
 // is reused without allocating, and a late reply to a call that has ended finds
 // nothing: its slot is free or holds a later call with another id.
-// Ids are never 0 (0 means "no reply wanted" on the wire) and keep bit 63 clear
-// (the node marks its local deliveries with it). A slot's generation wraps after
+// Ids are never 0 (0 means "no reply wanted" on the wire). A slot's generation wraps after
 // 2^31 uses; a reply would have to arrive that late to be mistaken.
-// Single-threaded: the node uses it on its strand only.
+// Single-threaded: the session uses it on its executor only.
 
 #include <cstdint>
 #include <utility>

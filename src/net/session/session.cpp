@@ -32,7 +32,7 @@ std::string make_identity() {
   return fmt::format("{}-{}-{:016x}", host.data(), ::getpid(), r);
 }
 
-const NodeOptions& validated(const NodeOptions& o) {
+NodeOptions validated(NodeOptions o) {
   if (o.heartbeat_interval.count() <= 0 || o.heartbeat_timeout <= o.heartbeat_interval) {
     throw InvalidOptionsError("amsg: heartbeat_timeout must exceed heartbeat_interval > 0");
   }
@@ -53,7 +53,7 @@ Links make_links(const NodeOptions& o) {
 }  // namespace
 
 Session::Session(NodeOptions o)
-    : options{validated(o)},
+    : options{validated(std::move(o))},
       manager{options.manager},
       identity{options.identity.empty() ? make_identity() : options.identity},
       log_{logger(options.manager.logger_name)},
