@@ -206,6 +206,11 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
             code = errc::handler_error;
             lane.stats.failed.add();
           }
+        } else if (lane.deadline_hit) {
+          // The deadline's cancellation reached a handler that finished anyway
+          // (it caught operation_aborted): clear it, or the lane's next handler
+          // would start cancelled.
+          co_await asio::this_coro::reset_cancellation_state();
         }
       }
     }
@@ -214,11 +219,12 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
 
     const ReplyRoute route = std::move(MessageAccess::route(msg));
     if (finish(lane.stats, *env, outcome, std::move(error), code)) {
-      // The lane gives its thread back to the pool soon (when it parks, when a
-      // handler suspends, or after kYieldEvery messages): whoever waits for this
-      // notification runs right there, and a burst of them is taken in one go.
-      // (A handler that blocks its thread delays them; handlers should co_await.)
-      const auto how = AsyncWaitList::Resume::defer;
+      // A lane with nothing queued parks next and gives its thread back to the
+      // pool: whoever waits for this notification runs right there. With more
+      // queued, the next handler may hold the thread (compute, block), so the
+      // waiter is posted for any idle thread instead. (With one pool thread both
+      // are the same.)
+      const auto how = inbox_.empty() ? AsyncWaitList::Resume::defer : AsyncWaitList::Resume::post;
       while (!try_deliver(env, route, false, how)) {
         bool aborted = false;
         try {

@@ -7,7 +7,9 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <future>
 #include <set>
 
@@ -157,6 +159,54 @@ TEST(Manager, HandlerExceptionsBecomeErrorNotifications) {
   ASSERT_TRUE(eventually([&] { return m.stats().failed == 3; }));
   EXPECT_EQ(log.count_containing("failed: boom: (x)"), 1u);
   EXPECT_EQ(log.count_containing("failed: boom: silent"), 1u);  // logged even without an id
+}
+
+// Message::deadline: a queued message past it never runs (timeout); a running
+// handler is cancelled at it; and a handler that swallows that cancellation
+// leaves its lane clean for the next message.
+TEST(Manager, DeadlinesSkipQueuedMessagesCancelRunningOnesAndLeaveTheLaneClean) {
+  Manager m{ManagerOptions{.concurrency = 1, .logger_name = quiet_logger("amsg.test.deadline")}};
+  std::atomic<int> ran{0};
+  auto wait_ms = [](Message& msg) -> asio::awaitable<void> {
+    asio::steady_timer t{co_await asio::this_coro::executor,
+                         std::chrono::milliseconds{std::stoi(std::string{msg.payload.as_string_view()})}};
+    co_await t.async_wait(asio::use_awaitable);
+  };
+  m.register_handler("wait", make_handler(wait_ms));
+  m.register_handler("swallow", make_handler([](Message&) -> asio::awaitable<void> {
+                       asio::steady_timer t{co_await asio::this_coro::executor, std::chrono::seconds{30}};
+                       asio::error_code ec;
+                       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));  // ignores cancellation
+                     }));
+  m.register_handler("count", make_handler([&ran](Message&) -> asio::awaitable<void> {
+                       ran.fetch_add(1);
+                       co_return;
+                     }));
+  m.start();
+  const auto soon = std::chrono::steady_clock::now() + 50ms;
+  Message running = msg("wait", "30000", "running");
+  running.deadline = soon;
+  Message queued = msg("count", "", "queued");  // behind it on the only lane
+  queued.deadline = soon;
+  ASSERT_EQ(m.send(std::move(running)), SendStatus::ok);
+  ASSERT_EQ(m.send(std::move(queued)), SendStatus::ok);
+  auto got = receive_n(m, 2);
+  ASSERT_EQ(got.size(), 2u);
+  for (const auto& n : got) {
+    EXPECT_EQ(n.code, errc::timeout) << n.text();
+    EXPECT_EQ(n.error, "timeout");
+  }
+  EXPECT_EQ(ran.load(), 0);
+  Message swallowed = msg("swallow", "", "swallowed");
+  swallowed.deadline = std::chrono::steady_clock::now() + 50ms;
+  ASSERT_EQ(m.send(std::move(swallowed)), SendStatus::ok);
+  ASSERT_EQ(m.send(msg("count", "", "after")), SendStatus::ok);
+  got = receive_n(m, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].text(), "swallowed:ok");  // it ended normally, if late
+  EXPECT_EQ(got[1].text(), "after:ok") << "the next handler must not start cancelled";
+  EXPECT_EQ(ran.load(), 1);
+  EXPECT_EQ(m.stats().timed_out, 2u);
 }
 
 TEST(Manager, UnknownTypeIsAnErrorNotificationCounterAndLogLine) {

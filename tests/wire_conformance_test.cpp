@@ -251,6 +251,29 @@ TEST(WireConformance, ABadAddressIsRefusedAtOnceNamingIt) {
   }
 }
 
+// An address that looks right but that the link cannot dial (an ipc path longer
+// than a socket address holds): every call to it ends with bad_address, at once.
+TEST(WireConformance, CallsToAnAddressTheLinkCannotDialEndWithBadAddress) {
+  Node client{client_options("conf-undialable")};
+  client.start();
+  const std::string address = "ipc:///tmp/" + std::string(200, 'p');
+  PeerId peer{};
+  try {
+    peer = client.connect(address);
+  } catch (const NetworkError& e) {
+    SUCCEED() << "refused by connect: " << e.what();
+    return;
+  }
+  auto f = client.call(peer, "echo", bytes(""), CallOptions{"far"}, asio::use_future);
+  const Notification n = get(f, 5s);
+  EXPECT_EQ(n.code, errc::bad_address) << n.text();
+  ASSERT_EQ(client.send(peer, "echo", bytes(""), {"notified"}), SendStatus::ok);
+  auto got = receive_n(client.manager(), 1, 5s);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].code, errc::bad_address);
+  EXPECT_EQ(client.stats().outstanding_calls, 0u);
+}
+
 TEST(WireConformance, AMessageWhoseDeadlinePassedWhileQueuedIsAnsweredTimeoutAndNeverRuns) {
   Listening l{"conf-queued-deadline", 1};
   l.send(msg_header(2, 40, "sleep") + "300");  // holds the only worker

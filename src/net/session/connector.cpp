@@ -174,7 +174,20 @@ void Connector::flush(Peer& p) {
     local_.flush(p);
     return;
   }
-  if (!p.channel) return;  // open() flushes once the channel exists
+  if (!p.channel) {
+    // No channel: open() flushes once it exists, unless dialing failed, in which
+    // case everything queued ends here (bad address) instead of waiting forever.
+    if (p.state == PeerState::incompatible) {
+      OutItem item;
+      std::size_t n = 0;
+      while (p.queue.try_pop(item)) {
+        (void)admit(p, item, Clock::now());
+        ++n;
+      }
+      if (n != 0) calls_.space().notify_waiting();
+    }
+    return;
+  }
   if (!send_backlog(p)) return;
   std::size_t n = 0;
   OutItem item;
@@ -405,7 +418,7 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
     log_->info("peer {} is this node: its messages skip the link", p.address);
     p.loopback = true;
   }
-  if (p.state != PeerState::ready && p.state != PeerState::local) {
+  if (p.state == PeerState::connecting) {  // a closing peer stays closing (a HELLO_ACK to a query)
     set_state(p, is_us ? PeerState::local : PeerState::ready);
     log_->debug("peer {} ({}) ready", p.address, h.identity);
   }
@@ -486,14 +499,16 @@ void Connector::tick(Clock::time_point now) {
       declare_lost(p);
     } else if (p.state == PeerState::connecting) {
       calls_.fail_peer(p.index, errc::peer_unreachable, kPeerUnreachable, now - options_.heartbeat_timeout);
-      auto& q = p.handler_queries;
-      for (auto it = q.begin(); it != q.end();) {
-        if (now - it->second > options_.heartbeat_timeout) {
-          it->first.set_exception(std::make_exception_ptr(NetworkError(kPeerUnreachable)));
-          it = q.erase(it);
-        } else {
-          ++it;
-        }
+    }
+    // A handler query whose HELLO got no answer (refused at the high-water mark,
+    // or never answered) ends after the same time, in every state.
+    auto& q = p.handler_queries;
+    for (auto it = q.begin(); it != q.end();) {
+      if (now - it->second > options_.heartbeat_timeout) {
+        it->first.set_exception(std::make_exception_ptr(NetworkError(kPeerUnreachable)));
+        it = q.erase(it);
+      } else {
+        ++it;
       }
     }
   }

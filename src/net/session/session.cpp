@@ -144,6 +144,11 @@ ShutdownReport Session::shutdown(std::chrono::milliseconds drain) {
   connector_.stop();
   calls_.stop();
   local_.drain_outcomes();
+  // A sender that passed the intake check just before it closed may have queued
+  // after the sweep above: its call ends here (its handler, if bound to this
+  // node's executor, cannot run any more; futures and other executors do).
+  connector_.fail_queued();
+  calls_.fail_all();
   listener_.final_flush(options.linger);
   heartbeat_stopped_ = true;
   heartbeat_timer_.cancel();
