@@ -271,7 +271,8 @@ TEST(WireConformance, CallsToAnAddressTheLinkCannotDialEndWithBadAddress) {
   auto got = receive_n(client.manager(), 1, 5s);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].code, errc::bad_address);
-  EXPECT_EQ(client.stats().outstanding_calls, 0u);
+  // (A notified send counts as outstanding until it is on the channel: the count drops just after.)
+  EXPECT_TRUE(eventually([&] { return client.stats().outstanding_calls == 0; }));
 }
 
 TEST(WireConformance, AMessageWhoseDeadlinePassedWhileQueuedIsAnsweredTimeoutAndNeverRuns) {
