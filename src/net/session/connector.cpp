@@ -19,10 +19,6 @@ namespace {
 
 constexpr std::size_t kMaxPeers = 4096;
 
-Payload frame_of(std::string_view bytes) {
-  return Payload::copy_of(std::span<const std::byte>{reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
-}
-
 // The MSG's timeout field: the call's remaining time, rounded up, at least 1 ms.
 std::uint32_t remaining_ms(Clock::time_point deadline, Clock::time_point now) {
   if (deadline == Clock::time_point::max()) return 0;
@@ -492,7 +488,7 @@ void Connector::tick(Clock::time_point now) {
     // A HELLO again while no answer came (it is idempotent: a lossy link may
     // have eaten the first), else a PING. Refused at the high-water mark: the
     // next one will do.
-    Payload frame = p.state == PeerState::connecting ? make_hello() : frame_of(ping);
+    Payload frame = p.state == PeerState::connecting ? make_hello() : Payload::copy_of(ping);
     (void)p.channel->send(frame);
     const bool silent = now - p.last_rx > options_.heartbeat_timeout;
     if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {

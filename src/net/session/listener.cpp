@@ -13,14 +13,6 @@
 #include "session/codes.hpp"
 
 namespace amsg::net {
-namespace {
-
-Payload frame_of(std::string_view bytes) {
-  return Payload::copy_of(std::span<const std::byte>{reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
-}
-
-}  // namespace
-
 class Listener::Layer final : public CommunicationLayer {
  public:
   explicit Layer(Listener* listener) : listener_{listener} {}
@@ -200,7 +192,7 @@ void Listener::on_hello(std::string_view key, std::span<const std::byte> frame) 
   c.max_payload = h.max_payload;
   log_->debug("hello from {}", h.identity);
   send(key, make_hello_ack(), true);
-  if (intake_closed(state_)) send(key, frame_of(wire::encode_bye()), true);
+  if (intake_closed(state_)) send(key, Payload::copy_of(wire::encode_bye()), true);
 }
 
 // One MSG (alone or from a BATCH).
@@ -291,7 +283,7 @@ void Listener::reply_error(std::string_view key, std::uint64_t call_id, wire::Er
 }
 
 void Listener::send_error(std::string_view key, wire::ErrorCode code, std::string_view text) {
-  send(key, frame_of(wire::encode_error(code, text)), false);
+  send(key, Payload::copy_of(wire::encode_error(code, text)), false);
 }
 
 LinkSend Listener::try_send(std::string_view key, Payload& frame) {
@@ -439,7 +431,7 @@ void Listener::send_replies(std::size_t first, std::size_t last) {
 void Listener::tick(Clock::time_point now) {
   drain_backlog();
   const bool reading = accepting();
-  const Payload ping = frame_of(wire::encode_ping(0));
+  const std::string ping = wire::encode_ping(0);
   for (auto it = clients_.begin(); it != clients_.end();) {
     if (reading && now - it->second.last_rx > options_.heartbeat_timeout * 10 && !backlog_.contains(it->first)) {
       it = clients_.erase(it);  // long gone; its replies would be dropped anyway
@@ -448,7 +440,7 @@ void Listener::tick(Clock::time_point now) {
     const std::string key = it->first;
     const bool hello = it->second.hello;
     ++it;
-    if (hello) send(key, Payload::copy_of(ping.bytes()), false);
+    if (hello) send(key, Payload::copy_of(ping), false);
   }
 }
 
@@ -457,7 +449,7 @@ void Listener::say_bye() {
   for (const auto& [key, client] : clients_) {
     if (client.hello) told.push_back(key);
   }
-  for (const auto& key : told) send(key, frame_of(wire::encode_bye()), true);
+  for (const auto& key : told) send(key, Payload::copy_of(wire::encode_bye()), true);
 }
 
 void Listener::stop() {

@@ -217,9 +217,9 @@ SendStatus Session::enqueue(PeerId peer, OutItem& item, bool wait) {
   return connector_.enqueue(p, item, wait, state_);
 }
 
+// (Node::async_send and Node::call check the limits before they start; these do not again.)
 void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done) {
   Connector::Peer& p = peer_or_throw(peer);
-  validate(item);
   const SendStatus s = connector_.enqueue(p, item, false, state_);
   if (s != SendStatus::full) {
     done->complete_later(SendStatus{s});
@@ -248,7 +248,6 @@ void Session::retry_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail:
 
 void Session::call(PeerId peer, OutItem&& item) {
   Connector::Peer& p = peer_or_throw(peer);
-  validate(item);
   if (!intake_closed(state_)) {
     if (connector_.has_room(p, true)) {
       calls_.reserve();
