@@ -21,6 +21,7 @@
 
 #include <asio/awaitable.hpp>
 
+#include "amsg/export.hpp"
 #include "amsg/message.hpp"
 #include "amsg/notification.hpp"
 #include "amsg/send_status.hpp"
@@ -32,7 +33,7 @@ namespace detail {
 class Core;
 }
 
-class CommunicationLayer : public std::enable_shared_from_this<CommunicationLayer> {
+class AMSG_EXPORT CommunicationLayer : public std::enable_shared_from_this<CommunicationLayer> {
  public:
   virtual ~CommunicationLayer() = default;
 
@@ -56,7 +57,7 @@ class CommunicationLayer : public std::enable_shared_from_this<CommunicationLaye
 // back to the pool right afterwards (nothing else is queued): the layer may then
 // hand its follow-up work to that thread (asio::defer) instead of waking
 // another one, so a round trip stays on one thread.
-[[nodiscard]] bool deliver_may_defer() noexcept;
+[[nodiscard]] AMSG_EXPORT bool deliver_may_defer() noexcept;
 
 // A transport's handle for feeding messages in. Cheap to copy.
 // Thread-safety: any member from any thread.
@@ -68,7 +69,7 @@ class CommunicationLayer : public std::enable_shared_from_this<CommunicationLaye
 // takes it if more work is queued). Call them from code that returns to the
 // pool promptly (an I/O loop); submit() and force_publish() always wake another
 // thread.
-class Ingress {
+class AMSG_EXPORT Ingress {
  public:
   Ingress() = default;
 

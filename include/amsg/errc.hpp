@@ -12,6 +12,8 @@
 
 #include <system_error>
 
+#include "amsg/export.hpp"
+
 namespace amsg {
 
 enum class errc : int {
@@ -29,8 +31,8 @@ enum class errc : int {
   bad_address,           // the peer's address is malformed or names no supported link
 };
 
-[[nodiscard]] const std::error_category& error_category() noexcept;
-[[nodiscard]] std::error_code make_error_code(errc e) noexcept;
+[[nodiscard]] AMSG_EXPORT const std::error_category& error_category() noexcept;
+[[nodiscard]] AMSG_EXPORT std::error_code make_error_code(errc e) noexcept;
 
 }  // namespace amsg
 

@@ -5,34 +5,36 @@
 #include <stdexcept>
 #include <string>
 
+#include "amsg/export.hpp"
+
 namespace amsg {
 
-class Error : public std::runtime_error {
+class AMSG_EXPORT Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
 // register_handler() for a type that already has one (use replace_handler()).
-class HandlerExistsError : public Error {
+class AMSG_EXPORT HandlerExistsError : public Error {
  public:
   explicit HandlerExistsError(const std::string& type)
       : Error("a handler is already registered for message type '" + type + "'") {}
 };
 
 // A ManagerOptions value that cannot work (zero concurrency, zero capacity...).
-class InvalidOptionsError : public Error {
+class AMSG_EXPORT InvalidOptionsError : public Error {
  public:
   using Error::Error;
 };
 
 // An operation that needs a running or a not-yet-started manager got the other.
-class LifecycleError : public Error {
+class AMSG_EXPORT LifecycleError : public Error {
  public:
   using Error::Error;
 };
 
 // A transport could not bind or connect (the message names the address and why).
-class NetworkError : public Error {
+class AMSG_EXPORT NetworkError : public Error {
  public:
   using Error::Error;
 };

@@ -24,11 +24,12 @@
 
 #include <asio/awaitable.hpp>
 
+#include "amsg/export.hpp"
 #include "amsg/message.hpp"
 
 namespace amsg {
 
-class Handler {
+class AMSG_EXPORT Handler {
  public:
   virtual ~Handler() = default;
   virtual asio::awaitable<void> handle(Message& message) = 0;

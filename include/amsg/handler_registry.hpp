@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "amsg/export.hpp"
 #include "amsg/handler.hpp"
 
 namespace amsg {
@@ -31,7 +32,7 @@ struct TransparentStringHash {
 
 using HandlerMap = std::unordered_map<std::string, std::shared_ptr<Handler>, TransparentStringHash, std::equal_to<>>;
 
-class HandlerRegistry {
+class AMSG_EXPORT HandlerRegistry {
  public:
   struct Snapshot {
     std::uint64_t version = 0;

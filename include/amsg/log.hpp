@@ -6,11 +6,13 @@
 
 #include <spdlog/logger.h>
 
+#include "amsg/export.hpp"
+
 namespace amsg {
 
 // Returns the logger registered under `name`, creating a stderr logger if spdlog
 // has none by that name. Configure it (level, sinks) like any spdlog logger, or
 // register your own under the same name before creating a Manager.
-std::shared_ptr<spdlog::logger> logger(const std::string& name = "amsg");
+AMSG_EXPORT std::shared_ptr<spdlog::logger> logger(const std::string& name = "amsg");
 
 }  // namespace amsg

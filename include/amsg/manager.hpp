@@ -28,6 +28,7 @@
 #include <asio/awaitable.hpp>
 
 #include "amsg/communication_layer.hpp"
+#include "amsg/export.hpp"
 #include "amsg/handler.hpp"
 #include "amsg/handler_registry.hpp"
 #include "amsg/manager_options.hpp"
@@ -48,7 +49,7 @@ struct ShutdownReport {
   std::chrono::nanoseconds took{0};
 };
 
-class Manager {
+class AMSG_EXPORT Manager {
  public:
   explicit Manager(ManagerOptions options = {});
   ~Manager();

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "amsg/export.hpp"
 #include "amsg/payload.hpp"
 
 namespace amsg {
@@ -28,7 +29,7 @@ struct ReplyRoute {
   std::uint64_t peer = 0;
 };
 
-class Message {
+class AMSG_EXPORT Message {
  public:
   Message() = default;
   Message(std::string type, Payload payload, std::optional<std::string> notify_id = std::nullopt)

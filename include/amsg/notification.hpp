@@ -12,15 +12,16 @@
 #include <system_error>
 
 #include "amsg/errc.hpp"
+#include "amsg/export.hpp"
 #include "amsg/payload.hpp"
 
 namespace amsg {
 
 enum class Outcome : std::uint8_t { ok, error, cancelled };
 
-[[nodiscard]] std::string_view to_string(Outcome outcome) noexcept;
+[[nodiscard]] AMSG_EXPORT std::string_view to_string(Outcome outcome) noexcept;
 
-struct Notification {
+struct AMSG_EXPORT Notification {
   std::string id;  // the message's notify_id
   Outcome outcome = Outcome::ok;
   std::string error;         // empty when outcome == ok; "cancelled" when cancelled
@@ -40,6 +41,6 @@ struct Notification {
 // parses as Outcome::cancelled. The message type is not part of the text form and
 // stays empty; `code` is errc::cancelled for "cancelled", errc::handler_error for
 // other errors (the text alone does not say more). Returns nullopt for text that is neither form.
-[[nodiscard]] std::optional<Notification> parse_notification(std::string_view text);
+[[nodiscard]] AMSG_EXPORT std::optional<Notification> parse_notification(std::string_view text);
 
 }  // namespace amsg

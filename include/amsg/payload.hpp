@@ -14,9 +14,11 @@
 #include <span>
 #include <string_view>
 
+#include "amsg/export.hpp"
+
 namespace amsg {
 
-class Payload {
+class AMSG_EXPORT Payload {
  public:
   Payload() noexcept = default;
   // A buffer of `size` bytes, uninitialised.

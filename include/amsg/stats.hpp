@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <string>
 
+#include "amsg/export.hpp"
+
 namespace amsg {
 
-struct LatencySummary {
+struct AMSG_EXPORT LatencySummary {
   std::uint64_t count = 0;
   double mean_us = 0;
   double p50_us = 0;
@@ -21,7 +23,7 @@ struct LatencySummary {
   double max_us = 0;
 };
 
-struct Stats {
+struct AMSG_EXPORT Stats {
   std::uint64_t received = 0;       // accepted into the inbox
   std::uint64_t dispatched = 0;     // handler started
   std::uint64_t ok = 0;             // handler finished normally

@@ -45,6 +45,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include "amsg/export.hpp"
 #include "amsg/manager.hpp"
 #include "amsg/net/detail/completion.hpp"
 #include "amsg/net/node_options.hpp"
@@ -60,7 +61,7 @@ namespace amsg::net {
 
 class Session;
 
-class Node {
+class AMSG_EXPORT Node {
  public:
   explicit Node(NodeOptions options = {});
   ~Node();  // shutdown(0) when still running

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "amsg/export.hpp"
+
 namespace amsg::net {
 
 // A connection to a peer, as returned by Node::connect() (or Node::self()).
@@ -20,7 +22,7 @@ enum class PeerState : std::uint8_t {
   incompatible,  // the peer speaks another protocol version
   local,         // this node itself: sends skip the link
 };
-[[nodiscard]] const char* to_string(PeerState state) noexcept;
+[[nodiscard]] AMSG_EXPORT const char* to_string(PeerState state) noexcept;
 
 struct PeerInfo {
   std::string address;

@@ -14,9 +14,11 @@
 #include <optional>
 #include <string>
 
+#include "amsg/export.hpp"
+
 namespace amsg::net {
 
-class SendOptions {
+class AMSG_EXPORT SendOptions {
  public:
   // Fire-and-forget: nothing comes back.
   SendOptions() = default;
@@ -33,7 +35,7 @@ class SendOptions {
   std::chrono::milliseconds timeout{0};
 };
 
-class CallOptions {
+class AMSG_EXPORT CallOptions {
  public:
   CallOptions() = default;
   // The outcome's id (empty: "call-<n>") and deadline: the call ends with

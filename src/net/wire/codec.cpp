@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "amsg/version.hpp"
+
+static_assert(amsg::net::wire::kVersion == AMSG_PROTOCOL_VERSION, "cmake/version.hpp.in and the codec disagree");
+
 namespace amsg::net::wire {
 namespace {
 

@@ -1,0 +1,42 @@
+# Install rules: libraries, public headers, the CMake package (amsg::amsg,
+# amsg::net, amsg::typed) and pkg-config files (amsg.pc, amsg-net.pc).
+include(CMakePackageConfigHelpers)
+
+set(AMSG_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/amsg)
+
+install(TARGETS amsg amsg_net EXPORT amsgTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(DIRECTORY include/amsg DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${AMSG_GENERATED_INCLUDE}/amsg/version.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/amsg)
+install(EXPORT amsgTargets NAMESPACE amsg:: FILE amsgTargets.cmake DESTINATION ${AMSG_CMAKE_DIR})
+if(TARGET amsg_typed)
+  install(TARGETS amsg_typed EXPORT amsgTypedTargets)
+  install(EXPORT amsgTypedTargets NAMESPACE amsg:: FILE amsgTypedTargets.cmake DESTINATION ${AMSG_CMAKE_DIR})
+endif()
+
+configure_package_config_file(cmake/amsgConfig.cmake.in ${PROJECT_BINARY_DIR}/amsgConfig.cmake
+                              INSTALL_DESTINATION ${AMSG_CMAKE_DIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/amsgConfigVersion.cmake
+                                 VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/amsgConfig.cmake ${PROJECT_BINARY_DIR}/amsgConfigVersion.cmake
+        DESTINATION ${AMSG_CMAKE_DIR})
+
+# pkg-config: a static libamsg_net needs libzmq on the consumer's link line, so
+# it is a public requirement there and a private one for the shared library.
+list(JOIN AMSG_ASIO_DEFINITIONS " -D" AMSG_PC_DEFINITIONS)
+set(AMSG_PC_DEFINITIONS "-D${AMSG_PC_DEFINITIONS}")
+if(BUILD_SHARED_LIBS)
+  set(AMSG_PC_NET_REQUIRES "amsg")
+  set(AMSG_PC_NET_REQUIRES_PRIVATE "libzmq")
+else()
+  set(AMSG_PC_NET_REQUIRES "amsg libzmq")
+  set(AMSG_PC_NET_REQUIRES_PRIVATE "")
+endif()
+file(RELATIVE_PATH AMSG_PC_UP /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)  # the .pc files find the prefix from their own place
+string(REGEX REPLACE "/$" "" AMSG_PC_UP "${AMSG_PC_UP}")
+configure_file(cmake/amsg.pc.in ${PROJECT_BINARY_DIR}/amsg.pc @ONLY)
+configure_file(cmake/amsg-net.pc.in ${PROJECT_BINARY_DIR}/amsg-net.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/amsg.pc ${PROJECT_BINARY_DIR}/amsg-net.pc
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs amsg into a temporary prefix and builds and runs consumers against it,
+# as another project would: examples/ as a CMake project of its own
+# (find_package(amsg 0.2 CONFIG REQUIRED)) and a pkg-config build of the same
+# sources. Usage: scripts/check-install.sh [static|shared]   (default: static)
+#  static: installs the dev build (build/dev, built by scripts/run-tests.sh or here)
+#  shared: configures build/shared (-DBUILD_SHARED_LIBS=ON, Release, no tests),
+#          builds, installs, and also runs the installed `amsg demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind=${1:-static}
+scripts/install-deps.sh
+case "$kind" in
+  static)
+    build=build/dev
+    cmake --preset dev >/dev/null
+    cmake --build --preset dev >/dev/null ;;
+  shared)
+    build=build/shared
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DAMSG_WERROR=ON >/dev/null
+    cmake --build "$build" >/dev/null ;;
+  *) echo "usage: $0 [static|shared]" >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d /tmp/amsg-install.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+prefix=$work/prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
+echo "installed into $prefix:"
+(cd "$prefix" && find . -type f -o -type l | sort | grep -v '^./include/amsg/' | sed 's/^/  /')
+
+echo "== CMake consumer (examples/ on its own) =="
+cmake -S examples -B "$work/cmake-consumer" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$work/cmake-consumer"
+"$work/cmake-consumer/amsg_seed_usage" >/dev/null
+"$work/cmake-consumer/amsg_leader_worker" 2>/dev/null
+
+echo "== pkg-config consumer =="
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+echo "amsg $(pkg-config --modversion amsg), amsg-net $(pkg-config --modversion amsg-net)"
+rpath=()
+[ "$kind" = shared ] && rpath=(-Wl,-rpath,"$prefix/lib")
+# shellcheck disable=SC2046  # pkg-config output is meant to split into words
+g++ -std=c++20 -O1 examples/seed_usage.cpp -o "$work/pc_seed_usage" $(pkg-config --cflags --libs amsg) "${rpath[@]}"
+# shellcheck disable=SC2046
+g++ -std=c++20 -O1 examples/leader_worker.cpp -o "$work/pc_leader_worker" $(pkg-config --cflags --libs amsg-net) "${rpath[@]}"
+"$work/pc_seed_usage" >/dev/null
+"$work/pc_leader_worker" tcp://127.0.0.1:0 2>/dev/null
+
+if [ "$kind" = shared ]; then
+  echo "== installed amsg command, shared libraries =="
+  ldd "$prefix/bin/amsg" | grep -E 'libamsg' | sed 's/^/  /'
+  "$prefix/bin/amsg" --version
+  "$prefix/bin/amsg" demo --messages 2000 --no-progress
+fi
+echo "check-install ($kind): ok"

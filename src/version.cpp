@@ -1,0 +1,7 @@
+#include "amsg/version.hpp"
+
+namespace amsg {
+
+const char* version() noexcept { return AMSG_VERSION_STRING; }
+
+}  // namespace amsg
