@@ -1,5 +1,6 @@
 #include "bench.hpp"
 #include "bench_report.hpp"
+#include "cli_support.hpp"
 #include "progress.hpp"
 
 #include <fmt/format.h>
@@ -341,7 +342,7 @@ namespace {}  // namespace
 int run_bench(const BenchOptions& o) {
   // Quiet unless something goes wrong.
   auto log = std::make_shared<spdlog::logger>("amsg.bench");
-  log->set_level(spdlog::level::err);
+  log->set_level(log_level_or(spdlog::level::err));
   spdlog::register_logger(log);
   bool all_ok = true;
   for (const auto& scenario : o.scenarios) {

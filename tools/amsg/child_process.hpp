@@ -54,13 +54,16 @@ inline std::vector<std::string> this_executable(const std::vector<std::string>& 
 
 class ChildProcess {
  public:
-  // Runs argv[0] (a path; PATH is not searched) with `argv`.
-  explicit ChildProcess(std::vector<std::string> argv) {
+  enum class Capture { stdout_only, stdout_and_stderr };
+  // Runs argv[0] (a path; PATH is not searched) with `argv`; its stdout (and,
+  // when asked, its stderr) is read through wait_for_line().
+  explicit ChildProcess(std::vector<std::string> argv, Capture capture = Capture::stdout_only) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe() failed");
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    if (capture == Capture::stdout_and_stderr) posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);

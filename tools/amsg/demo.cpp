@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "child_process.hpp"
+#include "cli_support.hpp"
 #include "progress.hpp"
 
 namespace amsg::tool {
@@ -120,7 +121,7 @@ int run_demo_worker(const std::string& listen, std::size_t blocks, std::size_t b
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  logger()->set_level(spdlog::level::off);  // failures are on purpose; the leader reports them
+  default_log_level(spdlog::level::off);  // failures are on purpose; the leader reports them
   auto pools = std::make_shared<KvPools>(blocks, block_kib * 1024);
   net::NodeOptions opts;
   opts.listen = {listen};
@@ -143,11 +144,15 @@ int run_demo_worker(const std::string& listen, std::size_t blocks, std::size_t b
 }
 
 int run_demo(const DemoOptions& o) {
-  logger()->set_level(spdlog::level::warn);
+  default_log_level(spdlog::level::warn);
   const std::string base = fmt::format("/tmp/amsg-demo-{}", ::getpid());
-  std::printf("amsg demo: a KV-cache leader and %zu worker processes on loopback ipc\n", o.workers);
-  std::printf("  each worker: device and host pools of %zu blocks x %zu KiB; commands offload/onboard block ranges\n",
-              o.blocks, o.block_kib);
+  // With --json, stdout carries only the summary object.
+  auto say = [&](auto&&... args) {
+    if (!o.json) std::printf(args...);
+  };
+  say("amsg demo: a KV-cache leader and %zu worker processes on loopback ipc\n", o.workers);
+  say("  each worker: device and host pools of %zu blocks x %zu KiB; commands offload/onboard block ranges\n", o.blocks,
+      o.block_kib);
   std::vector<std::unique_ptr<Worker>> workers;
   for (std::size_t w = 0; w < o.workers; ++w) {
     workers.push_back(std::make_unique<Worker>(fmt::format("ipc://{}-w{}.ipc", base, w), o.blocks, o.block_kib));
@@ -155,7 +160,7 @@ int run_demo(const DemoOptions& o) {
   for (auto& w : workers) {
     if (!w->wait_listening(std::chrono::seconds{20})) {
       std::fprintf(stderr, "amsg demo: worker %s did not start\n", w->address().c_str());
-      return 1;
+      return kExitFailure;
     }
   }
 
@@ -169,10 +174,10 @@ int run_demo(const DemoOptions& o) {
     peers.push_back(leader.connect(w->address()));
     if (!leader.wait_ready(peers.back(), std::chrono::seconds{10})) {
       std::fprintf(stderr, "amsg demo: no hello from %s\n", w->address().c_str());
-      return 1;
+      return kExitFailure;
     }
   }
-  std::printf("  leader %s connected to %zu workers\n\n", leader.identity().c_str(), peers.size());
+  say("  leader %s connected to %zu workers\n\n", leader.identity().c_str(), peers.size());
 
   const std::size_t n = o.messages;
   std::vector<Clock::time_point> sent_at(n);
@@ -245,22 +250,37 @@ int run_demo(const DemoOptions& o) {
   const std::size_t arrived = ok + err;
   const std::size_t missing = static_cast<std::size_t>(std::count(seen.begin(), seen.end(), 0));
   const std::size_t planned_failures = o.fail_every == 0 ? 0 : n / o.fail_every;
-  std::printf("  messages sent      %zu (offload %zu, onboard %zu) to %zu workers\n", n, offloads, n - offloads,
-              peers.size());
-  std::printf("  outcomes           %zu ok, %zu err (%zu failed on purpose: block ranges outside the pool)\n", ok, err,
-              err_expected);
-  std::printf("  throughput         %.0f msg/s, %.2f GB/s of blocks copied, %.2f s in all\n",
-              static_cast<double>(n) / secs, static_cast<double>(bytes) / secs / 1e9, secs);
-  std::printf("  latency (send to notification)  p50 %.0f us  p90 %.0f us  p99 %.0f us  max %.0f us\n",
-              percentile(latency_us, 0.50), percentile(latency_us, 0.90), percentile(latency_us, 0.99),
-              latency_us.empty() ? 0.0 : latency_us.back());
-  if (!sample_err.empty()) std::printf("  an error, as sent  %s\n", sample_err.c_str());
   const bool all_arrived =
       arrived == n && missing == 0 && duplicates == 0 && unexpected == 0 && err_expected == planned_failures;
-  std::printf("  notifications      %zu of %zu arrived, %zu missing, %zu duplicated, %zu unexpected: %s\n", arrived, n,
-              missing, duplicates, unexpected, all_arrived ? "every notification arrived, exactly once" : "MISMATCH");
-  std::printf("  workers            %s\n", workers_ok ? "drained and exited 0 on SIGTERM" : "did NOT exit cleanly");
-  return all_arrived && workers_ok ? 0 : 1;
+  const double p50 = percentile(latency_us, 0.50);
+  const double p90 = percentile(latency_us, 0.90);
+  const double p99 = percentile(latency_us, 0.99);
+  const double max = latency_us.empty() ? 0.0 : latency_us.back();
+  if (o.json) {
+    std::printf(
+        R"({"messages":%zu,"workers":%zu,"ok":%zu,"err":%zu,"err_on_purpose":%zu,"msgs_per_s":%.1f,"gb_per_s":%.4f,)"
+        R"("secs":%.3f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"max_us":%.1f,"arrived":%zu,"missing":%zu,)"
+        R"("duplicated":%zu,"unexpected":%zu,"exactly_once":%s,"workers_ok":%s})"
+        "\n",
+        n, peers.size(), ok, err, err_expected, static_cast<double>(n) / secs, static_cast<double>(bytes) / secs / 1e9,
+        secs, p50, p90, p99, max, arrived, missing, duplicates, unexpected, all_arrived ? "true" : "false",
+        workers_ok ? "true" : "false");
+  } else {
+    std::printf("  messages sent      %zu (offload %zu, onboard %zu) to %zu workers\n", n, offloads, n - offloads,
+                peers.size());
+    std::printf("  outcomes           %zu ok, %zu err (%zu failed on purpose: block ranges outside the pool)\n", ok,
+                err, err_expected);
+    std::printf("  throughput         %.0f msg/s, %.2f GB/s of blocks copied, %.2f s in all\n",
+                static_cast<double>(n) / secs, static_cast<double>(bytes) / secs / 1e9, secs);
+    std::printf("  latency (send to notification)  p50 %.0f us  p90 %.0f us  p99 %.0f us  max %.0f us\n", p50, p90, p99,
+                max);
+    if (!sample_err.empty()) std::printf("  an error, as sent  %s\n", sample_err.c_str());
+    std::printf("  notifications      %zu of %zu arrived, %zu missing, %zu duplicated, %zu unexpected: %s\n", arrived,
+                n, missing, duplicates, unexpected,
+                all_arrived ? "every notification arrived, exactly once" : "MISMATCH");
+    std::printf("  workers            %s\n", workers_ok ? "drained and exited 0 on SIGTERM" : "did NOT exit cleanly");
+  }
+  return all_arrived && workers_ok ? kExitOk : kExitFailure;
 }
 
 }  // namespace amsg::tool

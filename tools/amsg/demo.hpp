@@ -14,6 +14,7 @@ struct DemoOptions {
   std::size_t fail_every = 1000;  // every n-th command names blocks outside the pool
   std::size_t window = 64;        // commands outstanding at once
   bool progress = true;
+  bool json = false;
 };
 
 int run_demo(const DemoOptions& options);

@@ -1,16 +1,87 @@
 // The amsg command.
+//
+// Conventions (tested in tests/cli_test.cpp): exit 0 on success, 1 on a runtime
+// error or an outcome that was not ok, 2 on a bad command line, with one line
+// on stderr naming the bad token; --help shows every default; --version and
+// --log-level work on every subcommand.
 
 #include <CLI/CLI.hpp>
+#include <amsg/version.hpp>
+#include <charconv>
 #include <cstdio>
+#include <cstdlib>
 
 #include "bench.hpp"
+#include "cli_support.hpp"
 #include "demo.hpp"
 #include "node_commands.hpp"
 
+namespace {
+
+constexpr const char* kLogLevels = "trace, debug, info, warning, error, critical, off";
+
+std::optional<spdlog::level::level_enum> parse_level(const std::string& name) {
+  for (const auto* known : {"trace", "debug", "info", "warning", "warn", "error", "err", "critical", "off"}) {
+    if (name == known) return spdlog::level::from_str(name);
+  }
+  return std::nullopt;
+}
+
+// tcp://HOST:PORT (PORT 0-65535, or * to listen on any) or ipc://PATH.
+CLI::Validator address_check() {
+  return CLI::Validator(
+      [](std::string& address) -> std::string {
+        const std::string hint = "'" + address + "' is not an address: use tcp://HOST:PORT or ipc://PATH";
+        if (address.starts_with("ipc://")) return address.size() > 6 ? "" : hint;
+        if (!address.starts_with("tcp://")) return hint;
+        const auto colon = address.rfind(':');
+        if (colon <= 6 || colon + 1 >= address.size()) return hint;
+        const std::string port = address.substr(colon + 1);
+        if (port == "*") return "";
+        if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoi(port) > 65535) {
+          return hint;
+        }
+        return "";
+      },
+      "ADDRESS");
+}
+
+// Whole numbers, with a message that says so (CLI11's numeric checks print
+// their range as doubles).
+CLI::Validator whole_number(long min, const char* what) {
+  return CLI::Validator(
+      [min, what](std::string& text) -> std::string {
+        long value = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc{} || end != text.data() + text.size() || value < min) {
+          return "'" + text + "' is not " + what;
+        }
+        return "";
+      },
+      min > 0 ? "POSITIVE" : "NON-NEGATIVE");
+}
+const CLI::Validator kPositive = whole_number(1, "a positive whole number");
+const CLI::Validator kNonNegative = whole_number(0, "a whole number >= 0");
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  using amsg::tool::kExitUsage;
+  const std::string version_text =
+      std::string{"amsg "} + amsg::version() + " (wire protocol " + std::to_string(AMSG_PROTOCOL_VERSION) + ")";
   CLI::App app{"amsg: active messages for C++20 services"};
   app.option_defaults()->always_capture_default();  // --help shows every default
   app.require_subcommand(1);
+  app.footer(
+      std::string{"Exit codes: 0 ok; 1 a runtime error, or an outcome that was not ok; 2 a bad command line.\n"} +
+      "Logs go to stderr on the 'amsg' logger; --log-level LEVEL or AMSG_LOG_LEVEL (" + kLogLevels + ").\n");
+  std::string log_level;
+  auto common = [&](CLI::App* cmd) {
+    cmd->set_version_flag("--version", version_text);
+    cmd->add_option("--log-level", log_level,
+                    std::string{"Log level: "} + kLogLevels + " (default: AMSG_LOG_LEVEL, else the command's own)");
+  };
+  common(&app);
 
   amsg::tool::BenchOptions bench;
   std::string transport = "inproc";
@@ -19,18 +90,17 @@ int main(int argc, char** argv) {
       ->add_option("--scenario", bench.scenarios,
                    "thr, rate, pingpong; across processes thr, pingpong, reqresp (repeatable; default: all)")
       ->check(CLI::IsMember({"thr", "rate", "pingpong", "reqresp"}));
-  bench_cmd->add_option("--concurrency,-n", bench.concurrency, "Concurrency limit(s) for thr (default: 4 64)");
-  bench_cmd->add_option("--messages", bench.messages, "Messages in the thr scenario")->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--pingpong-messages", bench.pingpong_messages, "Round trips in pingpong")
-      ->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--rate", bench.rate, "Offered rate of the rate scenario (messages/s)")
-      ->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--secs", bench.rate_secs, "Duration of the rate scenario (s)")->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--concurrency,-n", bench.concurrency, "Concurrency limit(s) for thr (default: 4 64)")
+      ->check(kPositive);
+  bench_cmd->add_option("--messages", bench.messages, "Messages in the thr scenario")->check(kPositive);
+  bench_cmd->add_option("--pingpong-messages", bench.pingpong_messages, "Round trips in pingpong")->check(kPositive);
+  bench_cmd->add_option("--rate", bench.rate, "Offered rate of the rate scenario (messages/s)")->check(kPositive);
+  bench_cmd->add_option("--secs", bench.rate_secs, "Duration of the rate scenario (s)")->check(kPositive);
   bench_cmd->add_option("--payload", bench.payload, "Payload bytes");
   bench_cmd->add_option("--threads", bench.threads,
                         "Pool threads of every node and manager in the run (0 = hardware threads)");
   bench_cmd->add_option("--spin-us", bench.spin_us, "Idle spin before sleeping, in microseconds (default 0)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   bench_cmd
       ->add_option("--consumer", bench.consumer,
                    "Who reads notifications (and, in pingpong, sends): a coroutine on the pool or a plain thread; "
@@ -42,6 +112,7 @@ int main(int argc, char** argv) {
       ->add_option("--transport", transport,
                    "Where messages travel: inproc (one process), ipc or tcp (to an `amsg serve` child on loopback)")
       ->check(CLI::IsMember({"inproc", "ipc", "tcp"}));
+  common(bench_cmd);
 
   amsg::tool::ServeOptions serve;
   auto* serve_cmd =
@@ -49,35 +120,42 @@ int main(int argc, char** argv) {
   serve_cmd
       ->add_option("--listen,-l", serve.listen,
                    "Address to bind: tcp://127.0.0.1:5555, ipc:///tmp/amsg.ipc (repeatable)")
-      ->required();
-  serve_cmd->add_option("--concurrency,-n", serve.concurrency, "Handlers running at once")->check(CLI::PositiveNumber);
+      ->required()
+      ->check(address_check());
+  serve_cmd->add_option("--concurrency,-n", serve.concurrency, "Handlers running at once")->check(kPositive);
   serve_cmd->add_option("--threads", serve.threads, "Handler pool threads (0 = hardware threads)");
   serve_cmd->add_option("--max-payload", serve.max_payload, "Largest payload accepted, in bytes");
   serve_cmd->add_option("--identity", serve.identity, "Node identity (default: host-pid-random)");
-  serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")
-      ->check(CLI::NonNegativeNumber);
+  serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")->check(kNonNegative);
   serve_cmd->add_option("--drain-ms", serve.drain_ms, "On SIGINT/SIGTERM, how long running handlers may finish")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
+  common(serve_cmd);
 
   amsg::tool::SendOptions send;
   auto* send_cmd = app.add_subcommand("send", "Send one message and print its notification or response");
-  send_cmd->add_option("--to", send.to, "The node's address")->required();
+  send_cmd->add_option("--to", send.to, "The node's address: tcp://HOST:PORT or ipc://PATH")
+      ->required()
+      ->check(address_check());
   send_cmd->add_option("--type,-t", send.type, "Message type")->required();
   auto* data_opt = send_cmd->add_option("--data,-d", send.data, "Payload text");
-  send_cmd->add_option("--file,-f", send.file, "Payload from a file")->excludes(data_opt);
+  send_cmd->add_option("--file,-f", send.file, "Payload from a file")->excludes(data_opt)->check(CLI::ExistingFile);
   send_cmd->add_option("--notify", send.notify,
                        "Notification id: print the seed's '{id}:ok' / '{id}:err(...)' from the notification channel");
-  send_cmd->add_option("--timeout", send.timeout_ms, "Deadline in milliseconds")->check(CLI::PositiveNumber);
+  send_cmd->add_option("--timeout", send.timeout_ms, "Deadline in milliseconds")->check(kPositive);
+  send_cmd->add_flag("--json", send.json, "Print the outcome as one JSON object (fields: docs/cli.md)");
+  common(send_cmd);
 
   amsg::tool::DemoOptions demo;
   auto* demo_cmd = app.add_subcommand("demo", "KV-cache leader + worker processes over ipc: the main job");
-  demo_cmd->add_option("--messages", demo.messages, "Commands to send")->check(CLI::PositiveNumber);
+  demo_cmd->add_option("--messages", demo.messages, "Commands to send")->check(kPositive);
   demo_cmd->add_option("--workers", demo.workers, "Worker processes")->check(CLI::Range(1, 16));
   demo_cmd->add_option("--blocks", demo.blocks, "Blocks per pool")->check(CLI::Range(16, 1 << 20));
   demo_cmd->add_option("--block-kib", demo.block_kib, "Block size in KiB")->check(CLI::Range(1, 1024));
   demo_cmd->add_option("--fail-every", demo.fail_every, "Every n-th command fails on purpose (0: none)");
-  demo_cmd->add_option("--window", demo.window, "Commands outstanding at once")->check(CLI::PositiveNumber);
-  demo_cmd->add_flag("!--no-progress", demo.progress, "Never draw a progress bar");
+  demo_cmd->add_option("--window", demo.window, "Commands outstanding at once")->check(kPositive);
+  demo_cmd->add_flag("!--no-progress", demo.progress, "Never draw a progress bar (drawn only on a terminal)");
+  demo_cmd->add_flag("--json", demo.json, "Print the summary as one JSON object (fields: docs/cli.md)");
+  common(demo_cmd);
 
   std::string worker_listen;
   auto* worker_cmd = app.add_subcommand("demo-worker", "One worker of `amsg demo` (started by it)");
@@ -86,21 +164,53 @@ int main(int argc, char** argv) {
   worker_cmd->add_option("--blocks", demo.blocks);
   worker_cmd->add_option("--block-kib", demo.block_kib);
 
-  CLI11_PARSE(app, argc, argv);
-  if (demo_cmd->parsed()) return amsg::tool::run_demo(demo);
-  if (worker_cmd->parsed()) return amsg::tool::run_demo_worker(worker_listen, demo.blocks, demo.block_kib);
-  if (bench_cmd->parsed()) {
-    if (transport == "inproc") {
-      std::erase(bench.scenarios, "reqresp");
-      return amsg::tool::run_bench(bench);
+  try {
+    app.parse(argc, argv);
+    if (log_level.empty()) {
+      if (const char* env = std::getenv("AMSG_LOG_LEVEL"); env != nullptr && *env != '\0') {
+        log_level = env;
+        if (!parse_level(log_level)) {
+          throw CLI::ValidationError("AMSG_LOG_LEVEL", "'" + log_level + "' is not a log level (" + kLogLevels + ")");
+        }
+      }
+    } else if (!parse_level(log_level)) {
+      throw CLI::ValidationError("--log-level", "'" + log_level + "' is not a log level (" + kLogLevels + ")");
     }
-    const bool defaults = bench.scenarios == std::vector<std::string>{"thr", "rate", "pingpong"};
-    if (defaults) bench.scenarios = {"pingpong", "thr", "reqresp"};
-    std::erase(bench.scenarios, "rate");
-    if (bench.concurrency == std::vector<std::size_t>{4, 64}) bench.concurrency = {64};
-    return amsg::tool::run_net_bench(bench, transport);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // One line: what is wrong (CLI11 names the token) and where the usage is.
+    std::string command = "amsg";
+    std::vector<std::string> unexpected = app.remaining();
+    for (const auto* sub : app.get_subcommands()) {
+      command += " " + sub->get_name();
+      for (auto& r : sub->remaining()) unexpected.push_back(r);
+    }
+    // CLI11 checks required options before unknown ones: name the unknown token first.
+    std::string what = unexpected.empty() ? std::string{e.what()} : "unexpected argument '" + unexpected.front() + "'";
+    std::replace(what.begin(), what.end(), '\n', ' ');
+    std::fprintf(stderr, "%s: %s (see '%s --help')\n", command.c_str(), what.c_str(), command.c_str());
+    return kExitUsage;
   }
-  if (serve_cmd->parsed()) return amsg::tool::run_serve(serve);
-  if (send_cmd->parsed()) return amsg::tool::run_send(send);
-  return 0;
+  amsg::tool::set_requested_log_level(log_level.empty() ? std::nullopt : parse_level(log_level));
+  try {
+    if (demo_cmd->parsed()) return amsg::tool::run_demo(demo);
+    if (worker_cmd->parsed()) return amsg::tool::run_demo_worker(worker_listen, demo.blocks, demo.block_kib);
+    if (bench_cmd->parsed()) {
+      if (transport == "inproc") {
+        std::erase(bench.scenarios, "reqresp");
+        return amsg::tool::run_bench(bench);
+      }
+      const bool defaults = bench.scenarios == std::vector<std::string>{"thr", "rate", "pingpong"};
+      if (defaults) bench.scenarios = {"pingpong", "thr", "reqresp"};
+      std::erase(bench.scenarios, "rate");
+      if (bench.concurrency == std::vector<std::size_t>{4, 64}) bench.concurrency = {64};
+      return amsg::tool::run_net_bench(bench, transport);
+    }
+    if (serve_cmd->parsed()) return amsg::tool::run_serve(serve);
+    if (send_cmd->parsed()) return amsg::tool::run_send(send);
+  } catch (const std::exception& e) {  // a subcommand that did not catch its own
+    std::fprintf(stderr, "amsg: %s\n", e.what());
+    return amsg::tool::kExitFailure;
+  }
+  return amsg::tool::kExitOk;
 }

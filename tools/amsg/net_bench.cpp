@@ -21,6 +21,7 @@
 #include "bench.hpp"
 #include "bench_report.hpp"
 #include "child_process.hpp"
+#include "cli_support.hpp"
 
 namespace amsg::tool {
 namespace {
@@ -201,7 +202,7 @@ int run_net_bench(const BenchOptions& o, const std::string& transport) {
     log = std::make_shared<spdlog::logger>("amsg.bench");
     spdlog::register_logger(log);
   }
-  log->set_level(spdlog::level::err);
+  log->set_level(log_level_or(spdlog::level::err));
   ::signal(SIGPIPE, SIG_IGN);
   bool all_ok = true;
   try {
@@ -219,9 +220,9 @@ int run_net_bench(const BenchOptions& o, const std::string& transport) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "amsg bench: %s\n", e.what());
-    return 2;
+    return kExitFailure;
   }
-  return all_ok ? 0 : 1;
+  return all_ok ? kExitOk : kExitFailure;
 }
 
 }  // namespace amsg::tool

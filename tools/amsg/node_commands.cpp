@@ -16,8 +16,23 @@
 #include <iterator>
 #include <stdexcept>
 
+#include "cli_support.hpp"
+
 namespace amsg::tool {
 namespace {
+
+void print_stats(const char* when, const net::NodeStats& s) {
+  std::printf(
+      "amsg serve: %s: received %llu, replies %llu, replies dropped %llu, refused (shutting down %llu, too large "
+      "%llu), malformed %llu; handlers running %llu, queued %llu, ok %llu, failed %llu, cancelled %llu\n",
+      when, static_cast<unsigned long long>(s.messages_received), static_cast<unsigned long long>(s.replies_sent),
+      static_cast<unsigned long long>(s.replies_dropped), static_cast<unsigned long long>(s.refused_shutting_down),
+      static_cast<unsigned long long>(s.refused_too_large), static_cast<unsigned long long>(s.malformed_frames),
+      static_cast<unsigned long long>(s.manager.in_flight), static_cast<unsigned long long>(s.manager.queue_depth),
+      static_cast<unsigned long long>(s.manager.ok), static_cast<unsigned long long>(s.manager.failed),
+      static_cast<unsigned long long>(s.manager.cancelled));
+  std::fflush(stdout);
+}
 
 // The handlers `amsg serve` offers for trying things out.
 void register_builtin_handlers(Manager& m) {
@@ -55,6 +70,7 @@ int run_serve(const ServeOptions& o) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // prints the stats and goes on
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   net::NodeOptions opts;
@@ -64,8 +80,8 @@ int run_serve(const ServeOptions& o) {
   opts.manager.threads = o.threads;
   opts.manager.max_payload_bytes = o.max_payload;
   opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
-  // Errors are the clients' business; the server logs them at debug only.
-  logger()->set_level(spdlog::level::err);
+  // Errors are the clients' business: by default the server logs only its own.
+  default_log_level(spdlog::level::err);
   try {
     net::Node node{opts};
     register_builtin_handlers(node.manager());
@@ -75,30 +91,28 @@ int run_serve(const ServeOptions& o) {
     std::printf("handlers: echo sleep fail sink; concurrency %zu\n", o.concurrency);
     std::fflush(stdout);
     int sig = 0;
-    sigwait(&signals, &sig);
+    while (sigwait(&signals, &sig) == 0 && sig == SIGUSR1) print_stats("stats", node.stats());
     std::printf("amsg serve: %s, draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
     const ShutdownReport r = node.shutdown(std::chrono::milliseconds{o.drain_ms});
-    const net::NodeStats s = node.stats();
-    std::printf("amsg serve: stopped after %.1f ms (%s); received %llu, replies %llu, malformed %llu\n",
-                static_cast<double>(r.took.count()) / 1e6, r.drained ? "drained" : "cancelled the rest",
-                static_cast<unsigned long long>(s.messages_received), static_cast<unsigned long long>(s.replies_sent),
-                static_cast<unsigned long long>(s.malformed_frames));
-    return 0;
+    std::printf("amsg serve: stopped after %.1f ms (%s)\n", static_cast<double>(r.took.count()) / 1e6,
+                r.drained ? "drained" : "cancelled the rest");
+    print_stats("at exit", node.stats());
+    return kExitOk;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "amsg serve: %s\n", e.what());
-    return 2;
+    return kExitFailure;
   }
 }
 
 int run_send(const SendOptions& o) {
-  logger()->set_level(spdlog::level::err);
+  default_log_level(spdlog::level::err);
   Payload payload;
   if (!o.file.empty()) {
     std::ifstream in{o.file, std::ios::binary};
     if (!in) {
       std::fprintf(stderr, "amsg send: cannot read '%s'\n", o.file.c_str());
-      return 2;
+      return kExitFailure;
     }
     const std::string bytes{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
     payload = Payload::copy_of(bytes);
@@ -118,7 +132,7 @@ int run_send(const SendOptions& o) {
       // Notified: the outcome arrives on the node's notification channel, as in the seed.
       if (node.send(peer, o.type, std::move(payload), {o.notify, timeout}) != SendStatus::ok) {
         std::fprintf(stderr, "amsg send: node closed\n");
-        return 2;
+        return kExitFailure;
       }
       n = node.manager().receive_for(timeout + std::chrono::seconds{5});
     } else {
@@ -129,18 +143,25 @@ int run_send(const SendOptions& o) {
     node.shutdown(std::chrono::milliseconds{0});
     if (!n) {
       std::fprintf(stderr, "amsg send: no outcome arrived\n");
-      return 2;
+      return kExitFailure;
     }
-    if (o.notify.empty() && n->is_success() && !n->payload.empty()) {
+    if (o.json) {
+      std::printf(R"({"to":%s,"type":%s,"id":%s,"outcome":"%s","code":%s,"error":%s,"text":%s,"response":%s})"
+                  "\n",
+                  json_string(o.to).c_str(), json_string(o.type).c_str(), json_string(n->id).c_str(),
+                  n->is_success() ? "ok" : "err", json_string(n->code ? n->code.message() : "").c_str(),
+                  json_string(n->error).c_str(), json_string(n->text()).c_str(),
+                  json_string(n->payload.as_string_view()).c_str());
+    } else if (o.notify.empty() && n->is_success() && !n->payload.empty()) {
       std::fwrite(n->payload.data(), 1, n->payload.size(), stdout);
       std::fputc('\n', stdout);
     } else {
       std::printf("%s\n", n->text().c_str());
     }
-    return n->is_success() ? 0 : 1;
+    return n->is_success() ? kExitOk : kExitFailure;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "amsg send: %s\n", e.what());
-    return 2;
+    return kExitFailure;
   }
 }
 

@@ -26,6 +26,7 @@ struct SendOptions {
   std::string file;
   std::string notify;
   long timeout_ms = 5000;
+  bool json = false;
 };
 
 int run_serve(const ServeOptions& options);
