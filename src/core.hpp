@@ -39,6 +39,7 @@
 #include "concurrency/bounded_queue.hpp"
 #include "concurrency/event_count.hpp"
 #include "concurrency/signal.hpp"
+#include "detail/handler_type_stats.hpp"
 #include "detail/histogram.hpp"
 #include "detail/pool.hpp"
 
@@ -108,6 +109,7 @@ struct Lane {
   std::string last_type;
   Handler* last_handler = nullptr;
   LaneStats stats;
+  LaneTypeStats type_stats;
   bool busy = false;
   bool just_woke = false;      // resumed from parking, has not taken a message yet
   bool in_handler = false;     // between starting a handler and its end
@@ -145,6 +147,7 @@ class Core : public std::enable_shared_from_this<Core> {
                      AsyncWaitList::Resume how = AsyncWaitList::Resume::post);
   asio::awaitable<SendStatus> async_publish(Notification notification);
   [[nodiscard]] Stats stats() const;
+  [[nodiscard]] std::vector<HandlerTypeStats> handler_stats(double ns_per_tick) const;
   [[nodiscard]] asio::any_io_executor executor() { return io_.get_executor(); }
 
   const ManagerOptions options;
@@ -164,6 +167,7 @@ class Core : public std::enable_shared_from_this<Core> {
   // Counts and logs a finished message and, when it asked for one, fills in the
   // envelope's notification (returns false when it asked for none).
   bool finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&& error, std::error_code code);
+  void record_type(TypeCounters& counters, Outcome outcome, std::error_code code, std::uint64_t started) const noexcept;
   void arm_deadline(Lane& lane, std::chrono::steady_clock::time_point deadline);
   // Routes the envelope's notification; false when the channel is full (the caller
   // waits for room). On true the envelope has been consumed or handed on.
@@ -207,6 +211,8 @@ class Core : public std::enable_shared_from_this<Core> {
   std::atomic<std::uint64_t> busy_lanes_{0};
   std::atomic<std::uint64_t> max_busy_lanes_{0};
   LaneStats shutdown_stats_;  // messages ended by shutdown() itself (never taken by a lane)
+  TypeTable types_;           // message types' indexes into the lanes' TypeCounters
+  std::array<std::uint64_t, kDurationBounds.size()> duration_bound_ticks_{};
 
   std::mutex layers_mutex_;
   std::vector<std::shared_ptr<CommunicationLayer>> layers_;

@@ -134,6 +134,8 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
     Outcome outcome = Outcome::ok;
     std::string error;
     std::error_code code;
+    TypeCounters* type_counters = nullptr;  // set when a handler runs
+    std::uint64_t started_ticks = 0;
     if (cancelling_.load(std::memory_order_acquire)) {
       outcome = Outcome::cancelled;
       code = errc::cancelled;
@@ -153,6 +155,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       if (lane.handlers->version != registry.version()) {
         lane.handlers = registry.snapshot();
         lane.last_handler = nullptr;
+        lane.type_stats.forget_handlers();
       }
       Handler* handler = nullptr;
       if (lane.last_handler != nullptr && msg.type == lane.last_type) {
@@ -172,6 +175,9 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
         lane.stats.failed.add();
       } else {
         lane.stats.dispatched.add();
+        type_counters = &lane.type_stats.for_handler(handler, msg.type, types_);
+        type_counters->started.add();
+        started_ticks = ticks();
         lane.in_handler = true;
         ++lane.runs;
         lane.deadline_hit = false;
@@ -216,6 +222,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
     }
     if (outcome == Outcome::ok) lane.stats.ok.add();
     if (outcome == Outcome::cancelled) lane.stats.cancelled.add();
+    if (type_counters != nullptr) record_type(*type_counters, outcome, code, started_ticks);
 
     const ReplyRoute route = std::move(MessageAccess::route(msg));
     if (finish(lane.stats, *env, outcome, std::move(error), code)) {
@@ -266,6 +273,23 @@ void Core::arm_deadline(Lane& lane, Clock::time_point deadline) {
     lane.deadline_hit = true;
     lane.cancel.emit(asio::cancellation_type::terminal);
   });
+}
+
+void Core::record_type(TypeCounters& c, Outcome outcome, std::error_code code, std::uint64_t started) const noexcept {
+  if (outcome == Outcome::ok) {
+    c.ok.add();
+  } else if (outcome == Outcome::cancelled) {
+    c.cancelled.add();
+  } else {
+    c.failed.add();
+    if (code == errc::timeout) c.timed_out.add();
+  }
+  const std::uint64_t now = ticks();
+  const std::uint64_t took = now > started ? now - started : 0;
+  c.sum_ticks.add(took);
+  std::size_t b = 0;
+  while (b < duration_bound_ticks_.size() && took > duration_bound_ticks_[b]) ++b;
+  c.buckets[b].add();
 }
 
 bool Core::finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&& error, std::error_code code) {

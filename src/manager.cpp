@@ -48,6 +48,10 @@ Core::Core(ManagerOptions opts)
       io_{static_cast<int>(options.threads)} {
   lanes_.reserve(options.concurrency);
   for (std::size_t i = 0; i < options.concurrency; ++i) lanes_.push_back(std::make_unique<Lane>(i, io_));
+  const double ns_per = ns_per_tick();
+  for (std::size_t i = 0; i < kDurationBounds.size(); ++i) {
+    duration_bound_ticks_[i] = static_cast<std::uint64_t>(kDurationBounds[i] * 1e9 / ns_per);
+  }
 }
 
 Core::~Core() {
@@ -402,8 +406,64 @@ Stats Core::stats() const {
   s.queue_depth = inbox_.size();
   s.in_flight = busy_lanes_.load(std::memory_order_relaxed);
   s.max_in_flight = max_busy_lanes_.load(std::memory_order_relaxed);
-  s.latency = LatencyHistogram::summarize(buckets, sum, max, ns_per_tick());
+  const double ns_per = ns_per_tick();
+  s.latency = LatencyHistogram::summarize(buckets, sum, max, ns_per);
+  // The fine histogram, folded onto the coarse bounds by each bucket's midpoint.
+  DurationHistogram& h = s.latency_histogram;
+  h.upper_bounds_s.assign(kDurationBounds.begin(), kDurationBounds.end());
+  h.counts.assign(kDurationBounds.size() + 1, 0);
+  for (std::size_t i = 0; i < buckets.size(); ++i) {
+    if (buckets[i] == 0) continue;
+    const double secs = LatencyHistogram::value_of(static_cast<int>(i)) * ns_per / 1e9;
+    std::size_t b = 0;
+    while (b < kDurationBounds.size() && secs > kDurationBounds[b]) ++b;
+    h.counts[b] += buckets[i];
+    h.count += buckets[i];
+  }
+  for (std::size_t b = 1; b < h.counts.size(); ++b) h.counts[b] += h.counts[b - 1];
+  h.sum_s = static_cast<double>(sum) * ns_per / 1e9;
+  s.handlers = handler_stats(ns_per);
   return s;
+}
+
+std::vector<HandlerTypeStats> Core::handler_stats(double ns_per) const {
+  const std::vector<std::string> names = types_.names();  // the named ones, then "(other)"
+  std::vector<HandlerTypeStats> out(kTrackedTypes);
+  std::vector<std::uint64_t> sum_ticks(kTrackedTypes, 0);
+  for (const auto& lane : lanes_) {
+    const TypeCounterArray* counters = lane->type_stats.counters();
+    if (counters == nullptr) continue;
+    for (std::size_t t = 0; t < kTrackedTypes; ++t) {
+      const TypeCounters& c = (*counters)[t];
+      HandlerTypeStats& o = out[t];
+      o.started += c.started.get();
+      o.ok += c.ok.get();
+      o.failed += c.failed.get();
+      o.timed_out += c.timed_out.get();
+      o.cancelled += c.cancelled.get();
+      sum_ticks[t] += c.sum_ticks.get();
+      o.duration.counts.resize(c.buckets.size(), 0);
+      for (std::size_t b = 0; b < c.buckets.size(); ++b) o.duration.counts[b] += c.buckets[b].get();
+    }
+  }
+  std::vector<HandlerTypeStats> result;
+  for (std::size_t t = 0; t < kTrackedTypes; ++t) {
+    const bool named = t + 1 < names.size();
+    const bool other = t == kTrackedTypes - 1;
+    if (!named && !(other && out[t].started != 0)) continue;
+    HandlerTypeStats& o = out[t];
+    o.type = named ? names[t] : names.back();
+    const std::uint64_t ended = o.ok + o.failed + o.cancelled;  // read after started: never more
+    o.running = o.started > ended ? o.started - ended : 0;
+    DurationHistogram& d = o.duration;
+    d.upper_bounds_s.assign(kDurationBounds.begin(), kDurationBounds.end());
+    d.counts.resize(kDurationBounds.size() + 1, 0);
+    for (std::size_t b = 1; b < d.counts.size(); ++b) d.counts[b] += d.counts[b - 1];
+    d.count = d.counts.back();
+    d.sum_s = static_cast<double>(sum_ticks[t]) * ns_per / 1e9;
+    result.push_back(std::move(o));
+  }
+  return result;
 }
 
 }  // namespace detail

@@ -513,6 +513,89 @@ TEST(Manager, StatsCountAndMeasureLatency) {
   expect_accounting(s);
 }
 
+TEST(Manager, StatsPerHandlerTypeCountOutcomesRunningAndDurations) {
+  Manager m{ManagerOptions{.concurrency = 4, .logger_name = quiet_logger("amsg.test.types")}};
+  Gate gate{m.executor()};
+  m.register_handler("ok", noop());
+  m.register_handler("boom", make_handler([](Message&) -> asio::awaitable<void> {
+                       throw std::runtime_error("boom");
+                       co_return;
+                     }));
+  m.register_handler("wait", make_handler([&](Message&) -> asio::awaitable<void> { co_await gate.wait(); }));
+  m.start();
+  for (int i = 0; i < 20; ++i) m.send(msg("ok", "", fmt::format("ok{}", i)));
+  for (int i = 0; i < 3; ++i) m.send(msg("boom", "", fmt::format("boom{}", i)));
+  m.send(msg("nope", "", "nope"));  // no handler ran: not a type's
+  Message late = msg("wait", "", "late");
+  late.deadline = std::chrono::steady_clock::now() + 20ms;  // cancelled running, by its deadline
+  m.send(std::move(late));
+  m.send(msg("wait", "", "held"));
+  ASSERT_EQ(receive_n(m, 25).size(), 25u);  // all but "held"
+  ASSERT_TRUE(eventually([&] {
+    const Stats s = m.stats();
+    return s.handlers.size() == 3 && s.handlers[2].running == 1;
+  }));
+  auto by_type = [](const Stats& s, const std::string& type) {
+    for (const auto& h : s.handlers) {
+      if (h.type == type) return h;
+    }
+    ADD_FAILURE() << "no stats for " << type;
+    return HandlerTypeStats{};
+  };
+  Stats s = m.stats();
+  const HandlerTypeStats ok = by_type(s, "ok");
+  EXPECT_EQ(ok.started, 20u);
+  EXPECT_EQ(ok.ok, 20u);
+  EXPECT_EQ(ok.failed, 0u);
+  EXPECT_EQ(ok.running, 0u);
+  EXPECT_EQ(ok.duration.count, 20u);
+  ASSERT_EQ(ok.duration.counts.size(), ok.duration.upper_bounds_s.size() + 1);
+  EXPECT_EQ(ok.duration.counts.back(), 20u);
+  EXPECT_TRUE(std::is_sorted(ok.duration.counts.begin(), ok.duration.counts.end()));  // cumulative
+  const HandlerTypeStats boom = by_type(s, "boom");
+  EXPECT_EQ(boom.started, 3u);
+  EXPECT_EQ(boom.failed, 3u);
+  EXPECT_EQ(boom.timed_out, 0u);
+  HandlerTypeStats wait = by_type(s, "wait");
+  EXPECT_EQ(wait.started, 2u);
+  EXPECT_EQ(wait.failed, 1u);
+  EXPECT_EQ(wait.timed_out, 1u);
+  EXPECT_EQ(wait.running, 1u);
+  // The deadline run took >= 20 ms: it is above the 10 ms bound.
+  const auto& bounds = wait.duration.upper_bounds_s;
+  const auto at_10ms = static_cast<std::size_t>(std::find(bounds.begin(), bounds.end(), 1e-2) - bounds.begin());
+  ASSERT_LT(at_10ms, bounds.size());
+  EXPECT_EQ(wait.duration.counts[at_10ms], 0u);
+  EXPECT_EQ(wait.duration.count, 1u);
+  EXPECT_GE(wait.duration.sum_s, 0.019);
+  gate.open();
+  ASSERT_EQ(receive_n(m, 1).size(), 1u);
+  ASSERT_TRUE(eventually([&] { return m.stats().in_flight == 0; }));
+  wait = by_type(m.stats(), "wait");
+  EXPECT_EQ(wait.ok, 1u);
+  EXPECT_EQ(wait.running, 0u);
+  // The manager's own latency histogram agrees with its summary.
+  s = m.stats();
+  EXPECT_EQ(s.latency_histogram.count, s.latency.count);
+  EXPECT_EQ(s.latency_histogram.counts.back(), s.latency.count);
+  EXPECT_GT(s.latency_histogram.sum_s, 0.0);
+}
+
+TEST(Manager, TypesBeyondTheTrackedOnesAreSummedUnderOther) {
+  Manager m{ManagerOptions{.concurrency = 1, .logger_name = quiet_logger("amsg.test.types2")}};
+  for (int t = 0; t < 40; ++t) m.register_handler(fmt::format("t{}", t), noop());
+  m.start();
+  for (int t = 0; t < 40; ++t) m.send(msg(fmt::format("t{}", t), "", fmt::format("{}", t)));
+  ASSERT_EQ(receive_n(m, 40).size(), 40u);
+  const Stats s = m.stats();
+  ASSERT_EQ(s.handlers.size(), 32u);  // 31 named, then the rest
+  EXPECT_EQ(s.handlers.back().type, "(other)");
+  EXPECT_EQ(s.handlers.back().ok, 9u);
+  std::uint64_t started = 0;
+  for (const auto& h : s.handlers) started += h.started;
+  EXPECT_EQ(started, 40u);
+}
+
 TEST(Manager, IdleSpinModeDeliversEverything) {
   Manager m{ManagerOptions{.concurrency = 4, .threads = 2, .idle_spin = std::chrono::microseconds{50}}};
   m.register_handler("t", noop());

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "amsg/export.hpp"
 
@@ -23,20 +24,45 @@ struct AMSG_EXPORT LatencySummary {
   double max_us = 0;
 };
 
+// A histogram of durations in seconds, in the shape Prometheus exposes:
+// counts[i] is the number of samples <= upper_bounds_s[i] (cumulative); the
+// last count (one more than the bounds) is every sample (+Inf).
+struct AMSG_EXPORT DurationHistogram {
+  std::vector<double> upper_bounds_s;
+  std::vector<std::uint64_t> counts;
+  double sum_s = 0;
+  std::uint64_t count = 0;
+};
+
+// What the handlers of one message type did (only messages whose handler ran).
+// At most 31 types are tracked by name; later ones are summed under "(other)".
+struct AMSG_EXPORT HandlerTypeStats {
+  std::string type;
+  std::uint64_t started = 0;    // handler started
+  std::uint64_t ok = 0;         // finished normally
+  std::uint64_t failed = 0;     // threw, or was cancelled by its deadline
+  std::uint64_t timed_out = 0;  // of `failed`: cancelled by its deadline
+  std::uint64_t cancelled = 0;  // cancelled by shutdown
+  std::uint64_t running = 0;    // started and not ended, now
+  DurationHistogram duration;   // handler start -> end
+};
+
 struct AMSG_EXPORT Stats {
-  std::uint64_t received = 0;       // accepted into the inbox
-  std::uint64_t dispatched = 0;     // handler started
-  std::uint64_t ok = 0;             // handler finished normally
-  std::uint64_t failed = 0;         // handler threw, the type was unknown, or the deadline passed
-  std::uint64_t unknown_type = 0;   // of `failed`: no handler for the type
-  std::uint64_t timed_out = 0;      // of `failed`: the message's deadline passed (queued, or cancelled running)
-  std::uint64_t rejected = 0;       // refused before lookup: payload over the limit
-  std::uint64_t cancelled = 0;      // ended by shutdown, queued or running
-  std::uint64_t notifications = 0;  // notifications produced (one per notify_id)
-  std::uint64_t in_flight = 0;      // workers busy with a message right now
-  std::uint64_t max_in_flight = 0;  // highest in_flight seen; never above the concurrency limit
-  std::uint64_t queue_depth = 0;    // messages waiting in the inbox
-  LatencySummary latency;           // inbox accepted -> notification produced (or message ended)
+  std::uint64_t received = 0;              // accepted into the inbox
+  std::uint64_t dispatched = 0;            // handler started
+  std::uint64_t ok = 0;                    // handler finished normally
+  std::uint64_t failed = 0;                // handler threw, the type was unknown, or the deadline passed
+  std::uint64_t unknown_type = 0;          // of `failed`: no handler for the type
+  std::uint64_t timed_out = 0;             // of `failed`: the message's deadline passed (queued, or cancelled running)
+  std::uint64_t rejected = 0;              // refused before lookup: payload over the limit
+  std::uint64_t cancelled = 0;             // ended by shutdown, queued or running
+  std::uint64_t notifications = 0;         // notifications produced (one per notify_id)
+  std::uint64_t in_flight = 0;             // workers busy with a message right now
+  std::uint64_t max_in_flight = 0;         // highest in_flight seen; never above the concurrency limit
+  std::uint64_t queue_depth = 0;           // messages waiting in the inbox
+  LatencySummary latency;                  // inbox accepted -> notification produced (or message ended)
+  DurationHistogram latency_histogram;     // the same, as a histogram (bucket edges within ~6 %)
+  std::vector<HandlerTypeStats> handlers;  // per message type, in the order types were first run
 
   [[nodiscard]] std::string to_string() const;
 };
