@@ -65,6 +65,34 @@ TEST(Node, CallCarriesTheResponseBytesBack) {
   EXPECT_EQ(n.text(), "c1:ok");
 }
 
+TEST(Node, PeerStatsCountCallsByOutcomeAndTheirRoundTrips) {
+  ServerAndClient nodes{"node-peer-stats"};
+  Node& client = nodes.client;
+  const PeerId peer = nodes.peer;
+  for (int i = 0; i < 5; ++i) {
+    auto f = client.call(peer, "echo", bytes("x"), CallOptions{"ok"}, asio::use_future);
+    EXPECT_TRUE(get(f).is_success());
+  }
+  auto bad = client.call(peer, "fail", bytes("no"), CallOptions{"bad"}, asio::use_future);
+  EXPECT_FALSE(get(bad).is_success());
+  auto slow = client.call(peer, "sleep", bytes("5000"), CallOptions{"slow", 50ms}, asio::use_future);
+  EXPECT_EQ(get(slow).code, errc::timeout);
+  const auto all = client.peer_stats();
+  ASSERT_EQ(all.size(), 1u);
+  const net::PeerStats& s = all.front();
+  EXPECT_EQ(s.peer, peer);
+  EXPECT_EQ(s.info.state, net::PeerState::ready);
+  EXPECT_EQ(s.calls_sent, 7u);
+  EXPECT_EQ(s.calls_ok, 5u);
+  EXPECT_EQ(s.calls_failed, 2u);
+  EXPECT_EQ(s.timeouts, 1u);
+  EXPECT_EQ(s.calls_outstanding, 0u);
+  EXPECT_EQ(s.lost_events, 0u);
+  EXPECT_EQ(s.round_trip.count, 6u);  // the timeout was this node's decision, not a round trip
+  EXPECT_EQ(s.round_trip.counts.back(), 6u);
+  EXPECT_GT(s.round_trip.sum_s, 0.0);
+}
+
 TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {
   ServerAndClient nodes{"node-await"};
   Node& client = nodes.client;

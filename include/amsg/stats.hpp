@@ -6,6 +6,7 @@
 //   received == ok + failed + cancelled + rejected
 // and each message with a notify_id produced exactly one notification.
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,6 +24,10 @@ struct AMSG_EXPORT LatencySummary {
   double p999_us = 0;
   double max_us = 0;
 };
+
+// The upper bounds (seconds) of every DurationHistogram amsg fills.
+inline constexpr std::array<double, 12> kDurationBucketsSeconds{1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3,
+                                                                1e-2, 5e-2, 0.1,  0.5,  1.0,  5.0};
 
 // A histogram of durations in seconds, in the shape Prometheus exposes:
 // counts[i] is the number of samples <= upper_bounds_s[i] (cumulative); the

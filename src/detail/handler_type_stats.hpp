@@ -22,8 +22,7 @@
 namespace amsg::detail {
 
 inline constexpr std::size_t kTrackedTypes = 32;  // the last slot sums the types that did not fit
-inline constexpr std::array<double, 12> kDurationBounds{1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3,
-                                                        1e-2, 5e-2, 0.1,  0.5,  1.0,  5.0};  // seconds
+inline constexpr const auto& kDurationBounds = kDurationBucketsSeconds;
 
 struct TypeCounters {
   SingleWriterCounter started, ok, failed, timed_out, cancelled, sum_ticks;

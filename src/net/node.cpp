@@ -107,6 +107,7 @@ void Node::start_call(PeerId peer, std::string type, Payload payload, CallOption
 }
 
 NodeStats Node::stats() const { return impl_->stats(); }
+std::vector<PeerStats> Node::peer_stats() const { return impl_->peer_stats(); }
 asio::any_io_executor Node::executor() const { return impl_->executor().get(); }
 
 }  // namespace amsg::net

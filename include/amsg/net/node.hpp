@@ -150,6 +150,8 @@ class AMSG_EXPORT Node {
   }
 
   [[nodiscard]] NodeStats stats() const;
+  // One entry per peer this node connected to (not the ones that connected to it).
+  [[nodiscard]] std::vector<PeerStats> peer_stats() const;
   // The node's strand (on the manager's pool; with one pool thread, the pool's executor).
   [[nodiscard]] asio::any_io_executor executor() const;
 

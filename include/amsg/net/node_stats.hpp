@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "amsg/net/peer.hpp"
 #include "amsg/stats.hpp"
 
 namespace amsg::net {
@@ -23,6 +24,21 @@ struct NodeStats {
   std::uint64_t malformed_frames = 0;       // frames that failed to decode (any side)
   std::uint64_t outstanding_calls = 0;      // calls waiting for an outcome now
   Stats manager;                            // the node's manager
+};
+
+// One peer this node connected to: its state and the calls sent to it (calls
+// and notified sends that reached the call table).
+struct PeerStats {
+  PeerId peer;
+  PeerInfo info;                        // address, state, identity, ...
+  std::uint64_t calls_sent = 0;         // calls written to the peer (or queued for its link)
+  std::uint64_t calls_ok = 0;           // ended ok
+  std::uint64_t calls_failed = 0;       // ended with an error (the peer's, or timeout / peer lost ...)
+  std::uint64_t timeouts = 0;           // of calls_failed: ended by their deadline
+  std::uint64_t lost_events = 0;        // times the peer was declared lost
+  std::uint64_t calls_outstanding = 0;  // sent, no outcome yet
+  std::uint64_t queued = 0;             // messages waiting in the peer's queue
+  DurationHistogram round_trip;         // send -> the peer's REPLY, for outcomes the peer sent
 };
 
 }  // namespace amsg::net

@@ -36,6 +36,7 @@ std::pair<std::uint64_t, Pending&> Calls::add(std::uint32_t peer, Clock::time_po
   pd.peer = peer;
   pd.deadline = deadline;
   pd.sent_at = now;
+  if (PeerCallCounters* c = peer_counters_ ? peer_counters_(peer) : nullptr) c->sent.add();
   if (deadline != Clock::time_point::max()) {
     deadlines_.emplace(deadline, call_id);
     if (deadline < deadline_armed_) deadline_timer_.cancel();  // the loop re-arms earlier
@@ -45,7 +46,20 @@ std::pair<std::uint64_t, Pending&> Calls::add(std::uint32_t peer, Clock::time_po
 
 void Calls::complete(std::uint64_t call_id, Notification&& n) {
   if (!table_.contains(call_id)) return;
-  route(table_.take(call_id), std::move(n));
+  Pending pd = table_.take(call_id);
+  if (PeerCallCounters* c = peer_counters_ ? peer_counters_(pd.peer) : nullptr) {
+    if (n.is_success()) {
+      c->ok.add();
+    } else {
+      c->failed.add();
+      if (n.code == errc::timeout) c->timeouts.add();
+    }
+    // A round trip is an outcome the peer sent (not one this node decided).
+    const bool from_peer = n.is_success() || !(n.code == errc::timeout || n.code == errc::peer_lost ||
+                                               n.code == errc::peer_unreachable || n.code == errc::node_shutting_down);
+    if (from_peer) c->record_round_trip(Clock::now() - pd.sent_at);
+  }
+  route(std::move(pd), std::move(n));
 }
 
 void Calls::end_unsent(OutItem& item, Notification&& n) {

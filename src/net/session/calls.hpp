@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <queue>
 #include <string>
 #include <utility>
@@ -36,6 +37,8 @@ class Calls {
   Calls(const SessionExecutor& executor, SessionCounters& counters, std::size_t max_outstanding);
 
   void attach(Ingress ingress) { ingress_ = std::move(ingress); }
+  // Where each peer's call counters are (set once, before start()).
+  void set_peer_counters(std::function<PeerCallCounters*(std::uint32_t)> lookup) { peer_counters_ = std::move(lookup); }
 
   // --- any thread ---
   [[nodiscard]] bool has_room() const noexcept {
@@ -74,6 +77,7 @@ class Calls {
   const SessionExecutor& executor_;
   SessionCounters& counters_;
   const std::size_t max_outstanding_;
+  std::function<PeerCallCounters*(std::uint32_t)> peer_counters_;
   Ingress ingress_;
   std::atomic<std::size_t> outstanding_{0};
   amsg::detail::Signal space_;

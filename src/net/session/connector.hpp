@@ -25,6 +25,7 @@
 #include <spdlog/logger.h>
 
 #include "amsg/message.hpp"
+#include "amsg/net/node_stats.hpp"
 #include "amsg/net/peer.hpp"
 #include "amsg/send_status.hpp"
 #include "concurrency/bounded_queue.hpp"
@@ -81,6 +82,7 @@ class Connector {
     std::deque<std::pair<Message, std::uint64_t>> local_backlog;  // local path: the inbox said full
     bool local_pump_running = false;
     std::vector<std::pair<std::promise<std::vector<std::string>>, Clock::time_point>> handler_queries;
+    PeerCallCounters call_counters;  // written on the executor, read by peer_stats() from any thread
 
     // Published for other threads.
     mutable std::mutex info_mutex;
@@ -97,6 +99,7 @@ class Connector {
   PeerId connect(const std::string& address);
   [[nodiscard]] Peer* peer_at(PeerId id) const noexcept;
   [[nodiscard]] std::uint32_t peer_count() const noexcept { return count_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::vector<PeerStats> peer_stats() const;
   bool wait_ready(PeerId id, std::chrono::milliseconds timeout);
   std::optional<PeerInfo> peer_info(PeerId id) const;
   void set_identity(const std::string& identity);

@@ -73,6 +73,10 @@ Session::Session(NodeOptions o)
                 state_},
       heartbeat_timer_{executor_.get()} {
   local_.set_connector(connector_);
+  calls_.set_peer_counters([this](std::uint32_t peer) -> PeerCallCounters* {
+    auto* p = connector_.peer_at(PeerId{peer});
+    return p == nullptr ? nullptr : &p->call_counters;
+  });
   connector_.set_identity(identity);
   const auto max_payload = static_cast<std::uint32_t>(
       std::min<std::size_t>(options.manager.max_payload_bytes, std::numeric_limits<std::uint32_t>::max()));

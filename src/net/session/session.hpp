@@ -68,6 +68,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void check(PeerId peer, std::string_view type, std::string_view notify_id) const;
 
   [[nodiscard]] NodeStats stats() const;
+  [[nodiscard]] std::vector<PeerStats> peer_stats() const { return connector_.peer_stats(); }
   [[nodiscard]] const SessionExecutor& executor() const noexcept { return executor_; }
 
   NodeOptions options;
