@@ -11,6 +11,11 @@ install(TARGETS amsg amsg_net EXPORT amsgTargets
 install(DIRECTORY include/amsg DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES ${AMSG_GENERATED_INCLUDE}/amsg/version.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/amsg)
 install(EXPORT amsgTargets NAMESPACE amsg:: FILE amsgTargets.cmake DESTINATION ${AMSG_CMAKE_DIR})
+if(TARGET amsg_metrics)
+  install(TARGETS amsg_metrics EXPORT amsgMetricsTargets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(EXPORT amsgMetricsTargets NAMESPACE amsg:: FILE amsgMetricsTargets.cmake DESTINATION ${AMSG_CMAKE_DIR})
+endif()
 if(TARGET amsg_typed)
   install(TARGETS amsg_typed EXPORT amsgTypedTargets)
   install(EXPORT amsgTypedTargets NAMESPACE amsg:: FILE amsgTypedTargets.cmake DESTINATION ${AMSG_CMAKE_DIR})

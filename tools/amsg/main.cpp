@@ -46,6 +46,22 @@ CLI::Validator address_check() {
       "ADDRESS");
 }
 
+// HOST:PORT, for the metrics endpoint.
+CLI::Validator host_port_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const auto colon = text.rfind(':');
+        long port = -1;
+        if (colon == std::string::npos || colon == 0 ||
+            std::from_chars(text.data() + colon + 1, text.data() + text.size(), port).ec != std::errc{} || port < 0 ||
+            port > 65535) {
+          return "'" + text + "' is not HOST:PORT";
+        }
+        return "";
+      },
+      "HOST:PORT");
+}
+
 // Whole numbers, with a message that says so (CLI11's numeric checks print
 // their range as doubles).
 CLI::Validator whole_number(long min, const char* what) {
@@ -129,6 +145,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")->check(kNonNegative);
   serve_cmd->add_option("--drain-ms", serve.drain_ms, "On SIGINT/SIGTERM, how long running handlers may finish")
       ->check(kNonNegative);
+  serve_cmd
+      ->add_option("--metrics", serve.metrics,
+                   "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9464; port 0: any), at /metrics")
+      ->check(host_port_check());
   common(serve_cmd);
 
   amsg::tool::SendOptions send;

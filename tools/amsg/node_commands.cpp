@@ -18,6 +18,12 @@
 
 #include "cli_support.hpp"
 
+#ifdef AMSG_WITH_METRICS
+#include <prometheus/exposer.h>
+
+#include <amsg/metrics.hpp>
+#endif
+
 namespace amsg::tool {
 namespace {
 
@@ -89,6 +95,24 @@ int run_serve(const ServeOptions& o) {
     std::printf("amsg serve: identity %s\n", node.identity().c_str());
     for (const auto& ep : node.endpoints()) std::printf("listening on %s\n", ep.c_str());
     std::printf("handlers: echo sleep fail sink; concurrency %zu\n", o.concurrency);
+#ifdef AMSG_WITH_METRICS
+    std::optional<prometheus::Exposer> exposer;
+    std::shared_ptr<metrics::NodeCollector> collector;
+    if (!o.metrics.empty()) {
+      try {
+        exposer.emplace(o.metrics);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}", o.metrics, e.what()));
+      }
+      collector = std::make_shared<metrics::NodeCollector>(node);
+      exposer->RegisterCollectable(collector);
+      const auto ports = exposer->GetListeningPorts();
+      const std::string host = o.metrics.substr(0, o.metrics.rfind(':'));
+      std::printf("metrics on http://%s:%d/metrics\n", host.c_str(), ports.empty() ? 0 : ports.front());
+    }
+#else
+    if (!o.metrics.empty()) throw std::runtime_error("this amsg was built without prometheus-cpp: no --metrics");
+#endif
     std::fflush(stdout);
     int sig = 0;
     while (sigwait(&signals, &sig) == 0 && sig == SIGUSR1) print_stats("stats", node.stats());

@@ -17,6 +17,7 @@ struct ServeOptions {
   std::string identity;
   long spin_us = 0;
   long drain_ms = 5000;
+  std::string metrics;  // HOST:PORT to serve Prometheus metrics on; empty: none
 };
 
 struct SendOptions {
