@@ -47,6 +47,27 @@ g++ -std=c++20 -O1 examples/leader_worker.cpp -o "$work/pc_leader_worker" $(pkg-
 "$work/pc_seed_usage" >/dev/null
 "$work/pc_leader_worker" tcp://127.0.0.1:0 2>/dev/null
 
+if [ "$kind" = static ]; then
+  echo "== add_subdirectory consumer (amsg as a subproject: no tests, tools or install rules) =="
+  mkdir -p "$work/sub"
+  cat > "$work/sub/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.25)
+project(amsg_subproject_consumer LANGUAGES CXX)
+set(CMAKE_CXX_STANDARD 20)
+add_subdirectory("$PWD" amsg)
+foreach(t amsg_tests amsg_cli amsg_seed_usage)
+  if(TARGET \${t})
+    message(FATAL_ERROR "\${t} is built although amsg is not the top-level project")
+  endif()
+endforeach()
+add_executable(leader_worker "$PWD/examples/leader_worker.cpp")
+target_link_libraries(leader_worker PRIVATE amsg::net)
+CMAKE
+  cmake -S "$work/sub" -B "$work/sub/build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$work/sub/build" >/dev/null
+  "$work/sub/build/leader_worker" 2>/dev/null
+fi
+
 if [ "$kind" = shared ]; then
   echo "== installed amsg command, shared libraries =="
   ldd "$prefix/bin/amsg" | grep -E 'libamsg' | sed 's/^/  /'

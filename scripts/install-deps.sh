@@ -7,7 +7,7 @@ packages=(
   libasio-dev libspdlog-dev libfmt-dev libcli11-dev
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libgtest-dev libgmock-dev
-  prometheus-cpp-dev prometheus
+  prometheus-cpp-dev prometheus doxygen
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 #pragma once
-// The whole public API of the amsg core runtime.
+/// @file
+/// The whole public API of the amsg core runtime.
 
 #include "amsg/communication_layer.hpp"  // IWYU pragma: export
 #include "amsg/errors.hpp"               // IWYU pragma: export

@@ -1,19 +1,20 @@
 #pragma once
-// amsg::metrics: a node's counters in Prometheus form, for prometheus-cpp.
-//
-// The collector reads Node::stats(), Node::peer_stats() and the manager's
-// Stats when it is scraped; nothing is recorded for it on the message path, so
-// exposing metrics costs only the scrapes. Register it beside your own
-// registry on your prometheus-cpp Exposer:
-//
-//   auto metrics = std::make_shared<amsg::metrics::NodeCollector>(node);
-//   exposer.RegisterCollectable(metrics);   // keep `metrics` (and the node) alive while exposed
-//
-// Names follow Prometheus conventions (amsg_..._total counters, _seconds
-// histograms in base units). Label sets are bounded: `type` is one of at most
-// 32 handler types (then "(other)"), `peer` one of the addresses this node
-// connected to, `code` an amsg::errc name; never a notification id.
-// docs/operations.md lists every metric.
+/// @file
+/// amsg::metrics: a node's counters in Prometheus form, for prometheus-cpp.
+///
+/// The collector reads Node::stats(), Node::peer_stats() and the manager's
+/// Stats when it is scraped; nothing is recorded for it on the message path, so
+/// exposing metrics costs only the scrapes. Register it beside your own
+/// registry on your prometheus-cpp Exposer:
+///
+///   auto metrics = std::make_shared<amsg::metrics::NodeCollector>(node);
+///   exposer.RegisterCollectable(metrics);   // keep `metrics` (and the node) alive while exposed
+///
+/// Names follow Prometheus conventions (amsg_..._total counters, _seconds
+/// histograms in base units). Label sets are bounded: `type` is one of at most
+/// 32 handler types (then "(other)"), `peer` one of the addresses this node
+/// connected to, `code` an amsg::errc name; never a notification id.
+/// docs/operations.md lists every metric.
 
 #include <map>
 #include <memory>
@@ -35,13 +36,15 @@ class Node;
 
 namespace metrics {
 
-// Labels added to every metric (e.g. {"role", "worker"}).
+/// Labels added to every metric (e.g. {"role", "worker"}).
 using Labels = std::map<std::string, std::string>;
 
-// A manager's metrics: messages, outcomes by code, handlers per type, the inbox.
+/// A manager's metrics: messages, outcomes by code, handlers per type, the inbox.
 class AMSG_EXPORT ManagerCollector final : public prometheus::Collectable {
  public:
+  /// Collects `manager`'s metrics, each with `labels`; the manager must outlive the collector's registration.
   explicit ManagerCollector(const Manager& manager, Labels labels = {});
+  /// The metric families now (prometheus-cpp calls this on every scrape).
   [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
@@ -49,14 +52,16 @@ class AMSG_EXPORT ManagerCollector final : public prometheus::Collectable {
   Labels labels_;
 };
 
-// Nodes' metrics: each one's manager, transport and one set per peer it
-// connected to. Several nodes in one process go in one collector (add()),
-// told apart by their labels: an exposition names each metric family once.
+/// Nodes' metrics: each one's manager, transport and one set per peer it
+/// connected to. Several nodes in one process go in one collector (add()),
+/// told apart by their labels: an exposition names each metric family once.
 class AMSG_EXPORT NodeCollector final : public prometheus::Collectable {
  public:
+  /// Collects `node`'s metrics, each with `labels`; the node must outlive the collector's registration.
   explicit NodeCollector(net::Node& node, Labels labels = {});
-  // Another node, with labels that tell it from the others. Thread-safe.
+  /// Another node, with labels that tell it from the others. Thread-safe.
   void add(net::Node& node, Labels labels);
+  /// The metric families now (prometheus-cpp calls this on every scrape).
   [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:

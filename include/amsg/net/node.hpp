@@ -1,34 +1,35 @@
 #pragma once
-// amsg::net::Node: a Manager on the network. Active messages between processes
-// and hosts, with each notification routed back to the sender. Addresses pick
-// the link: tcp:// and ipc:// (ZeroMQ); others through NodeOptions::links.
-//
-//   Node a{{.listen = {"ipc:///tmp/a.ipc"}}};        Node b{};
-//   a.manager().register_handler("echo", ...);       auto peer = b.connect("ipc:///tmp/a.ipc");
-//   a.start();                                        b.start();
-//                                                     auto reply = co_await b.call(peer, "echo", bytes);
-//
-// Three ways to send, all on the seed's notification model:
-//  - fire-and-forget:  send(peer, type, payload)
-//  - notified:         send(peer, type, payload, {id}): the outcome
-//                      "{id}:ok" / "{id}:err(...)" arrives on manager()'s notification
-//                      channel (receive() & co);
-//  - call:             co_await call(peer, type, payload) (or call(..., asio::use_future),
-//                      or a callback): the outcome, with the bytes the remote handler put
-//                      in Message::response, comes back to the caller (request/response).
-// Each notified send or call ends in exactly one outcome (Notification::code tells
-// which, as an amsg::errc): ok, the remote's error,
-// "cancelled", "timeout" (its deadline passed; a later answer is discarded and
-// counted), "peer lost" (the peer went silent for heartbeat_timeout), "peer
-// unreachable" (no answer to a connection attempt within heartbeat_timeout),
-// "remote shutting down", "node shutting down" (this node's shutdown), or
-// "incompatible protocol version ...".
-//
-// Threads: the node's links and tables live on the manager's pool (its
-// executor itself with one thread, the default; a strand of it with more),
-// beside the handlers; no thread of its own. Every member is thread-safe.
-// Coroutines running on executor() call without any thread hop; code on the pool
-// must not use the blocking send(). Do not call shutdown() from the pool itself.
+/// @file
+/// amsg::net::Node: a Manager on the network. Active messages between processes
+/// and hosts, with each notification routed back to the sender. Addresses pick
+/// the link: tcp:// and ipc:// (ZeroMQ); others through NodeOptions::links.
+///
+///   Node a{{.listen = {"ipc:///tmp/a.ipc"}}};        Node b{};
+///   a.manager().register_handler("echo", ...);       auto peer = b.connect("ipc:///tmp/a.ipc");
+///   a.start();                                        b.start();
+///                                                     auto reply = co_await b.call(peer, "echo", bytes);
+///
+/// Three ways to send, all on the seed's notification model:
+///  - fire-and-forget:  send(peer, type, payload)
+///  - notified:         send(peer, type, payload, {id}): the outcome
+///                      "{id}:ok" / "{id}:err(...)" arrives on manager()'s notification
+///                      channel (receive() & co);
+///  - call:             co_await call(peer, type, payload) (or call(..., asio::use_future),
+///                      or a callback): the outcome, with the bytes the remote handler put
+///                      in Message::response, comes back to the caller (request/response).
+/// Each notified send or call ends in exactly one outcome (Notification::code tells
+/// which, as an amsg::errc): ok, the remote's error,
+/// "cancelled", "timeout" (its deadline passed; a later answer is discarded and
+/// counted), "peer lost" (the peer went silent for heartbeat_timeout), "peer
+/// unreachable" (no answer to a connection attempt within heartbeat_timeout),
+/// "remote shutting down", "node shutting down" (this node's shutdown), or
+/// "incompatible protocol version ...".
+///
+/// Threads: the node's links and tables live on the manager's pool (its
+/// executor itself with one thread, the default; a strand of it with more),
+/// beside the handlers; no thread of its own. Every member is thread-safe.
+/// Coroutines running on executor() call without any thread hop; code on the pool
+/// must not use the blocking send(). Do not call shutdown() from the pool itself.
 
 #include <chrono>
 #include <cstdint>
@@ -61,41 +62,46 @@ namespace amsg::net {
 
 class Session;
 
+/// A node between processes and hosts: a manager running handlers for remote senders, and the calls this node makes to
+/// its peers.
 class AMSG_EXPORT Node {
  public:
+  /// A node that is not started yet; throws InvalidOptionsError for bad options.
   explicit Node(NodeOptions options = {});
-  ~Node();  // shutdown(0) when still running
+  ~Node();  ///< shutdown(0) when still running
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Register handlers here (before or after start()).
+  /// Register handlers here (before or after start()).
   Manager& manager() noexcept;
 
-  // Binds the listen addresses (throws NetworkError naming the address), starts
-  // the manager and the node's I/O. Throws LifecycleError when called twice.
+  /// Binds the listen addresses (throws NetworkError naming the address), starts
+  /// the manager and the node's I/O. Throws LifecycleError when called twice.
   void start();
-  // Stops taking messages (senders get closed, remote senders err(remote shutting
-  // down)), waits up to `drain` for this node's own calls and the manager's
-  // running handlers, ends what remains ("node shutting down" / cancelled), sends
-  // the last replies and closes the sockets. Idempotent.
+  /// Stops taking messages (senders get closed, remote senders err(remote shutting
+  /// down)), waits up to `drain` for this node's own calls and the manager's
+  /// running handlers, ends what remains ("node shutting down" / cancelled), sends
+  /// the last replies and closes the sockets. Idempotent.
   ShutdownReport shutdown(std::chrono::milliseconds drain = std::chrono::seconds{5});
 
+  /// The node's unique name (NodeOptions::identity, or generated).
   [[nodiscard]] const std::string& identity() const noexcept;
-  // The bound addresses, with tcp ports resolved (valid after start()).
+  /// The bound addresses, with tcp ports resolved (valid after start()).
   [[nodiscard]] std::vector<std::string> endpoints() const;
 
-  // A connection to `address`; returns at once (the hello exchange runs in the
-  // background; messages sent meanwhile wait in the peer's queue and the link).
-  // The same address gives the same PeerId. A peer whose identity turns out to
-  // be this node's becomes local. Throws NetworkError naming a malformed address
-  // or one no link serves.
+  /// A connection to `address`; returns at once (the hello exchange runs in the
+  /// background; messages sent meanwhile wait in the peer's queue and the link).
+  /// The same address gives the same PeerId. A peer whose identity turns out to
+  /// be this node's becomes local. Throws NetworkError naming a malformed address
+  /// or one no link serves.
   PeerId connect(const std::string& address);
-  // This node itself: messages skip the socket.
+  /// This node itself: messages skip the socket.
   [[nodiscard]] PeerId self() const noexcept;
-  // Waits until the hello exchange with `peer` has completed (or it is local).
+  /// Waits until the hello exchange with `peer` has completed (or it is local).
   bool wait_ready(PeerId peer, std::chrono::milliseconds timeout);
+  /// What is known of `peer` now; nullopt for an unknown PeerId.
   [[nodiscard]] std::optional<PeerInfo> peer_info(PeerId peer) const;
-  // Asks the peer for its current handler list (a fresh hello exchange).
+  /// Asks the peer for its current handler list (a fresh hello exchange).
   std::future<std::vector<std::string>> query_handlers(PeerId peer);
 
   // --- sending: one function per operation; the asynchronous ones take an Asio
@@ -104,22 +110,22 @@ class AMSG_EXPORT Node {
   // handlers run on their associated executor, or else on executor(); a
   // coroutine on executor() is resumed without a hand-off. ---
 
-  // Queues a message for `peer`: fire-and-forget, or notified when
-  // options.notify_id is set (its one outcome then arrives on manager()'s
-  // notification channel). Blocks while the peer's queue or the outstanding-call
-  // limit is full; ok, or closed once shutdown has begun. Throws
-  // std::invalid_argument for a type or id over the wire's limits, or an unknown peer.
+  /// Queues a message for `peer`: fire-and-forget, or notified when
+  /// options.notify_id is set (its one outcome then arrives on manager()'s
+  /// notification channel). Blocks while the peer's queue or the outstanding-call
+  /// limit is full; ok, or closed once shutdown has begun. Throws
+  /// std::invalid_argument for a type or id over the wire's limits, or an unknown peer.
   SendStatus send(PeerId peer, std::string type, Payload payload, SendOptions options = {});
-  // As send(), but never waits: full instead.
+  /// As send(), but never waits: full instead.
   SendStatus try_send(PeerId peer, std::string type, Payload payload, SendOptions options = {});
-  // As send(), asynchronously. Completion signature: void(SendStatus): ok once
-  // queued, closed once shutdown has begun.
+  /// As send(), asynchronously. Completion signature: void(SendStatus): ok once
+  /// queued, closed once shutdown has begun.
   template <typename CompletionToken = const asio::use_awaitable_t<>&>
   auto async_send(PeerId peer, std::string type, Payload payload, SendOptions options = {},
                   CompletionToken&& token = asio::use_awaitable) {
     check(peer, type, options.notify_id ? std::string_view{*options.notify_id} : std::string_view{});
     if constexpr (std::is_same_v<std::decay_t<CompletionToken>, asio::use_awaitable_t<>>) {
-      // Queued at once in the common case: no suspension, no hand-off.
+      /// Queued at once in the common case: no suspension, no hand-off.
       return async_send_awaitable(peer, std::move(type), std::move(payload), std::move(options));
     } else {
       return asio::async_initiate<CompletionToken, void(SendStatus)>(
@@ -131,12 +137,12 @@ class AMSG_EXPORT Node {
     }
   }
 
-  // Request/response: sends and completes with the outcome, carrying the bytes
-  // the remote handler put in Message::response (Notification::payload).
-  // Completion signature: void(Notification). Waits (without blocking a
-  // thread) while the peer's queue or the outstanding-call limit is full. Every
-  // call ends in exactly one outcome; remote failures are outcomes, not
-  // exceptions (test Notification::code). Throws std::invalid_argument as send().
+  /// Request/response: sends and completes with the outcome, carrying the bytes
+  /// the remote handler put in Message::response (Notification::payload).
+  /// Completion signature: void(Notification). Waits (without blocking a
+  /// thread) while the peer's queue or the outstanding-call limit is full. Every
+  /// call ends in exactly one outcome; remote failures are outcomes, not
+  /// exceptions (test Notification::code). Throws std::invalid_argument as send().
   template <typename CompletionToken = const asio::use_awaitable_t<>&>
   auto call(PeerId peer, std::string type, Payload payload, CallOptions options = {},
             CompletionToken&& token = asio::use_awaitable) {
@@ -149,10 +155,11 @@ class AMSG_EXPORT Node {
         token, peer, std::move(type), std::move(payload), std::move(options));
   }
 
+  /// The node's counters and its manager's, now.
   [[nodiscard]] NodeStats stats() const;
-  // One entry per peer this node connected to (not the ones that connected to it).
+  /// One entry per peer this node connected to (not the ones that connected to it).
   [[nodiscard]] std::vector<PeerStats> peer_stats() const;
-  // The node's strand (on the manager's pool; with one pool thread, the pool's executor).
+  /// The node's strand (on the manager's pool; with one pool thread, the pool's executor).
   [[nodiscard]] asio::any_io_executor executor() const;
 
  private:
@@ -162,7 +169,7 @@ class AMSG_EXPORT Node {
         std::forward<Handler>(handler), executor(), &Node::on_node_thread, impl_.get());
   }
   static bool on_node_thread(const void* session);
-  // Throws std::invalid_argument for an unknown peer, or a type or id over the wire's limits.
+  /// Throws std::invalid_argument for an unknown peer, or a type or id over the wire's limits.
   void check(PeerId peer, std::string_view type, std::string_view notify_id) const;
   void start_send(PeerId peer, std::string type, Payload payload, SendOptions options,
                   std::unique_ptr<detail::Completion<SendStatus>> done);

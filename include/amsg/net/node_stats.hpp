@@ -1,6 +1,7 @@
 #pragma once
-// amsg::net::NodeStats: a node's transport counters and its manager's stats.
-// Readable at any time from any thread without stopping anything.
+/// @file
+/// amsg::net::NodeStats: a node's transport counters and its manager's stats.
+/// Readable at any time from any thread without stopping anything.
 
 #include <cstdint>
 
@@ -9,36 +10,37 @@
 
 namespace amsg::net {
 
+/// A node's transport counters and its manager's stats.
 struct NodeStats {
-  std::uint64_t messages_sent = 0;          // MSGs written (alone or in a BATCH)
-  std::uint64_t replies_received = 0;       // REPLYs matched to a waiting call
-  std::uint64_t late_replies = 0;           // REPLYs for calls that had already ended (discarded)
-  std::uint64_t timeouts = 0;               // calls ended by their deadline at this node
-  std::uint64_t calls_failed_peer = 0;      // calls ended by peer lost / unreachable / incompatible
-  std::uint64_t peers_lost = 0;             // connections declared lost
-  std::uint64_t messages_received = 0;      // MSGs read
-  std::uint64_t replies_sent = 0;           // REPLYs written
-  std::uint64_t replies_dropped = 0;        // replies whose peer was gone
-  std::uint64_t refused_shutting_down = 0;  // MSGs answered err(remote shutting down)
-  std::uint64_t refused_too_large = 0;      // messages refused for their size (here, or before sending)
-  std::uint64_t malformed_frames = 0;       // frames that failed to decode (any side)
-  std::uint64_t outstanding_calls = 0;      // calls waiting for an outcome now
-  Stats manager;                            // the node's manager
+  std::uint64_t messages_sent = 0;          ///< MSGs written (alone or in a BATCH)
+  std::uint64_t replies_received = 0;       ///< REPLYs matched to a waiting call
+  std::uint64_t late_replies = 0;           ///< REPLYs for calls that had already ended (discarded)
+  std::uint64_t timeouts = 0;               ///< calls ended by their deadline at this node
+  std::uint64_t calls_failed_peer = 0;      ///< calls ended by peer lost / unreachable / incompatible
+  std::uint64_t peers_lost = 0;             ///< connections declared lost
+  std::uint64_t messages_received = 0;      ///< MSGs read
+  std::uint64_t replies_sent = 0;           ///< REPLYs written
+  std::uint64_t replies_dropped = 0;        ///< replies whose peer was gone
+  std::uint64_t refused_shutting_down = 0;  ///< MSGs answered err(remote shutting down)
+  std::uint64_t refused_too_large = 0;      ///< messages refused for their size (here, or before sending)
+  std::uint64_t malformed_frames = 0;       ///< frames that failed to decode (any side)
+  std::uint64_t outstanding_calls = 0;      ///< calls waiting for an outcome now
+  Stats manager;                            ///< the node's manager
 };
 
-// One peer this node connected to: its state and the calls sent to it (calls
-// and notified sends that reached the call table).
+/// One peer this node connected to: its state and the calls sent to it (calls
+/// and notified sends that reached the call table).
 struct PeerStats {
-  PeerId peer;
-  PeerInfo info;                        // address, state, identity, ...
-  std::uint64_t calls_sent = 0;         // calls written to the peer (or queued for its link)
-  std::uint64_t calls_ok = 0;           // ended ok
-  std::uint64_t calls_failed = 0;       // ended with an error (the peer's, or timeout / peer lost ...)
-  std::uint64_t timeouts = 0;           // of calls_failed: ended by their deadline
-  std::uint64_t lost_events = 0;        // times the peer was declared lost
-  std::uint64_t calls_outstanding = 0;  // sent, no outcome yet
-  std::uint64_t queued = 0;             // messages waiting in the peer's queue
-  DurationHistogram round_trip;         // send -> the peer's REPLY, for outcomes the peer sent
+  PeerId peer;                          ///< as returned by Node::connect()
+  PeerInfo info;                        ///< address, state, identity, ...
+  std::uint64_t calls_sent = 0;         ///< calls written to the peer (or queued for its link)
+  std::uint64_t calls_ok = 0;           ///< ended ok
+  std::uint64_t calls_failed = 0;       ///< ended with an error (the peer's, or timeout / peer lost ...)
+  std::uint64_t timeouts = 0;           ///< of calls_failed: ended by their deadline
+  std::uint64_t lost_events = 0;        ///< times the peer was declared lost
+  std::uint64_t calls_outstanding = 0;  ///< sent, no outcome yet
+  std::uint64_t queued = 0;             ///< messages waiting in the peer's queue
+  DurationHistogram round_trip;         ///< send -> the peer's REPLY, for outcomes the peer sent
 };
 
 }  // namespace amsg::net

@@ -1,5 +1,6 @@
 #pragma once
-// A node's view of one peer: its handle (PeerId), its state and what it announced.
+/// @file
+/// A node's view of one peer: its handle (PeerId), its state and what it announced.
 
 #include <cstdint>
 #include <string>
@@ -9,28 +10,32 @@
 
 namespace amsg::net {
 
-// A connection to a peer, as returned by Node::connect() (or Node::self()).
+/// A connection to a peer, as returned by Node::connect() (or Node::self()).
 struct PeerId {
-  std::uint32_t value = 0;
+  std::uint32_t value = 0;  ///< an index into the node's peers (0: the node itself)
+  /// Whether both name the same peer.
   friend bool operator==(PeerId, PeerId) = default;
 };
 
+/// Where a connection to a peer stands.
 enum class PeerState : std::uint8_t {
-  connecting,    // hello sent, no answer yet
-  ready,         // hello exchanged
-  closing,       // the peer said it is shutting down
-  incompatible,  // the peer speaks another protocol version
-  local,         // this node itself: sends skip the link
+  connecting,    ///< hello sent, no answer yet
+  ready,         ///< hello exchanged
+  closing,       ///< the peer said it is shutting down
+  incompatible,  ///< the peer speaks another protocol version
+  local,         ///< this node itself: sends skip the link
 };
+/// The state's name ("connecting", "ready", ...).
 [[nodiscard]] AMSG_EXPORT const char* to_string(PeerState state) noexcept;
 
+/// What a node knows of one peer.
 struct PeerInfo {
-  std::string address;
-  PeerState state = PeerState::connecting;
-  std::string identity;               // empty until the hello exchange
-  std::vector<std::string> handlers;  // the types the peer serves (as of its last hello)
-  std::uint32_t max_payload = 0;      // the largest body the peer accepts
-  std::uint64_t connections = 0;      // completed hello exchanges (reconnects count)
+  std::string address;                      ///< as given to Node::connect()
+  PeerState state = PeerState::connecting;  ///< the connection's state now
+  std::string identity;                     ///< empty until the hello exchange
+  std::vector<std::string> handlers;        ///< the types the peer serves (as of its last hello)
+  std::uint32_t max_payload = 0;            ///< the largest body the peer accepts
+  std::uint64_t connections = 0;            ///< completed hello exchanges (reconnects count)
 };
 
 }  // namespace amsg::net

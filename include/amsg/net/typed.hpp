@@ -1,15 +1,16 @@
 #pragma once
-// Typed messages over msgpack-cxx: structs on both sides instead of bytes.
-//
-//   struct Offload { std::uint32_t first; std::uint32_t count; MSGPACK_DEFINE(first, count) };
-//   struct Copied { std::uint64_t bytes; MSGPACK_DEFINE(bytes) };
-//   node.manager().register_handler("offload", net::make_typed_handler<Offload, Copied>(
-//       [&pools](Offload req) -> asio::awaitable<Copied> { co_return Copied{pools.copy(req)}; }));
-//   auto r = co_await net::call_typed<Copied>(client, peer, "offload", Offload{0, 8});
-//   if (r.value) use(r.value->bytes); else log(r.notification.text());
-//
-// A payload that does not decode as the handler's request type fails the message
-// with err(cannot decode payload as a <type>: ...), like any handler exception.
+/// @file
+/// Typed messages over msgpack-cxx: structs on both sides instead of bytes.
+///
+///   struct Offload { std::uint32_t first; std::uint32_t count; MSGPACK_DEFINE(first, count) };
+///   struct Copied { std::uint64_t bytes; MSGPACK_DEFINE(bytes) };
+///   node.manager().register_handler("offload", net::make_typed_handler<Offload, Copied>(
+///       [&pools](Offload req) -> asio::awaitable<Copied> { co_return Copied{pools.copy(req)}; }));
+///   auto r = co_await net::call_typed<Copied>(client, peer, "offload", Offload{0, 8});
+///   if (r.value) use(r.value->bytes); else log(r.notification.text());
+///
+/// A payload that does not decode as the handler's request type fails the message
+/// with err(cannot decode payload as a <type>: ...), like any handler exception.
 
 #ifndef MSGPACK_NO_BOOST
 #define MSGPACK_NO_BOOST  // Debian's msgpack-cxx would otherwise want Boost headers
@@ -31,13 +32,14 @@
 namespace amsg::net {
 
 template <typename T>
+/// `value` as msgpack bytes.
 [[nodiscard]] Payload encode(const T& value) {
   msgpack::sbuffer buffer;
   msgpack::pack(buffer, value);
   return Payload::copy_of(std::span<const std::byte>{reinterpret_cast<const std::byte*>(buffer.data()), buffer.size()});
 }
 
-// Throws std::invalid_argument when the bytes are not a msgpack-encoded T.
+/// Throws std::invalid_argument when the bytes are not a msgpack-encoded T.
 template <typename T>
 [[nodiscard]] T decode(const Payload& payload) {
   try {
@@ -49,7 +51,7 @@ template <typename T>
   }
 }
 
-// F: a callable `asio::awaitable<Resp>(Req)`. Its result becomes the response bytes.
+/// F: a callable `asio::awaitable<Resp>(Req)`. Its result becomes the response bytes.
 template <typename Req, typename Resp, typename F>
 [[nodiscard]] std::shared_ptr<Handler> make_typed_handler(F fn) {
   return make_handler([fn = std::move(fn)](Message& msg) -> asio::awaitable<void> {
@@ -60,12 +62,14 @@ template <typename Req, typename Resp, typename F>
 }
 
 template <typename Resp>
+/// A typed call's outcome: the notification, and the decoded response when it was ok.
 struct TypedReply {
-  Notification notification;    // the outcome, as for any call
-  std::optional<Resp> value{};  // set when the call succeeded and the answer decoded
+  Notification notification;    ///< the outcome, as for any call
+  std::optional<Resp> value{};  ///< set when the call succeeded and the answer decoded
 };
 
 template <typename Resp, typename Req>
+/// Calls `type` at `peer` with `request` encoded as msgpack, and decodes the response as `Resp`.
 [[nodiscard]] asio::awaitable<TypedReply<Resp>> call_typed(Node& node, PeerId peer, std::string type,
                                                            const Req& request, std::string notify_id = {},
                                                            std::chrono::milliseconds timeout = {}) {

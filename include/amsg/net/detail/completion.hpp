@@ -1,7 +1,8 @@
 #pragma once
-// The type-erased end of an asynchronous Node operation: where its result goes
-// once the operation completes (the completion handler a token produced). Used
-// by Node's templates; not part of the API.
+/// @file
+/// The type-erased end of an asynchronous Node operation: where its result goes
+/// once the operation completes (the completion handler a token produced). Used
+/// by Node's templates; not part of the API.
 
 #include <memory>
 #include <type_traits>
@@ -17,16 +18,16 @@ namespace amsg::net::detail {
 template <typename Result>
 struct Completion {
   virtual ~Completion() = default;
-  // The operation has ended (called from outside its initiating function).
+  /// The operation has ended (called from outside its initiating function).
   virtual void complete(Result&& result) = 0;
-  // The operation ended within its initiating function: the handler runs later,
-  // through its executor, never inline (Asio's rule for immediate completions).
+  /// The operation ended within its initiating function: the handler runs later,
+  /// through its executor, never inline (Asio's rule for immediate completions).
   virtual void complete_later(Result&& result) = 0;
 };
 
-// Calls the handler on its associated executor (the node's executor when it has
-// none). When that is the node's executor and we are on it already, calls it at
-// once: a coroutine on Node::executor() resumes without a hand-off.
+/// Calls the handler on its associated executor (the node's executor when it has
+/// none). When that is the node's executor and we are on it already, calls it at
+/// once: a coroutine on Node::executor() resumes without a hand-off.
 template <typename Result, typename Handler>
 class HandlerCompletion final : public Completion<Result> {
  public:
