@@ -80,6 +80,11 @@ void percentiles(std::vector<std::int64_t>& ns, Result& r) {
   r.p50_us = at(0.50);
   r.p99_us = at(0.99);
   r.p999_us = at(0.999);
+  r.cdf.clear();
+  for (const double q : {0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999,
+                         0.9995, 0.9999}) {
+    r.cdf.emplace_back(q, at(q));
+  }
   double sum = 0;
   for (auto v : ns) sum += static_cast<double>(v);
   r.mean_us = sum / static_cast<double>(ns.size()) / 1000.0;
@@ -321,6 +326,13 @@ void print(const Result& r, bool json) {
     add("p50_us", r.p50_us);
     add("p99_us", r.p99_us);
     add("p999_us", r.p999_us);
+    if (!r.cdf.empty()) {
+      out += R"(,"cdf":[)";
+      for (std::size_t i = 0; i < r.cdf.size(); ++i) {
+        out += fmt::format("{}[{},{:.3f}]", i == 0 ? "" : ",", r.cdf[i].first, r.cdf[i].second);
+      }
+      out += "]";
+    }
     out += fmt::format(R"(,"peak_rss_kb":{},"all_notified":{}}})", r.peak_rss_kb, r.all_notified ? "true" : "false");
     std::puts(out.c_str());
   } else {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace amsg::tool {
@@ -22,6 +23,9 @@ struct Result {
   std::optional<double> cpu_us_per_msg;
   std::optional<double> offered_rate;
   std::optional<double> p50_us, p99_us, p999_us, mean_us;
+  // The latency distribution: (fraction of samples, microseconds) at fixed
+  // quantiles from 0.001 to 0.9999 (in the JSON as "cdf", for bench/plot.py).
+  std::vector<std::pair<double, double>> cdf;
   long peak_rss_kb = 0;
   bool all_notified = false;
 };
