@@ -404,6 +404,7 @@ Stats Core::stats() const {
   add(shutdown_stats_);
   s.received = inbox_.pushed();
   s.queue_depth = inbox_.size();
+  s.notifications_queued = notifications_.size();
   s.in_flight = busy_lanes_.load(std::memory_order_relaxed);
   s.max_in_flight = max_busy_lanes_.load(std::memory_order_relaxed);
   const double ns_per = ns_per_tick();

@@ -68,6 +68,7 @@ struct AMSG_EXPORT Stats {
   std::uint64_t in_flight = 0;          ///< workers busy with a message right now
   std::uint64_t max_in_flight = 0;      ///< highest in_flight seen; never above the concurrency limit
   std::uint64_t queue_depth = 0;        ///< messages waiting in the inbox
+  std::uint64_t notifications_queued = 0;  ///< notifications waiting in the channel for a reader
   LatencySummary latency;               ///< inbox accepted -> notification produced (or message ended)
   DurationHistogram latency_histogram;  ///< the same, as a histogram (bucket edges within ~6 %)
   std::vector<HandlerTypeStats> handlers;  ///< per message type, in the order types were first run

@@ -82,6 +82,8 @@ void add_manager(Families& f, const Stats& s) {
           static_cast<double>(s.in_flight));
   f.gauge("amsg_handlers_running_max", "The most handlers that ran at once.", static_cast<double>(s.max_in_flight));
   f.gauge("amsg_inbox_messages", "Messages waiting in the inbox.", static_cast<double>(s.queue_depth));
+  f.gauge("amsg_notification_channel_messages", "Notifications waiting in the channel for a reader.",
+          static_cast<double>(s.notifications_queued));
   f.histogram("amsg_message_duration_seconds", "From inbox to the message's end (queueing and handler).",
               s.latency_histogram);
   for (const auto& h : s.handlers) {
