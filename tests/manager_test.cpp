@@ -561,13 +561,19 @@ TEST(Manager, StatsPerHandlerTypeCountOutcomesRunningAndDurations) {
   EXPECT_EQ(wait.failed, 1u);
   EXPECT_EQ(wait.timed_out, 1u);
   EXPECT_EQ(wait.running, 1u);
-  // The deadline run took >= 20 ms: it is above the 10 ms bound.
-  const auto& bounds = wait.duration.upper_bounds_s;
-  const auto at_10ms = static_cast<std::size_t>(std::find(bounds.begin(), bounds.end(), 1e-2) - bounds.begin());
-  ASSERT_LT(at_10ms, bounds.size());
-  EXPECT_EQ(wait.duration.counts[at_10ms], 0u);
+  // One run, in the bucket its duration belongs to (the bounds are upper bounds).
   EXPECT_EQ(wait.duration.count, 1u);
-  EXPECT_GE(wait.duration.sum_s, 0.019);
+  EXPECT_GT(wait.duration.sum_s, 0.0);
+  const auto& bounds = wait.duration.upper_bounds_s;
+  const auto& counts = wait.duration.counts;
+  const auto landed = static_cast<std::size_t>(std::find(counts.begin(), counts.end(), 1u) - counts.begin());
+  ASSERT_LT(landed, counts.size());
+  if (landed < bounds.size()) {
+    EXPECT_LE(wait.duration.sum_s, bounds[landed] * 1.01);
+  }
+  if (landed > 0) {
+    EXPECT_GE(wait.duration.sum_s, bounds[landed - 1] * 0.99);
+  }
   gate.open();
   ASSERT_EQ(receive_n(m, 1).size(), 1u);
   ASSERT_TRUE(eventually([&] { return m.stats().in_flight == 0; }));
