@@ -32,6 +32,9 @@ install(FILES ${PROJECT_BINARY_DIR}/amsgConfig.cmake ${PROJECT_BINARY_DIR}/amsgC
 # it is a public requirement there and a private one for the shared library.
 list(JOIN AMSG_ASIO_DEFINITIONS " -D" AMSG_PC_DEFINITIONS)
 set(AMSG_PC_DEFINITIONS "-D${AMSG_PC_DEFINITIONS}")
+if(NOT ASIO_INCLUDE_DIR STREQUAL "/usr/include")  # Asio outside the default search path (it has no .pc file)
+  string(PREPEND AMSG_PC_DEFINITIONS "-I${ASIO_INCLUDE_DIR} ")
+endif()
 if(BUILD_SHARED_LIBS)
   set(AMSG_PC_NET_REQUIRES "amsg")
   set(AMSG_PC_NET_REQUIRES_PRIVATE "libzmq")

@@ -454,7 +454,8 @@ std::vector<HandlerTypeStats> Core::handler_stats(double ns_per) const {
     if (!named && !(other && out[t].started != 0)) continue;
     HandlerTypeStats& o = out[t];
     o.type = named ? names[t] : names.back();
-    const std::uint64_t ended = o.ok + o.failed + o.cancelled;  // read after started: never more
+    // Read after `started`, so a handler that began and ended in between can make it larger: clamped.
+    const std::uint64_t ended = o.ok + o.failed + o.cancelled;
     o.running = o.started > ended ? o.started - ended : 0;
     DurationHistogram& d = o.duration;
     d.upper_bounds_s.assign(kDurationBounds.begin(), kDurationBounds.end());

@@ -29,7 +29,6 @@ namespace amsg::test {
 namespace {
 
 using net::CallOptions;
-using net::SendOptions;
 
 struct Nodes {
   Nodes() : server{server_options()}, client{client_options("amsg.test.metrics-c")} {
@@ -185,6 +184,12 @@ TEST(Metrics, ANodesMetricsAreScrapedOverHttpAndPassTheExpositionCheck) {
   } else {
     GTEST_LOG_(WARNING) << "promtool not installed: only the format parser checked the exposition";
   }
+
+  // A node taken out of the collector is no longer read (it may then be destroyed).
+  collector->remove(client);
+  const std::string after = scrape(port);
+  EXPECT_EQ(after.find("role=\"client\""), std::string::npos);
+  EXPECT_EQ(sample(after, R"(amsg_messages_received_total{role="server"})"), 5);
 }
 
 }  // namespace

@@ -88,9 +88,24 @@ TEST(Node, PeerStatsCountCallsByOutcomeAndTheirRoundTrips) {
   EXPECT_EQ(s.timeouts, 1u);
   EXPECT_EQ(s.calls_outstanding, 0u);
   EXPECT_EQ(s.lost_events, 0u);
-  EXPECT_EQ(s.round_trip.count, 6u);  // the timeout was this node's decision, not a round trip
+  EXPECT_EQ(s.round_trip.count, 6u);  // a timeout is not a round trip, whoever decided it
   EXPECT_EQ(s.round_trip.counts.back(), 6u);
   EXPECT_GT(s.round_trip.sum_s, 0.0);
+}
+
+TEST(Node, PeerStatsCountCallsEndedByTheNodesShutdown) {
+  ServerAndClient nodes{"node-peer-stats-shutdown"};
+  Node& client = nodes.client;
+  auto running = client.call(nodes.peer, "sleep", bytes("60000"), CallOptions{"long"}, asio::use_future);
+  ASSERT_TRUE(eventually([&] { return nodes.server.manager().stats().in_flight == 1; }));
+  client.shutdown(0ms);
+  EXPECT_EQ(get(running).code, errc::node_shutting_down);
+  const auto all = client.peer_stats();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all.front().calls_sent, 1u);
+  EXPECT_EQ(all.front().calls_failed, 1u);
+  EXPECT_EQ(all.front().calls_outstanding, 0u);
+  EXPECT_EQ(all.front().round_trip.count, 0u);  // this node ended it: not a round trip
 }
 
 TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {

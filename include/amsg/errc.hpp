@@ -6,7 +6,9 @@
 /// (a std::error_code in amsg's category); the text form ("{id}:err(...)") is
 /// unchanged. Compare codes, not strings:
 ///
+/// @code
 ///   if (n.code == amsg::errc::timeout) retry();
+/// @endcode
 ///
 /// Whether the handler may have run depends on the code; docs/wire-protocol.md
 /// ("Outcomes a sender sees") says which, for each.

@@ -2,9 +2,11 @@
 /// @file
 /// amsg::Manager: the in-process active message manager.
 ///
+/// @verbatim
 ///   senders --send()--> [bounded inbox] --> N worker lanes on a thread pool
 ///        handler coroutine per message --> [bounded notification channel] --> receive()
 ///                                     \--> CommunicationLayer::deliver() for routed messages
+/// @endverbatim
 ///
 /// Lifecycle: construct, register handlers, start(), send..., shutdown(). Messages
 /// sent before start() wait in the inbox. shutdown() (1) closes intake: later sends
@@ -60,31 +62,35 @@ class AMSG_EXPORT Manager {
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
 
-  /// --- handlers (safe at any time, also while messages flow) ---
+  // --- handlers (safe at any time, also while messages flow) ---
+  /// The handler table (the functions below are shortcuts to it).
   HandlerRegistry& handlers() noexcept;
-  void register_handler(std::string type, std::shared_ptr<Handler> handler);  ///< throws HandlerExistsError
-  void register_handlers(HandlerMap handlers);                                ///< all or none
+  /// Adds the handler of `type`; throws HandlerExistsError when it has one.
+  void register_handler(std::string type, std::shared_ptr<Handler> handler);
+  /// Adds several handlers: all or none.
+  void register_handlers(HandlerMap handlers);
   /// Adds or replaces the handler of `type`; true when it replaced one.
   bool replace_handler(std::string type, std::shared_ptr<Handler> handler);
   /// Removes the handler of `type` (running ones finish); false when there was none.
   bool remove_handler(std::string_view type);
 
-  /// --- lifecycle ---
+  // --- lifecycle ---
   void start();  ///< throws LifecycleError if already started or shut down
   /// Idempotent; later calls return the first call's report.
   ShutdownReport shutdown(std::chrono::milliseconds drain_deadline = std::chrono::seconds{5});
   /// Whether start() ran and shutdown() has not begun.
   [[nodiscard]] bool running() const noexcept;
 
-  /// --- sending (the message is moved from only when the status is ok) ---
-  /// Waits while the inbox is full. Returns ok or closed.
+  // --- sending (the message is moved from only when the status is ok) ---
+  /// Waits while the inbox is full. Returns ok or closed. (Each send form moves
+  /// from `message` only when it returns ok.)
   SendStatus send(Message&& message);
   /// Never waits. Returns ok, full or closed.
   SendStatus try_send(Message&& message);
   /// Suspends the coroutine while the inbox is full. Returns ok or closed.
   [[nodiscard]] asio::awaitable<SendStatus> async_send(Message message);
 
-  /// --- notifications (when no on_notification callback is set) ---
+  // --- notifications (when no on_notification callback is set) ---
   /// nullopt when nothing is waiting.
   std::optional<Notification> try_receive();
   /// Waits for one; nullopt once the manager has shut down and the channel is empty.
@@ -105,7 +111,7 @@ class AMSG_EXPORT Manager {
   /// As receive_batch(), suspending instead of blocking.
   [[nodiscard]] asio::awaitable<std::size_t> async_receive_batch(std::vector<Notification>& out, std::size_t max);
 
-  /// --- communication layers (transports) ---
+  // --- communication layers (transports) ---
   /// Hands the layer an Ingress; the manager keeps the layer until shutdown.
   void attach(const std::shared_ptr<CommunicationLayer>& layer);
 

@@ -7,12 +7,20 @@
 /// exposing metrics costs only the scrapes. Register it beside your own
 /// registry on your prometheus-cpp Exposer:
 ///
+/// @code
 ///   auto metrics = std::make_shared<amsg::metrics::NodeCollector>(node);
-///   exposer.RegisterCollectable(metrics);   // keep `metrics` (and the node) alive while exposed
+///   exposer.RegisterCollectable(metrics);
+///   ...
+///   exposer.RemoveCollectable(metrics);  // before the node is destroyed
+/// @endcode
+///
+/// A collector reads the nodes it was given on the exposer's thread, so a node
+/// must stay alive while a collector that names it is registered: remove the
+/// collector from the exposer (or the node from the collector, remove()) first.
 ///
 /// Names follow Prometheus conventions (amsg_..._total counters, _seconds
-/// histograms in base units). Label sets are bounded: `type` is one of at most
-/// 32 handler types (then "(other)"), `peer` one of the addresses this node
+/// histograms in base units). Label sets are bounded: `type` is one of the
+/// first 31 handler types registered, then "(other)"; `peer` one of the addresses this node
 /// connected to, `code` an amsg::errc name; never a notification id.
 /// docs/operations.md lists every metric.
 
@@ -61,6 +69,8 @@ class AMSG_EXPORT NodeCollector final : public prometheus::Collectable {
   explicit NodeCollector(net::Node& node, Labels labels = {});
   /// Another node, with labels that tell it from the others. Thread-safe.
   void add(net::Node& node, Labels labels);
+  /// Stops collecting `node` (waits for a scrape in progress); then the node may be destroyed. Thread-safe.
+  void remove(const net::Node& node);
   /// The metric families now (prometheus-cpp calls this on every scrape).
   [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
 

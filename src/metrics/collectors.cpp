@@ -62,10 +62,14 @@ class Families {
   std::vector<MetricFamily> families_;
 };
 
+// Counters are read one by one while they move, so a part may briefly exceed its whole: clamp at zero
+// rather than wrap to 2^64.
+std::uint64_t minus(std::uint64_t whole, std::uint64_t part) { return whole > part ? whole - part : 0; }
+
 void add_manager(Families& f, const Stats& s) {
   f.counter("amsg_messages_received_total", "Messages accepted into the inbox.", static_cast<double>(s.received));
   // Every received message ends in exactly one outcome; `code` is its amsg::errc name ("ok" when it succeeded).
-  const std::uint64_t handler_errors = s.failed - s.unknown_type - s.timed_out;
+  const std::uint64_t handler_errors = minus(minus(s.failed, s.unknown_type), s.timed_out);
   const std::pair<const char*, std::uint64_t> outcomes[] = {{"ok", s.ok},
                                                             {"handler_error", handler_errors},
                                                             {"unknown_type", s.unknown_type},
@@ -88,7 +92,7 @@ void add_manager(Families& f, const Stats& s) {
               s.latency_histogram);
   for (const auto& h : s.handlers) {
     const std::pair<const char*, std::uint64_t> runs[] = {
-        {"ok", h.ok}, {"error", h.failed - h.timed_out}, {"timeout", h.timed_out}, {"cancelled", h.cancelled}};
+        {"ok", h.ok}, {"error", minus(h.failed, h.timed_out)}, {"timeout", h.timed_out}, {"cancelled", h.cancelled}};
     for (const auto& [outcome, n] : runs) {
       f.counter("amsg_handler_runs_total", "Handler runs that ended, by message type and outcome.",
                 static_cast<double>(n), {{"type", h.type}, {"outcome", outcome}});
@@ -127,7 +131,7 @@ void add_peers(Families& f, const std::vector<net::PeerStats>& peers) {
     f.counter("amsg_peer_calls_sent_total", "Calls (and notified sends) sent to the peer.",
               static_cast<double>(p.calls_sent), peer);
     const std::pair<const char*, std::uint64_t> ended[] = {
-        {"ok", p.calls_ok}, {"error", p.calls_failed - p.timeouts}, {"timeout", p.timeouts}};
+        {"ok", p.calls_ok}, {"error", minus(p.calls_failed, p.timeouts)}, {"timeout", p.timeouts}};
     for (const auto& [outcome, n] : ended) {
       Labels l = peer;
       l["outcome"] = outcome;
@@ -159,6 +163,11 @@ NodeCollector::NodeCollector(net::Node& node, Labels labels) { nodes_.emplace_ba
 void NodeCollector::add(net::Node& node, Labels labels) {
   std::lock_guard lock{mutex_};
   nodes_.emplace_back(&node, std::move(labels));
+}
+
+void NodeCollector::remove(const net::Node& node) {
+  std::lock_guard lock{mutex_};
+  std::erase_if(nodes_, [&](const auto& entry) { return entry.first == &node; });
 }
 
 std::vector<MetricFamily> NodeCollector::Collect() const {

@@ -29,9 +29,9 @@ std::optional<spdlog::level::level_enum> parse_level(const std::string& name) {
 
 // tcp://HOST:PORT (PORT 0-65535, or * to listen on any) or ipc://PATH.
 CLI::Validator address_check() {
-  return CLI::Validator(
+  return {
       [](std::string& address) -> std::string {
-        const std::string hint = "'" + address + "' is not an address: use tcp://HOST:PORT or ipc://PATH";
+        std::string hint = "'" + address + "' is not an address: use tcp://HOST:PORT or ipc://PATH";
         if (address.starts_with("ipc://")) return address.size() > 6 ? "" : hint;
         if (!address.starts_with("tcp://")) return hint;
         const auto colon = address.rfind(':');
@@ -43,7 +43,7 @@ CLI::Validator address_check() {
         }
         return "";
       },
-      "ADDRESS");
+      "ADDRESS"};
 }
 
 // HOST:PORT, for the metrics endpoint.
@@ -52,8 +52,10 @@ CLI::Validator host_port_check() {
       [](std::string& text) -> std::string {
         const auto colon = text.rfind(':');
         long port = -1;
-        if (colon == std::string::npos || colon == 0 ||
-            std::from_chars(text.data() + colon + 1, text.data() + text.size(), port).ec != std::errc{} || port < 0 ||
+        const char* end = text.data() + text.size();
+        const auto parsed = colon == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
+                                                       : std::from_chars(text.data() + colon + 1, end, port);
+        if (colon == std::string::npos || colon == 0 || parsed.ec != std::errc{} || parsed.ptr != end || port < 0 ||
             port > 65535) {
           return "'" + text + "' is not HOST:PORT";
         }
@@ -76,8 +78,8 @@ CLI::Validator whole_number(long min, const char* what) {
       },
       min > 0 ? "POSITIVE" : "NON-NEGATIVE");
 }
-const CLI::Validator kPositive = whole_number(1, "a positive whole number");
-const CLI::Validator kNonNegative = whole_number(0, "a whole number >= 0");
+CLI::Validator positive() { return whole_number(1, "a positive whole number"); }
+CLI::Validator non_negative() { return whole_number(0, "a whole number >= 0"); }
 
 }  // namespace
 
@@ -107,16 +109,16 @@ int main(int argc, char** argv) {
                    "thr, rate, pingpong; across processes thr, pingpong, reqresp (repeatable; default: all)")
       ->check(CLI::IsMember({"thr", "rate", "pingpong", "reqresp"}));
   bench_cmd->add_option("--concurrency,-n", bench.concurrency, "Concurrency limit(s) for thr (default: 4 64)")
-      ->check(kPositive);
-  bench_cmd->add_option("--messages", bench.messages, "Messages in the thr scenario")->check(kPositive);
-  bench_cmd->add_option("--pingpong-messages", bench.pingpong_messages, "Round trips in pingpong")->check(kPositive);
-  bench_cmd->add_option("--rate", bench.rate, "Offered rate of the rate scenario (messages/s)")->check(kPositive);
-  bench_cmd->add_option("--secs", bench.rate_secs, "Duration of the rate scenario (s)")->check(kPositive);
+      ->check(positive());
+  bench_cmd->add_option("--messages", bench.messages, "Messages in the thr scenario")->check(positive());
+  bench_cmd->add_option("--pingpong-messages", bench.pingpong_messages, "Round trips in pingpong")->check(positive());
+  bench_cmd->add_option("--rate", bench.rate, "Offered rate of the rate scenario (messages/s)")->check(positive());
+  bench_cmd->add_option("--secs", bench.rate_secs, "Duration of the rate scenario (s)")->check(positive());
   bench_cmd->add_option("--payload", bench.payload, "Payload bytes");
   bench_cmd->add_option("--threads", bench.threads,
                         "Pool threads of every node and manager in the run (0 = hardware threads)");
   bench_cmd->add_option("--spin-us", bench.spin_us, "Idle spin before sleeping, in microseconds (default 0)")
-      ->check(kNonNegative);
+      ->check(non_negative());
   bench_cmd
       ->add_option("--consumer", bench.consumer,
                    "Who reads notifications (and, in pingpong, sends): a coroutine on the pool or a plain thread; "
@@ -138,13 +140,13 @@ int main(int argc, char** argv) {
                    "Address to bind: tcp://127.0.0.1:5555, ipc:///tmp/amsg.ipc (repeatable)")
       ->required()
       ->check(address_check());
-  serve_cmd->add_option("--concurrency,-n", serve.concurrency, "Handlers running at once")->check(kPositive);
+  serve_cmd->add_option("--concurrency,-n", serve.concurrency, "Handlers running at once")->check(positive());
   serve_cmd->add_option("--threads", serve.threads, "Handler pool threads (0 = hardware threads)");
   serve_cmd->add_option("--max-payload", serve.max_payload, "Largest payload accepted, in bytes");
   serve_cmd->add_option("--identity", serve.identity, "Node identity (default: host-pid-random)");
-  serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")->check(kNonNegative);
+  serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")->check(non_negative());
   serve_cmd->add_option("--drain-ms", serve.drain_ms, "On SIGINT/SIGTERM, how long running handlers may finish")
-      ->check(kNonNegative);
+      ->check(non_negative());
   serve_cmd
       ->add_option("--metrics", serve.metrics,
                    "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9464; port 0: any), at /metrics")
@@ -161,18 +163,18 @@ int main(int argc, char** argv) {
   send_cmd->add_option("--file,-f", send.file, "Payload from a file")->excludes(data_opt)->check(CLI::ExistingFile);
   send_cmd->add_option("--notify", send.notify,
                        "Notification id: print the seed's '{id}:ok' / '{id}:err(...)' from the notification channel");
-  send_cmd->add_option("--timeout", send.timeout_ms, "Deadline in milliseconds")->check(kPositive);
+  send_cmd->add_option("--timeout", send.timeout_ms, "Deadline in milliseconds")->check(positive());
   send_cmd->add_flag("--json", send.json, "Print the outcome as one JSON object (fields: docs/cli.md)");
   common(send_cmd);
 
   amsg::tool::DemoOptions demo;
   auto* demo_cmd = app.add_subcommand("demo", "KV-cache leader + worker processes over ipc: the main job");
-  demo_cmd->add_option("--messages", demo.messages, "Commands to send")->check(kPositive);
+  demo_cmd->add_option("--messages", demo.messages, "Commands to send")->check(positive());
   demo_cmd->add_option("--workers", demo.workers, "Worker processes")->check(CLI::Range(1, 16));
   demo_cmd->add_option("--blocks", demo.blocks, "Blocks per pool")->check(CLI::Range(16, 1 << 20));
   demo_cmd->add_option("--block-kib", demo.block_kib, "Block size in KiB")->check(CLI::Range(1, 1024));
   demo_cmd->add_option("--fail-every", demo.fail_every, "Every n-th command fails on purpose (0: none)");
-  demo_cmd->add_option("--window", demo.window, "Commands outstanding at once")->check(kPositive);
+  demo_cmd->add_option("--window", demo.window, "Commands outstanding at once")->check(positive());
   demo_cmd->add_flag("!--no-progress", demo.progress, "Never draw a progress bar (drawn only on a terminal)");
   demo_cmd->add_flag("--json", demo.json, "Print the summary as one JSON object (fields: docs/cli.md)");
   common(demo_cmd);
@@ -187,6 +189,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     if (log_level.empty()) {
+      // NOLINTNEXTLINE(concurrency-mt-unsafe): read before any thread starts
       if (const char* env = std::getenv("AMSG_LOG_LEVEL"); env != nullptr && *env != '\0') {
         log_level = env;
         if (!parse_level(log_level)) {

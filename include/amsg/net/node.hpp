@@ -4,10 +4,12 @@
 /// and hosts, with each notification routed back to the sender. Addresses pick
 /// the link: tcp:// and ipc:// (ZeroMQ); others through NodeOptions::links.
 ///
+/// @code
 ///   Node a{{.listen = {"ipc:///tmp/a.ipc"}}};        Node b{};
 ///   a.manager().register_handler("echo", ...);       auto peer = b.connect("ipc:///tmp/a.ipc");
 ///   a.start();                                        b.start();
 ///                                                     auto reply = co_await b.call(peer, "echo", bytes);
+/// @endcode
 ///
 /// Three ways to send, all on the seed's notification model:
 ///  - fire-and-forget:  send(peer, type, payload)
@@ -125,7 +127,7 @@ class AMSG_EXPORT Node {
                   CompletionToken&& token = asio::use_awaitable) {
     check(peer, type, options.notify_id ? std::string_view{*options.notify_id} : std::string_view{});
     if constexpr (std::is_same_v<std::decay_t<CompletionToken>, asio::use_awaitable_t<>>) {
-      /// Queued at once in the common case: no suspension, no hand-off.
+      // Queued at once in the common case: no suspension, no hand-off.
       return async_send_awaitable(peer, std::move(type), std::move(payload), std::move(options));
     } else {
       return asio::async_initiate<CompletionToken, void(SendStatus)>(

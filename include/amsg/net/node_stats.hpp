@@ -12,10 +12,11 @@ namespace amsg::net {
 
 /// A node's transport counters and its manager's stats.
 struct NodeStats {
-  std::uint64_t messages_sent = 0;          ///< MSGs written (alone or in a BATCH)
-  std::uint64_t replies_received = 0;       ///< REPLYs matched to a waiting call
-  std::uint64_t late_replies = 0;           ///< REPLYs for calls that had already ended (discarded)
-  std::uint64_t timeouts = 0;               ///< calls ended by their deadline at this node
+  std::uint64_t messages_sent = 0;     ///< MSGs written (alone or in a BATCH)
+  std::uint64_t replies_received = 0;  ///< REPLYs matched to a waiting call
+  std::uint64_t late_replies = 0;      ///< REPLYs for calls that had already ended (discarded)
+  std::uint64_t timeouts =
+      0;  ///< calls ended by their deadline (this node's timer, or the peer saying it passed there)
   std::uint64_t calls_failed_peer = 0;      ///< calls ended by peer lost / unreachable / incompatible
   std::uint64_t peers_lost = 0;             ///< connections declared lost
   std::uint64_t messages_received = 0;      ///< MSGs read

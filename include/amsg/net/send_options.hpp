@@ -3,9 +3,11 @@
 /// How a message is sent: Node::send / try_send / async_send (SendOptions) and
 /// Node::call (CallOptions).
 ///
+/// @code
 ///   node.send(peer, "flush", payload);                         // fire-and-forget
 ///   node.send(peer, "flush", payload, {"req-7", 500ms});       // notified, with a deadline
 ///   co_await node.call(peer, "echo", payload, {"q1", 500ms});
+/// @endcode
 ///
 /// (They are classes with constructors, not aggregates: GCC 12 miscompiles
 /// aggregate temporaries that live across a co_await, as an options argument

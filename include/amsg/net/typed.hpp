@@ -2,12 +2,14 @@
 /// @file
 /// Typed messages over msgpack-cxx: structs on both sides instead of bytes.
 ///
+/// @code
 ///   struct Offload { std::uint32_t first; std::uint32_t count; MSGPACK_DEFINE(first, count) };
 ///   struct Copied { std::uint64_t bytes; MSGPACK_DEFINE(bytes) };
 ///   node.manager().register_handler("offload", net::make_typed_handler<Offload, Copied>(
 ///       [&pools](Offload req) -> asio::awaitable<Copied> { co_return Copied{pools.copy(req)}; }));
 ///   auto r = co_await net::call_typed<Copied>(client, peer, "offload", Offload{0, 8});
 ///   if (r.value) use(r.value->bytes); else log(r.notification.text());
+/// @endcode
 ///
 /// A payload that does not decode as the handler's request type fails the message
 /// with err(cannot decode payload as a <type>: ...), like any handler exception.

@@ -44,22 +44,26 @@ std::pair<std::uint64_t, Pending&> Calls::add(std::uint32_t peer, Clock::time_po
   return {call_id, pd};
 }
 
-void Calls::complete(std::uint64_t call_id, Notification&& n) {
+void Calls::complete(std::uint64_t call_id, Notification&& n, bool replied) {
   if (!table_.contains(call_id)) return;
   Pending pd = table_.take(call_id);
-  if (PeerCallCounters* c = peer_counters_ ? peer_counters_(pd.peer) : nullptr) {
-    if (n.is_success()) {
-      c->ok.add();
-    } else {
-      c->failed.add();
-      if (n.code == errc::timeout) c->timeouts.add();
-    }
-    // A round trip is an outcome the peer sent (not one this node decided).
-    const bool from_peer = n.is_success() || !(n.code == errc::timeout || n.code == errc::peer_lost ||
-                                               n.code == errc::peer_unreachable || n.code == errc::node_shutting_down);
-    if (from_peer) c->record_round_trip(Clock::now() - pd.sent_at);
-  }
+  count(pd, n, replied);
   route(std::move(pd), std::move(n));
+}
+
+void Calls::count(const Pending& pd, const Notification& n, bool replied) {
+  PeerCallCounters* c = peer_counters_ ? peer_counters_(pd.peer) : nullptr;
+  if (c == nullptr) return;
+  if (n.is_success()) {
+    c->ok.add();
+  } else {
+    c->failed.add();
+    if (n.code == errc::timeout) c->timeouts.add();
+  }
+  // A round trip is an outcome the peer sent, not one this node decided; a
+  // timeout is left out either way (its time is the deadline's, not the peer's,
+  // and whether the peer's answer or this node's timer comes first is a race).
+  if (replied && n.code != errc::timeout) c->record_round_trip(Clock::now() - pd.sent_at);
 }
 
 void Calls::end_unsent(OutItem& item, Notification&& n) {
@@ -100,6 +104,7 @@ void Calls::fail_all() {
     if (!table_.contains(call_id)) continue;
     Pending pd = table_.take(call_id);
     Notification n = failure(errc::node_shutting_down, kNodeShuttingDown);
+    count(pd, n, false);
     n.id = std::move(pd.notify_id);
     n.message_type = std::move(pd.type);
     if (pd.completion) {

@@ -59,8 +59,9 @@ class Calls {
   // arms its deadline.
   std::pair<std::uint64_t, Pending&> add(std::uint32_t peer, Clock::time_point now, Clock::time_point deadline);
   [[nodiscard]] const Pending* find(std::uint64_t call_id) noexcept { return table_.find(call_id); }
-  // Ends the call with this outcome (nothing when it has ended already).
-  void complete(std::uint64_t call_id, Notification&& n);
+  // Ends the call with this outcome (nothing when it has ended already);
+  // `replied`: the outcome came back from the peer (it counts as a round trip).
+  void complete(std::uint64_t call_id, Notification&& n, bool replied = false);
   // Ends a notified item that never became a call (never sent).
   void end_unsent(OutItem& item, Notification&& n);
   // Ends the calls sent to `peer` before `sent_before`, in the order they were sent.
@@ -69,6 +70,7 @@ class Calls {
   void fail_all();
 
  private:
+  void count(const Pending& pd, const Notification& n, bool replied);
   void route(Pending&& pd, Notification&& n);
   void publish(Notification&& n);
   asio::awaitable<void> publisher();

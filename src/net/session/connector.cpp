@@ -404,7 +404,7 @@ void Connector::on_reply(Peer& p, std::span<const std::byte> frame) {
     // Its call id is readable: that call ends now, instead of at its deadline.
     const std::uint64_t call_id = wire::stable_call_id(frame);
     if (const Pending* pd = calls_.find(call_id); pd != nullptr && pd->peer == p.index) {
-      calls_.complete(call_id, failure(errc::malformed, wire::malformed_text(e)));
+      calls_.complete(call_id, failure(errc::malformed, wire::malformed_text(e)), /*replied=*/true);
     }
     return;
   }
@@ -420,8 +420,9 @@ void Connector::on_reply(Peer& p, std::span<const std::byte> frame) {
     if (!r.body.empty()) n.payload = Payload::copy_of(r.body);
   } else {
     n = failure(r.status == wire::Status::cancelled ? errc::cancelled : to_errc(r.code), std::string{r.error});
+    if (n.code == errc::timeout) counters_.timeouts.add();  // the deadline passed at the peer, a moment before ours
   }
-  calls_.complete(r.call_id, std::move(n));
+  calls_.complete(r.call_id, std::move(n), /*replied=*/true);
 }
 
 void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
@@ -449,7 +450,11 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
   }
   if (p.state == PeerState::connecting) {  // a closing peer stays closing (a HELLO_ACK to a query)
     set_state(p, is_us ? PeerState::local : PeerState::ready);
-    log_->debug("peer {} ({}) ready", p.address, h.identity);
+    if (p.info.connections > 1) {  // after a loss or a restart: worth an operator's attention
+      log_->info("peer {} ({}) reconnected (connection {})", p.address, h.identity, p.info.connections);
+    } else {
+      log_->debug("peer {} ({}) ready", p.address, h.identity);
+    }
   }
 }
 

@@ -109,7 +109,7 @@ void LocalPath::drain_outcomes() {
       counters_.late_replies.add();
       continue;
     }
-    calls_.complete(item.call_id, std::move(item.notification));
+    calls_.complete(item.call_id, std::move(item.notification), /*replied=*/true);
   }
   draining_.clear();
 }
