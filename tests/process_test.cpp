@@ -88,6 +88,40 @@ TEST(Process, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) 
   EXPECT_EQ(get(again).payload.as_string_view(), "back");
 }
 
+// SIGKILL and a restart on the same address at once, while traffic flows:
+// ZeroMQ reconnects by itself, the new process says so (an unasked HELLO_ACK),
+// and the call the old process was running ends peer lost instead of hanging.
+TEST(Process, AnImmediateRestartIsNoticedAndTheOldProcessesCallsEndPeerLost) {
+  IpcPath path;
+  std::optional<Server> server;
+  server.emplace(path.address());
+  Node client{client_options("proc-fast-restart")};
+  client.start();
+  const PeerId peer = client.connect(path.address());
+  ASSERT_TRUE(client.wait_ready(peer, 20s));
+  const std::string first = client.peer_info(peer)->identity;
+  auto orphan = client.call(peer, "sleep", bytes("600000"), CallOptions{"orphan"}, asio::use_future);  // no deadline
+  ASSERT_TRUE(eventually([&] { return client.stats().messages_sent == 1; }));
+
+  server->process().signal(SIGKILL);
+  ASSERT_TRUE(server->process().wait_exit(10s));
+  server.emplace(path.address());
+  const auto restarted = std::chrono::steady_clock::now();
+  // Traffic keeps the connection busy: the silence that would reveal a loss never comes.
+  while (orphan.wait_for(0s) != std::future_status::ready && std::chrono::steady_clock::now() - restarted < 20s) {
+    auto f = client.call(peer, "echo", bytes("x"), CallOptions{"e", 300ms}, asio::use_future);
+    (void)get(f);  // ok, or timeout while the new process starts
+  }
+  const Notification n = get(orphan, 1s);
+  EXPECT_EQ(n.code, errc::peer_lost) << n.text();
+  EXPECT_LT(std::chrono::steady_clock::now() - restarted, 5s);
+  EXPECT_NE(client.peer_info(peer)->identity, first);
+  EXPECT_GE(client.peer_info(peer)->connections, 2u);
+  auto after = client.call(peer, "echo", bytes("after"), CallOptions{"after", 10s}, asio::use_future);
+  EXPECT_EQ(get(after).payload.as_string_view(), "after");
+  EXPECT_EQ(client.stats().outstanding_calls, 0u);
+}
+
 TEST(Process, AnUnreachablePeerFailsCallsInsteadOfHanging) {
   IpcPath path;  // nobody listens here
   Node client{client_options("proc-unreachable")};

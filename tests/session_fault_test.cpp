@@ -232,9 +232,36 @@ TEST(SessionFaults, NobodyListeningMeansPeerUnreachable) {
   EXPECT_EQ(n.code, errc::peer_unreachable);
 }
 
+// "peer unreachable" means not run: nothing is sent before the HELLO_ACK, so a
+// listener that appears later never sees the messages that ended that way.
+TEST(SessionFaults, MessagesThatEndedPeerUnreachableNeverRunWhenThePeerAppears) {
+  auto net = std::make_shared<MemoryNetwork>();
+  Node client{mem_options(net, "fault-unreachable-later-c", 1)};
+  client.start();
+  const PeerId peer = client.connect("mem://appears-later");
+  auto call = client.call(peer, "echo", bytes("early"), CallOptions{"early"}, asio::use_future);
+  ASSERT_EQ(client.send(peer, "echo", bytes("early, not notified")), SendStatus::ok);
+  EXPECT_EQ(get(call, 5s).code, errc::peer_unreachable);
+  ASSERT_TRUE(eventually([&] { return client.stats().unsent_unreachable == 1; }));
+
+  NodeOptions so = mem_options(net, "fault-unreachable-later-s", 1);
+  so.listen = {"mem://appears-later"};
+  std::atomic<int> runs{0};
+  Node server{so};
+  add_handlers(server.manager(), nullptr, &runs);
+  server.start();
+  ASSERT_TRUE(client.wait_ready(peer, 10s));
+  auto later = client.call(peer, "echo", bytes("later"), CallOptions{"later"}, asio::use_future);
+  EXPECT_TRUE(get(later).is_success());
+  EXPECT_EQ(runs.load(), 1);  // only the later call
+  EXPECT_EQ(server.stats().messages_received, 1u);
+}
+
 TEST(SessionFaults, MessagesSentBeforeTheListenerExistsArriveWhenItDoes) {
   auto net = std::make_shared<MemoryNetwork>();
-  Node client{mem_options(net, "fault-late-listener-c", 1)};
+  NodeOptions co = mem_options(net, "fault-late-listener-c", 1);
+  co.heartbeat_timeout = 20s;  // the listener appears within it: the message waits for it
+  Node client{co};
   client.start();
   const PeerId peer = client.connect("mem://later");
   ASSERT_EQ(client.send(peer, "echo", bytes("early")), SendStatus::ok);

@@ -110,13 +110,18 @@ void add_node(Families& f, const net::NodeStats& s) {
   f.counter("amsg_node_replies_sent_total", "REPLYs written.", d(s.replies_sent));
   f.counter("amsg_node_replies_received_total", "REPLYs matched to a waiting call.", d(s.replies_received));
   f.counter("amsg_node_late_replies_total", "REPLYs for calls that had already ended.", d(s.late_replies));
-  f.counter("amsg_node_replies_dropped_total", "Replies whose peer had gone.", d(s.replies_dropped));
+  f.counter("amsg_node_replies_dropped_total", "Replies whose peer had gone or was cut off.", d(s.replies_dropped));
+  f.counter("amsg_node_clients_cut_off_total", "Clients cut off for not reading what they were sent.",
+            d(s.clients_cut_off));
+  f.counter("amsg_node_frames_ignored_total", "Frames from cut-off clients, ignored.", d(s.frames_ignored));
+  f.counter("amsg_node_unsent_unreachable_total", "Fire-and-forget messages never sent: their peer was unreachable.",
+            d(s.unsent_unreachable));
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_shutting_down),
             {{"reason", "shutting_down"}});
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_too_large),
             {{"reason", "payload_too_large"}});
   f.counter("amsg_node_malformed_frames_total", "Frames that failed to decode.", d(s.malformed_frames));
-  f.counter("amsg_node_call_timeouts_total", "Calls ended by their deadline at this node.", d(s.timeouts));
+  f.counter("amsg_node_call_timeouts_total", "Calls ended by their deadline (here, or at the peer).", d(s.timeouts));
   f.counter("amsg_node_calls_failed_peer_total", "Calls ended by peer lost, unreachable or incompatible.",
             d(s.calls_failed_peer));
   f.counter("amsg_node_peers_lost_total", "Connections declared lost.", d(s.peers_lost));

@@ -44,6 +44,13 @@ struct NodeOptions {
   /// Messages received from the wire that asked for a notification and whose
   /// handler has not answered yet. Reaching it pauses reading from the wire.
   std::size_t max_inflight = 8192;
+  /// Bytes of frames (replies, errors, handshakes) waiting for one client to
+  /// read them, beyond what the link buffers. A client that lets more pile up
+  /// is cut off: what waits for it is dropped (counted in
+  /// NodeStats::replies_dropped, logged) and its frames are ignored until it says
+  /// HELLO again, so a client that stops reading cannot hold this node's memory
+  /// or its inflight slots, and the other clients are unaffected.
+  std::size_t max_unread_bytes_per_client = std::size_t{64} << 20;
   /// ZeroMQ send and receive high-water marks of every socket, in messages.
   int socket_hwm = 10000;
   /// At shutdown, how long replies still queued in ZeroMQ may take to leave.

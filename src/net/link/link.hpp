@@ -64,7 +64,8 @@ class ListenerEvents {
   virtual bool accepting_frames() = 0;
   virtual void on_client_frame(std::string_view client, std::span<const std::byte> frame, std::size_t parts) = 0;
   // After send_to_client() said again for some client: there may be room now.
-  virtual void on_clients_writable() = 0;
+  // True when something was sent (false: nobody had room; wait for the next signal).
+  virtual bool on_clients_writable() = 0;
 
  protected:
   ~ListenerEvents() = default;

@@ -139,7 +139,7 @@ class ZmqLink::ZmqChannel final : public Channel {
 
 // ---------------------------------------------------------------- link
 
-ZmqLink::ZmqLink(int socket_hwm) : hwm_{socket_hwm} {}
+ZmqLink::ZmqLink(int socket_hwm, std::int64_t max_frame_bytes) : hwm_{socket_hwm}, max_frame_bytes_{max_frame_bytes} {}
 
 ZmqLink::~ZmqLink() { close(std::chrono::milliseconds{0}); }
 
@@ -178,6 +178,7 @@ std::string ZmqLink::listen(const std::string& address) {
     router_.socket->set(zmq::sockopt::router_mandatory, 1);  // learn, not guess, that a client has gone
     router_.socket->set(zmq::sockopt::sndhwm, hwm_);
     router_.socket->set(zmq::sockopt::rcvhwm, hwm_);
+    router_.socket->set(zmq::sockopt::maxmsgsize, max_frame_bytes_);  // a huge frame is never read whole
     router_.socket->set(zmq::sockopt::linger, 0);
   }
   try {
@@ -199,6 +200,7 @@ std::unique_ptr<Channel> ZmqLink::dial(const std::string& address, ChannelEvents
   auto s = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
   s->set(zmq::sockopt::sndhwm, hwm_);
   s->set(zmq::sockopt::rcvhwm, hwm_);
+  s->set(zmq::sockopt::maxmsgsize, max_frame_bytes_);
   s->set(zmq::sockopt::linger, 0);
   s->set(zmq::sockopt::reconnect_ivl, 100);
   s->set(zmq::sockopt::reconnect_ivl_max, 1000);
@@ -272,11 +274,12 @@ void ZmqLink::close(std::chrono::milliseconds linger) {
 // fd, so frames the session keeps for full clients go as soon as there is room.
 asio::awaitable<void> ZmqLink::router_loop() {
   std::vector<zmq::message_t> frames;
+  bool progress = true;
   for (;;) {
     if (stopping_ || !router_.socket) co_return;
     if (router_.want_out) {
       router_.want_out = false;
-      listener_->on_clients_writable();
+      progress = listener_->on_clients_writable();
     }
     std::size_t n = 0;
     while (n < kServiceBatch && !stopping_ && listener_->accepting_frames()) {
@@ -296,7 +299,10 @@ asio::awaitable<void> ZmqLink::router_loop() {
       continue;
     }
     if (listener_->accepting_frames() && router_.maybe_readable()) continue;
-    if (router_.want_out && (router_.events() & ZMQ_POLLOUT) != 0) continue;
+    // A ROUTER with ROUTER_MANDATORY is writable while any client has room, so
+    // POLLOUT says nothing of the client that was full: retry only while that
+    // gets somewhere, else wait for the fd (and the session's next tick).
+    if (router_.want_out && progress && (router_.events() & ZMQ_POLLOUT) != 0) continue;
     asio::error_code ec;
     router_.waiting = true;
     co_await router_.fd->async_wait(asio::posix::stream_descriptor::wait_read,

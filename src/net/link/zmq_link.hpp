@@ -26,7 +26,8 @@ namespace amsg::net {
 class ZmqLink final : public Link {
  public:
   // `socket_hwm`: the send and receive high-water mark of every socket, in messages.
-  explicit ZmqLink(int socket_hwm);
+  // `max_frame_bytes`: larger inbound frames drop their connection unread (ZMQ_MAXMSGSIZE).
+  ZmqLink(int socket_hwm, std::int64_t max_frame_bytes);
   ~ZmqLink() override;
   ZmqLink(const ZmqLink&) = delete;
   ZmqLink& operator=(const ZmqLink&) = delete;
@@ -69,6 +70,7 @@ class ZmqLink final : public Link {
   asio::awaitable<void> channel_loop(std::shared_ptr<ChannelState> channel);
 
   int hwm_;
+  std::int64_t max_frame_bytes_;
   zmq::context_t ctx_{1};
   asio::any_io_executor executor_;
   ListenerEvents* listener_ = nullptr;

@@ -93,39 +93,6 @@ std::optional<PeerInfo> Connector::peer_info(PeerId id) const {
   return p->info;
 }
 
-std::vector<PeerStats> Connector::peer_stats() const {
-  std::vector<PeerStats> out;
-  const std::uint32_t n = count_.load(std::memory_order_acquire);
-  for (std::uint32_t i = 1; i < n; ++i) {  // 0 is this node itself
-    const Peer& p = *peers_[i];
-    PeerStats s;
-    s.peer = PeerId{i};
-    {
-      std::lock_guard lock{p.info_mutex};
-      s.info = p.info;
-    }
-    const PeerCallCounters& c = p.call_counters;
-    s.calls_sent = c.sent.get();
-    s.calls_ok = c.ok.get();
-    s.calls_failed = c.failed.get();
-    s.timeouts = c.timeouts.get();
-    s.lost_events = c.lost_events.get();
-    const std::uint64_t ended = s.calls_ok + s.calls_failed;
-    s.calls_outstanding = s.calls_sent > ended ? s.calls_sent - ended : 0;
-    s.queued = p.queue.size();
-    DurationHistogram& h = s.round_trip;
-    h.upper_bounds_s.assign(kDurationBucketsSeconds.begin(), kDurationBucketsSeconds.end());
-    h.counts.resize(c.round_trip_buckets.size());
-    std::uint64_t running = 0;
-    for (std::size_t b = 0; b < c.round_trip_buckets.size(); ++b)
-      h.counts[b] = running += c.round_trip_buckets[b].get();
-    h.count = running;
-    h.sum_s = static_cast<double>(c.round_trip_ns.get()) / 1e9;
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
 bool Connector::has_room(const Peer& p, bool notified) const noexcept {
   return p.queue.size() < p.queue.capacity() && (!notified || calls_.has_room());
 }
@@ -186,6 +153,7 @@ void Connector::open(Peer& p) {
     return;
   }
   p.last_rx = Clock::now();
+  p.connecting_since = p.last_rx;
   p.max_payload = 0;  // whoever answers there announces its own limit
   set_state(p, PeerState::connecting);
   Payload hello = make_hello();
@@ -217,14 +185,21 @@ void Connector::flush(Peer& p) {
     }
     return;
   }
+  // Nothing is sent before the HELLO_ACK: so a call that ends "peer unreachable"
+  // was never sent (it cannot run later), and the peer's limit is known first.
+  if (p.state == PeerState::connecting) return;
   if (!send_backlog(p)) return;
   std::size_t n = 0;
   OutItem item;
   for (;;) {  // the backlog holds at most the one frame the link refused
     out_batch_.clear();
     const auto now = Clock::now();
-    while (out_batch_.size() < wire::kMaxBatch && p.queue.try_pop(item)) {
-      if (admit(p, item, now)) out_batch_.push_back(std::move(item));
+    std::size_t bytes = 0;  // a BATCH stops at kMaxBatchBytes (plus the entry that crossed it)
+    while (out_batch_.size() < wire::kMaxBatch && bytes < wire::kMaxBatchBytes && p.queue.try_pop(item)) {
+      if (admit(p, item, now)) {
+        bytes += item.payload.size() + item.type.size() + item.notify_id.size() + wire::kMsgFixed;
+        out_batch_.push_back(std::move(item));
+      }
       ++n;
     }
     if (out_batch_.empty()) break;
@@ -373,6 +348,7 @@ void Connector::on_frame(Peer& p, std::span<const std::byte> frame, std::size_t 
             }
             log_->info("peer {} is shutting down", p.address);
             set_state(p, PeerState::closing);
+            schedule_flush(p);  // what waits for it ends remote shutting down
             break;
           case wire::Kind::error:
             on_error_frame(p, frame);
@@ -432,15 +408,33 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
     return;
   }
   const bool is_us = h.identity == identity_;
+  // The link reconnected by itself, perhaps to a restarted node: replies to
+  // what the old connection carried will never come.
+  const bool relinked = (std::to_integer<std::uint8_t>(frame[3]) & wire::kFlagNewConnection) != 0 &&
+                        (p.state == PeerState::ready || p.state == PeerState::closing);
+  if (relinked) {
+    if (h.identity != p.info.identity) {
+      log_->warn("peer {} restarted (was {}, now {}): calls in flight end peer lost", p.address, p.info.identity,
+                 h.identity);
+    } else {
+      log_->warn("peer {} ({}): connection re-established: calls in flight end peer lost", p.address, h.identity);
+    }
+  }
   std::vector<std::string> handlers{h.handlers.begin(), h.handlers.end()};
   p.max_payload = h.max_payload;
   {
     std::lock_guard lock{p.info_mutex};
+    if (relinked) ++p.info.connections;
     p.info.identity = std::string{h.identity};
     p.info.handlers = handlers;
     p.info.max_payload = h.max_payload;
     // A completed exchange counts once (HELLO is re-sent while unanswered, and to query handlers).
     if (p.state == PeerState::connecting) ++p.info.connections;
+  }
+  if (relinked) {  // after the new identity is visible to whoever sees these outcomes
+    counters_.peers_lost.add();
+    p.call_counters.lost_events.add();
+    calls_.fail_peer(p.index, errc::peer_lost, kPeerLost, Clock::time_point::max());
   }
   for (auto& [promise, at] : p.handler_queries) promise.set_value(handlers);
   p.handler_queries.clear();
@@ -450,6 +444,7 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
   }
   if (p.state == PeerState::connecting) {  // a closing peer stays closing (a HELLO_ACK to a query)
     set_state(p, is_us ? PeerState::local : PeerState::ready);
+    schedule_flush(p);             // what waited for the exchange
     if (p.info.connections > 1) {  // after a loss or a restart: worth an operator's attention
       log_->info("peer {} ({}) reconnected (connection {})", p.address, h.identity, p.info.connections);
     } else {
@@ -486,6 +481,7 @@ void Connector::set_incompatible(Peer& p, errc code, std::string reason) {
   p.incompatible_reason = std::move(reason);
   set_state(p, PeerState::incompatible);
   calls_.fail_peer(p.index, code, p.incompatible_reason, Clock::time_point::max());
+  schedule_flush(p);  // and so does what waits in its queue
   for (auto& [promise, at] : p.handler_queries) {
     promise.set_exception(std::make_exception_ptr(NetworkError(p.incompatible_reason)));
   }
@@ -532,8 +528,8 @@ void Connector::tick(Clock::time_point now) {
     const bool silent = now - p.last_rx > options_.heartbeat_timeout;
     if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {
       declare_lost(p);
-    } else if (p.state == PeerState::connecting) {
-      calls_.fail_peer(p.index, errc::peer_unreachable, kPeerUnreachable, now - options_.heartbeat_timeout);
+    } else if (p.state == PeerState::connecting && now - p.connecting_since > options_.heartbeat_timeout) {
+      fail_unreachable(p);
     }
     // A handler query whose HELLO got no answer (refused at the high-water mark,
     // or never answered) ends after the same time, in every state.
@@ -547,6 +543,23 @@ void Connector::tick(Clock::time_point now) {
       }
     }
   }
+}
+
+// No HELLO_ACK within heartbeat_timeout: what waits for this peer ends now,
+// never sent. (Calls sent on an earlier connection ended when it was lost.)
+void Connector::fail_unreachable(Peer& p) {
+  std::size_t n = 0;
+  OutItem item;
+  while (p.queue.try_pop(item)) {
+    if (item.notified) {
+      counters_.calls_failed_peer.add();
+    } else {
+      counters_.unsent_unreachable.add();
+    }
+    calls_.end_unsent(item, failure(errc::peer_unreachable, kPeerUnreachable));
+    ++n;
+  }
+  if (n != 0) calls_.space().notify_waiting();
 }
 
 void Connector::stop() { stopped_ = true; }

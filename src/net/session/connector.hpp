@@ -75,6 +75,7 @@ class Connector {
     PeerState state = PeerState::connecting;
     bool loopback = false;  // its identity is ours: sends go the local way
     Clock::time_point last_rx{};
+    Clock::time_point connecting_since{};  // when the current HELLO exchange began
     errc incompatible_code = errc::version_mismatch;
     std::string incompatible_reason;
     std::uint32_t max_payload = 0;  // the largest body the peer accepts (its HELLO_ACK); 0: not known yet
@@ -133,6 +134,7 @@ class Connector {
   void on_hello_ack(Peer& p, std::span<const std::byte> frame);
   void on_error_frame(Peer& p, std::span<const std::byte> frame);
   void set_state(Peer& p, PeerState state);
+  void fail_unreachable(Peer& p);
   void set_incompatible(Peer& p, errc code, std::string reason);
   void declare_lost(Peer& p);
   void malformed(const Peer& p, std::string_view why);

@@ -36,7 +36,7 @@ struct Listener::Port final : ListenerEvents {
     listener.key_.append(client);
     listener.on_frame(listener.key_, frame, parts);
   }
-  void on_clients_writable() override { listener.drain_backlog(); }
+  bool on_clients_writable() override { return listener.drain_backlog(); }
   Listener& listener;
   char index;
 };
@@ -77,14 +77,17 @@ void Listener::resume_reading() {
 // ---------------------------------------------------------------- receiving
 
 void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, std::size_t parts) {
-  auto client = clients_.find(std::string{key});
-  std::uint32_t max_response = 0;
-  if (client != clients_.end()) {
-    client->second.last_rx = Clock::now();
-    max_response = client->second.max_payload;
-  }
+  auto [entry, is_new] = clients_.try_emplace(std::string{key});
+  Client& client = entry->second;
+  client.last_rx = Clock::now();
+  const std::uint32_t max_response = client.max_payload;
   wire::Prefix prefix;
-  if (auto e = wire::read_prefix(frame, prefix); e != wire::DecodeError::none) {
+  const wire::DecodeError prefix_error = wire::read_prefix(frame, prefix);
+  if (client.cut_off && (prefix_error != wire::DecodeError::none || prefix.kind != wire::Kind::hello)) {
+    counters_.frames_ignored.add();  // it has not read what we sent: nothing more until it says HELLO
+    return;
+  }
+  if (auto e = prefix_error; e != wire::DecodeError::none) {
     malformed(wire::to_string(e));
     send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
     return;
@@ -92,6 +95,14 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
   if (prefix.kind == wire::Kind::error) {  // of any version: never answered, so no error loops
     malformed("ERROR frame sent to a listening node");
     return;
+  }
+  if (is_new && prefix.kind != wire::Kind::hello && prefix.version == wire::kVersion) {
+    // A connection that starts without a HELLO: the client's link reconnected
+    // by itself (ZeroMQ does), perhaps to a restarted node. Tell it, so that it
+    // ends the calls the connection it had was carrying.
+    Payload ack = make_hello_ack();
+    ack.data()[3] = std::byte{wire::kFlagNewConnection};
+    send(key, std::move(ack), true);
   }
   if (parts != 1) {
     malformed(wire::to_string(wire::DecodeError::bad_frames));
@@ -127,7 +138,7 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
         send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
         return;
       }
-      clients_.erase(std::string{key});  // no more PINGs to it; replies still go out
+      client.hello = false;  // no more PINGs to it; replies still go out
       return;
     case wire::Kind::reply:
     case wire::Kind::hello_ack:
@@ -188,6 +199,7 @@ void Listener::on_hello(std::string_view key, std::span<const std::byte> frame) 
   }
   auto& c = clients_[std::string{key}];
   c.hello = true;
+  c.cut_off = false;
   c.last_rx = Clock::now();
   c.max_payload = h.max_payload;
   log_->debug("hello from {}", h.identity);
@@ -278,7 +290,7 @@ void Listener::malformed(std::string_view why) {
 void Listener::reply_error(std::string_view key, std::uint64_t call_id, wire::ErrorCode code, std::string_view text) {
   Payload frame{wire::reply_size(text)};
   wire::write_reply(frame.data(), call_id, wire::Status::error, code, text, {});
-  send(key, std::move(frame), true);
+  send(key, std::move(frame), true, 1);
   counters_.replies_sent.add();
 }
 
@@ -291,56 +303,79 @@ LinkSend Listener::try_send(std::string_view key, Payload& frame) {
   return links_.all()[index]->send_to_client(key.substr(1), frame);
 }
 
-void Listener::send(std::string_view key, Payload&& frame, bool must, std::vector<std::uint32_t> slots) {
-  LinkSend r = LinkSend::again;
-  if (backlog_.empty() || !backlog_.contains(std::string{key})) r = try_send(key, frame);
-  if (r == LinkSend::sent) {
-    for (const auto slot : slots) free_slot(slot);
+void Listener::send(std::string_view key, Payload&& frame, bool must, std::size_t replies) {
+  Client& c = clients_[std::string{key}];
+  if (c.cut_off) {
+    counters_.replies_dropped.add(replies);
     return;
   }
+  LinkSend r = LinkSend::again;
+  if (c.backlog_bytes == 0) r = try_send(key, frame);  // else behind its backlog
+  if (r == LinkSend::sent) return;
   if (r == LinkSend::gone) {
-    counters_.replies_dropped.add(slots.size());
+    counters_.replies_dropped.add(replies);
     drop_log_.warn(*log_, "dropping frames for a client that has gone");
-    for (const auto slot : slots) free_slot(slot);
     forget(std::string{key});
     return;
   }
   if (!must) return;  // a PING or an ERROR: the next one will do
-  backlog_[std::string{key}].push_back(Backlogged{std::move(frame), std::move(slots)});
+  c.backlog_bytes += frame.size();
+  backlog_[std::string{key}].push_back(Backlogged{std::move(frame), replies});
+  if (c.backlog_bytes > options_.max_backlog_bytes_per_client) cut_off(std::string{key}, c);
 }
 
-void Listener::drain_backlog() {
+// A client that does not read what it is sent is cut off: its backlog goes, and
+// so does everything it sends until it says HELLO again. ZeroMQ's ROUTER cannot
+// close one peer's connection; ignoring it has the same effect on this node.
+void Listener::cut_off(const std::string& key, Client& client) {
+  std::size_t dropped = 0;
+  if (auto it = backlog_.find(key); it != backlog_.end()) {
+    for (const auto& b : it->second) dropped += b.replies;
+    backlog_.erase(it);
+  }
+  counters_.replies_dropped.add(dropped);
+  counters_.clients_cut_off.add();
+  cut_off_log_.warn(*log_,
+                    "client cut off: {} bytes waiting for it to read (limit {}), {} replies dropped; its frames are "
+                    "ignored until it says HELLO again",
+                    client.backlog_bytes, options_.max_backlog_bytes_per_client, dropped);
+  client.backlog_bytes = 0;
+  client.cut_off = true;
+  client.hello = false;
+}
+
+bool Listener::drain_backlog() {
+  bool progress = false;
   for (auto it = backlog_.begin(); it != backlog_.end();) {
     auto& q = it->second;
+    Client& c = clients_[it->first];
     LinkSend r = LinkSend::sent;
     while (!q.empty()) {
       Backlogged& b = q.front();
+      const std::size_t size = b.frame.size();
       r = try_send(it->first, b.frame);
       if (r != LinkSend::sent) break;
-      for (const auto slot : b.slots) free_slot(slot);
+      c.backlog_bytes -= size;
       q.pop_front();
+      progress = true;
     }
     if (r == LinkSend::gone) {
-      for (auto& b : q) {
-        counters_.replies_dropped.add(b.slots.size());
-        for (const auto slot : b.slots) free_slot(slot);
-      }
+      for (auto& b : q) counters_.replies_dropped.add(b.replies);
       clients_.erase(it->first);
       it = backlog_.erase(it);
+      progress = true;
       continue;
     }
     it = q.empty() ? backlog_.erase(it) : std::next(it);
   }
+  return progress;
 }
 
 void Listener::forget(const std::string& key) {
   clients_.erase(key);
   auto it = backlog_.find(key);
   if (it == backlog_.end()) return;
-  for (auto& b : it->second) {
-    counters_.replies_dropped.add(b.slots.size());
-    for (const auto slot : b.slots) free_slot(slot);
-  }
+  for (auto& b : it->second) counters_.replies_dropped.add(b.replies);
   backlog_.erase(it);
 }
 
@@ -379,7 +414,12 @@ void Listener::flush_replies() {
     while (first < reply_batch_.size()) {
       const std::string& key = slab_[reply_batch_[first].slot].client;
       std::size_t last = first + 1;
-      while (last < reply_batch_.size() && slab_[reply_batch_[last].slot].client == key) ++last;
+      std::size_t bytes = reply_batch_[first].notification.payload.size();  // a BATCH stops at kMaxBatchBytes
+      while (last < reply_batch_.size() && bytes < wire::kMaxBatchBytes &&
+             slab_[reply_batch_[last].slot].client == key) {
+        bytes += reply_batch_[last].notification.payload.size() + reply_batch_[last].notification.error.size();
+        ++last;
+      }
       send_replies(first, last);
       first = last;
     }
@@ -406,8 +446,6 @@ void Listener::send_replies(std::size_t first, std::size_t last) {
     wire::write_batch_prefix(at, static_cast<std::uint32_t>(last - first));
     at += wire::kBatchFixed;
   }
-  std::vector<std::uint32_t> slots;
-  slots.reserve(last - first);
   for (std::size_t i = first; i < last; ++i) {
     const auto slot = static_cast<std::uint32_t>(reply_batch_[i].slot);
     const Notification& n = reply_batch_[i].notification;
@@ -419,11 +457,12 @@ void Listener::send_replies(std::size_t first, std::size_t last) {
     if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
     wire::write_reply(at, slab_[slot].call_id, status, code, n.error, n.payload.bytes());
     at += size;
-    slots.push_back(slot);
   }
   counters_.replies_sent.add(last - first);
-  const std::string key = slab_[slots.front()].client;  // a copy: sending frees the slots
-  send(key, std::move(frame), true, std::move(slots));
+  send(slab_[reply_batch_[first].slot].client, std::move(frame), true, last - first);
+  // Sent, waiting in the client's backlog (bounded there in bytes) or dropped:
+  // either way the slots are free, so a client that stops reading holds none.
+  for (std::size_t i = first; i < last; ++i) free_slot(static_cast<std::uint32_t>(reply_batch_[i].slot));
 }
 
 // ---------------------------------------------------------------- lifecycle

@@ -7,8 +7,10 @@
 // a notification it takes an inflight slot (the client's key and call id) until
 // its REPLY has left. Workers deliver outcomes into a bounded queue; one flush
 // per burst sends them, one frame per client per burst. A REPLY the link cannot
-// take yet waits in a per-client backlog (never dropped for a high-water mark);
-// reading pauses while slots run short or the inbox is full.
+// take yet waits in a per-client backlog and frees its slot there, so a client
+// that stops reading holds no slot, only its own backlog, bounded in bytes: past
+// the bound the client is cut off (its backlog dropped, its frames ignored until
+// it says HELLO again). Reading pauses while slots run short or the inbox is full.
 
 #include <atomic>
 #include <cstdint>
@@ -39,6 +41,7 @@ struct ListenerOptions {
   std::size_t max_inflight = 0;
   std::size_t max_payload = 0;
   std::chrono::milliseconds heartbeat_timeout{};
+  std::size_t max_backlog_bytes_per_client = 0;
 };
 
 class Listener {
@@ -67,6 +70,8 @@ class Listener {
     Clock::time_point last_rx{};
     bool hello = false;
     std::uint32_t max_payload = 0;  // announced in its HELLO; 0: not known
+    std::size_t backlog_bytes = 0;  // frames waiting in backlog_ for it
+    bool cut_off = false;           // it stopped reading: frames ignored until its next HELLO
   };
   struct Inflight {
     std::string client;  // link index byte + the link's client name
@@ -79,7 +84,7 @@ class Listener {
   };
   struct Backlogged {
     Payload frame;
-    std::vector<std::uint32_t> slots;  // the inflight slots its REPLYs free once it is out
+    std::size_t replies = 0;  // REPLYs in it (counted as dropped if it never leaves)
   };
 
   bool accepting() const noexcept;
@@ -93,9 +98,10 @@ class Listener {
   void malformed(std::string_view why);
   // `must`: REPLY, HELLO_ACK and BYE wait in the client's backlog when the link
   // says again; PING and ERROR frames are dropped instead.
-  void send(std::string_view key, Payload&& frame, bool must, std::vector<std::uint32_t> slots = {});
+  void send(std::string_view key, Payload&& frame, bool must, std::size_t replies = 0);
+  void cut_off(const std::string& key, Client& client);
   LinkSend try_send(std::string_view key, Payload& frame);
-  void drain_backlog();
+  bool drain_backlog();  // true when a frame left
   void forget(const std::string& key);
   void deliver(std::uint64_t slot, Notification&& n);
   void flush_replies();
@@ -131,6 +137,7 @@ class Listener {
   std::string key_;  // on_frame()'s scratch
   RateLimitedLog malformed_log_;
   RateLimitedLog drop_log_;
+  RateLimitedLog cut_off_log_;
 };
 
 }  // namespace amsg::net

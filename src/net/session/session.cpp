@@ -45,7 +45,9 @@ NodeOptions validated(NodeOptions o) {
 
 Links make_links(const NodeOptions& o) {
   Links links;
-  links.add(std::make_shared<ZmqLink>(o.socket_hwm));
+  const std::size_t max_frame = wire::max_frame_size(o.manager.max_payload_bytes);
+  links.add(std::make_shared<ZmqLink>(o.socket_hwm, static_cast<std::int64_t>(std::min<std::size_t>(
+                                                        max_frame, std::numeric_limits<std::int64_t>::max()))));
   for (const auto& link : o.links) links.add(link);
   return links;
 }
@@ -66,7 +68,8 @@ Session::Session(NodeOptions o)
                  local_,    counters_,
                  log_},
       listener_{executor_,
-                ListenerOptions{options.max_inflight, options.manager.max_payload_bytes, options.heartbeat_timeout},
+                ListenerOptions{options.max_inflight, options.manager.max_payload_bytes, options.heartbeat_timeout,
+                                options.max_unread_bytes_per_client},
                 links_,
                 counters_,
                 log_,
@@ -313,6 +316,9 @@ NodeStats Session::stats() const {
   s.messages_received = counters_.messages_received.get();
   s.replies_sent = counters_.replies_sent.get();
   s.replies_dropped = counters_.replies_dropped.get();
+  s.clients_cut_off = counters_.clients_cut_off.get();
+  s.frames_ignored = counters_.frames_ignored.get();
+  s.unsent_unreachable = counters_.unsent_unreachable.get();
   s.refused_shutting_down = counters_.refused_shutting_down.get();
   s.refused_too_large = counters_.refused_too_large.get();
   s.malformed_frames = counters_.malformed_frames.get();

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -63,6 +64,21 @@ inline constexpr std::size_t kReplyFixed = 16;  // prefix, call_id u64, status u
 inline constexpr std::size_t kHelloFixed = 12;  // prefix, max_payload u32, identity_len u16, handler_count u16
 inline constexpr std::size_t kPingFixed = 12;   // prefix, nonce u64
 inline constexpr std::size_t kByeFixed = 4;
+// HELLO_ACK flag: sent unasked, because a connection the listener has not heard
+// a HELLO on sent something else first (the client's link reconnected by itself).
+inline constexpr std::uint8_t kFlagNewConnection = 0x01;
+// A BATCH stops taking entries once it holds this many bytes: its frame is at
+// most this plus one entry.
+inline constexpr std::size_t kMaxBatchBytes = std::size_t{1} << 20;
+inline constexpr std::size_t kMaxHelloBytes = kHelloFixed + kMaxIdentityLength + kMaxHandlers * (1 + kMaxTypeLength);
+// The largest frame a peer that takes bodies of up to `max_body` bytes can be
+// sent: a BATCH's bytes plus its last entry, or a HELLO. A link refuses larger
+// frames before reading them (ZeroMQ: ZMQ_MAXMSGSIZE drops the connection).
+[[nodiscard]] constexpr std::size_t max_frame_size(std::size_t max_body) noexcept {
+  constexpr std::size_t kFixed = kMaxBatchBytes + kMaxHelloBytes;
+  constexpr std::size_t kMost = std::numeric_limits<std::size_t>::max();
+  return max_body > kMost - kFixed ? kMost : kFixed + max_body;
+}
 inline constexpr std::size_t kErrorFixed = 8;  // prefix, code u8, reserved u8, text_len u16
 inline constexpr std::size_t kBatchFixed = 8;  // prefix, count u32; then per entry: len u32, then a MSG or REPLY
 
