@@ -22,7 +22,9 @@ namespace {
 
 using net::CallOptions;
 using net::Node;
+using net::NodeOptions;
 using net::PeerId;
+using net::PeerState;
 
 TEST(Process, EverySendPatternAndRemoteFailureAgainstAmsgServe) {
   IpcPath path;
@@ -95,7 +97,9 @@ TEST(Process, AnImmediateRestartIsNoticedAndTheOldProcessesCallsEndPeerLost) {
   IpcPath path;
   std::optional<Server> server;
   server.emplace(path.address());
-  Node client{client_options("proc-fast-restart")};
+  NodeOptions co = client_options("proc-fast-restart");
+  co.heartbeat_timeout = 30s;  // silence cannot explain what follows: only the new connection can
+  Node client{co};
   client.start();
   const PeerId peer = client.connect(path.address());
   ASSERT_TRUE(client.wait_ready(peer, 20s));
@@ -120,6 +124,8 @@ TEST(Process, AnImmediateRestartIsNoticedAndTheOldProcessesCallsEndPeerLost) {
   auto after = client.call(peer, "echo", bytes("after"), CallOptions{"after", 10s}, asio::use_future);
   EXPECT_EQ(get(after).payload.as_string_view(), "after");
   EXPECT_EQ(client.stats().outstanding_calls, 0u);
+  EXPECT_EQ(client.stats().peers_lost, 1u);
+  EXPECT_EQ(client.peer_info(peer)->state, PeerState::ready);
 }
 
 TEST(Process, AnUnreachablePeerFailsCallsInsteadOfHanging) {

@@ -295,6 +295,7 @@ TEST(WireConformance, ARunningHandlerIsCancelledWhenTheCallersDeadlinePasses) {
   Node client{client_options("conf-running-deadline-c")};
   client.start();
   const PeerId peer = client.connect(l.path.address());
+  ASSERT_TRUE(client.wait_ready(peer, 20s));  // a deadline that passes while connecting ends it unsent
   auto f = client.call(peer, "sleep", bytes("30000"), CallOptions{"s", 100ms}, asio::use_future);
   EXPECT_EQ(get(f).code, errc::timeout);
   // The server stopped the handler at the deadline instead of running it for 30 s.

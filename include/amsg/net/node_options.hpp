@@ -49,7 +49,8 @@ struct NodeOptions {
   /// is cut off: what waits for it is dropped (counted in
   /// NodeStats::replies_dropped, logged) and its frames are ignored until it says
   /// HELLO again, so a client that stops reading cannot hold this node's memory
-  /// or its inflight slots, and the other clients are unaffected.
+  /// or its inflight slots, and the other clients are unaffected. One frame
+  /// alone may exceed it (a large reply to a client that does read).
   std::size_t max_unread_bytes_per_client = std::size_t{64} << 20;
   /// ZeroMQ send and receive high-water marks of every socket, in messages.
   int socket_hwm = 10000;

@@ -37,7 +37,8 @@ Connector::Connector(const SessionExecutor& executor, ConnectorOptions options, 
       local_{local},
       counters_{counters},
       log_{std::move(log)},
-      peers_(kMaxPeers) {
+      peers_(kMaxPeers),
+      held_timer_{executor.get()} {
   auto self = std::make_unique<Peer>(*this, kSelf, "self", options_.peer_queue_capacity);
   self->state = PeerState::local;
   self->info.address = "self";
@@ -94,7 +95,7 @@ std::optional<PeerInfo> Connector::peer_info(PeerId id) const {
 }
 
 bool Connector::has_room(const Peer& p, bool notified) const noexcept {
-  return p.queue.size() < p.queue.capacity() && (!notified || calls_.has_room());
+  return p.queued() < p.queue.capacity() && (!notified || calls_.has_room());
 }
 
 SendStatus Connector::enqueue(Peer& p, OutItem& item, bool wait, const std::atomic<Lifecycle>& state) {
@@ -177,7 +178,7 @@ void Connector::flush(Peer& p) {
     if (p.state == PeerState::incompatible) {
       OutItem item;
       std::size_t n = 0;
-      while (p.queue.try_pop(item)) {
+      while (p.take(item)) {
         (void)admit(p, item, Clock::now());
         ++n;
       }
@@ -187,7 +188,10 @@ void Connector::flush(Peer& p) {
   }
   // Nothing is sent before the HELLO_ACK: so a call that ends "peer unreachable"
   // was never sent (it cannot run later), and the peer's limit is known first.
-  if (p.state == PeerState::connecting) return;
+  if (p.state == PeerState::connecting) {
+    hold(p);
+    return;
+  }
   if (!send_backlog(p)) return;
   std::size_t n = 0;
   OutItem item;
@@ -195,7 +199,7 @@ void Connector::flush(Peer& p) {
     out_batch_.clear();
     const auto now = Clock::now();
     std::size_t bytes = 0;  // a BATCH stops at kMaxBatchBytes (plus the entry that crossed it)
-    while (out_batch_.size() < wire::kMaxBatch && bytes < wire::kMaxBatchBytes && p.queue.try_pop(item)) {
+    while (out_batch_.size() < wire::kMaxBatch && bytes < wire::kMaxBatchBytes && p.take(item)) {
       if (admit(p, item, now)) {
         bytes += item.payload.size() + item.type.size() + item.notify_id.size() + wire::kMsgFixed;
         out_batch_.push_back(std::move(item));
@@ -435,6 +439,11 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
     counters_.peers_lost.add();
     p.call_counters.lost_events.add();
     calls_.fail_peer(p.index, errc::peer_lost, kPeerLost, Clock::time_point::max());
+    // The new connection starts with a HELLO like any other, so the peer knows
+    // our limits and heartbeats us; a node that restarted is not closing.
+    Payload hello = make_hello();
+    (void)p.channel->send(hello);
+    if (p.state == PeerState::closing) set_state(p, PeerState::ready);
   }
   for (auto& [promise, at] : p.handler_queries) promise.set_value(handlers);
   p.handler_queries.clear();
@@ -500,75 +509,16 @@ void Connector::query_handlers(Peer& p, std::promise<std::vector<std::string>> p
   }
 }
 
-void Connector::declare_lost(Peer& p) {
-  counters_.peers_lost.add();
-  p.call_counters.lost_events.add();
-  log_->warn("peer {} ({}) lost: nothing heard for {} ms", p.address, p.info.identity,
-             options_.heartbeat_timeout.count());
-  calls_.fail_peer(p.index, errc::peer_lost, kPeerLost, Clock::time_point::max());
-  for (auto& [promise, at] : p.handler_queries) {
-    promise.set_exception(std::make_exception_ptr(NetworkError(kPeerLost)));
-  }
-  p.handler_queries.clear();
-  p.backlog.clear();
-  p.channel.reset();  // drops what the link still holds for the dead peer
-  open(p);            // and starts over: a restarted peer is picked up by the hello
+void Connector::stop() {
+  stopped_ = true;
+  held_timer_.cancel();
 }
-
-void Connector::tick(Clock::time_point now) {
-  const std::string ping = wire::encode_ping(++ping_nonce_);
-  for (std::uint32_t i = 1; i < count_.load(std::memory_order_acquire); ++i) {
-    Peer& p = *peers_[i];
-    if (!p.channel || p.loopback) continue;
-    // A HELLO again while no answer came (it is idempotent: a lossy link may
-    // have eaten the first), else a PING. Refused at the high-water mark: the
-    // next one will do.
-    Payload frame = p.state == PeerState::connecting ? make_hello() : Payload::copy_of(ping);
-    (void)p.channel->send(frame);
-    const bool silent = now - p.last_rx > options_.heartbeat_timeout;
-    if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {
-      declare_lost(p);
-    } else if (p.state == PeerState::connecting && now - p.connecting_since > options_.heartbeat_timeout) {
-      fail_unreachable(p);
-    }
-    // A handler query whose HELLO got no answer (refused at the high-water mark,
-    // or never answered) ends after the same time, in every state.
-    auto& q = p.handler_queries;
-    for (auto it = q.begin(); it != q.end();) {
-      if (now - it->second > options_.heartbeat_timeout) {
-        it->first.set_exception(std::make_exception_ptr(NetworkError(kPeerUnreachable)));
-        it = q.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-}
-
-// No HELLO_ACK within heartbeat_timeout: what waits for this peer ends now,
-// never sent. (Calls sent on an earlier connection ended when it was lost.)
-void Connector::fail_unreachable(Peer& p) {
-  std::size_t n = 0;
-  OutItem item;
-  while (p.queue.try_pop(item)) {
-    if (item.notified) {
-      counters_.calls_failed_peer.add();
-    } else {
-      counters_.unsent_unreachable.add();
-    }
-    calls_.end_unsent(item, failure(errc::peer_unreachable, kPeerUnreachable));
-    ++n;
-  }
-  if (n != 0) calls_.space().notify_waiting();
-}
-
-void Connector::stop() { stopped_ = true; }
 
 void Connector::fail_queued() {
   for (std::uint32_t i = 0; i < count_.load(); ++i) {
     Peer& p = *peers_[i];
     OutItem item;
-    while (p.queue.try_pop(item)) calls_.end_unsent(item, failure(errc::node_shutting_down, kNodeShuttingDown));
+    while (p.take(item)) calls_.end_unsent(item, failure(errc::node_shutting_down, kNodeShuttingDown));
     p.backlog.clear();  // their calls are registered: Calls::fail_all() ends them
   }
 }

@@ -7,7 +7,7 @@
 // finds as one frame (a BATCH of up to 256 messages). The peer's channel brings
 // back REPLYs, HELLO_ACK, PINGs, BYE and ERRORs. Heartbeats declare a silent
 // peer lost and dial it afresh, so nothing queued for a dead process reaches
-// its successor; the PeerId stays.
+// its successor; the PeerId stays. (Heartbeats and held deadlines: peer_watch.cpp.)
 
 #include <atomic>
 #include <condition_variable>
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <spdlog/logger.h>
+#include <asio/steady_timer.hpp>
 
 #include "amsg/message.hpp"
 #include "amsg/net/node_stats.hpp"
@@ -63,12 +64,24 @@ class Connector {
       connector.on_frame(*this, frame, parts);
     }
     void on_writable() override { connector.on_writable(*this); }
+    // The next item to send: those held while connecting first, in order.
+    bool take(OutItem& item) {
+      if (held.empty()) return queue.try_pop(item);
+      item = std::move(held.front());
+      held.pop_front();
+      held_count.store(held.size(), std::memory_order_relaxed);
+      return true;
+    }
+    [[nodiscard]] std::size_t queued() const noexcept {
+      return queue.size() + held_count.load(std::memory_order_relaxed);
+    }
 
     Connector& connector;
     const std::uint32_t index;
     const std::string address;
     amsg::detail::BoundedQueue<OutItem> queue;
     std::atomic<bool> flush_posted{false};
+    std::atomic<std::size_t> held_count{0};  // held.size(), for senders: the queue's bound covers both
 
     // On the executor only.
     std::unique_ptr<Channel> channel;
@@ -80,6 +93,9 @@ class Connector {
     std::string incompatible_reason;
     std::uint32_t max_payload = 0;  // the largest body the peer accepts (its HELLO_ACK); 0: not known yet
     std::deque<Encoded> backlog;    // the one frame the link refused
+    // Taken from the queue while connecting (nothing is sent before the
+    // HELLO_ACK), so that their deadlines are kept meanwhile.
+    std::deque<OutItem> held;
     std::deque<std::pair<Message, std::uint64_t>> local_backlog;  // local path: the inbox said full
     bool local_pump_running = false;
     std::vector<std::pair<std::promise<std::vector<std::string>>, Clock::time_point>> handler_queries;
@@ -135,6 +151,9 @@ class Connector {
   void on_error_frame(Peer& p, std::span<const std::byte> frame);
   void set_state(Peer& p, PeerState state);
   void fail_unreachable(Peer& p);
+  void hold(Peer& p);
+  void arm_held_timer(Clock::time_point deadline);
+  void expire_held();
   void set_incompatible(Peer& p, errc code, std::string reason);
   void declare_lost(Peer& p);
   void malformed(const Peer& p, std::string_view why);
@@ -161,6 +180,8 @@ class Connector {
   std::vector<OutItem> out_batch_;  // flush()'s scratch
   std::vector<std::span<const std::byte>> batch_entries_;
   std::uint64_t ping_nonce_ = 0;
+  asio::steady_timer held_timer_;  // the earliest deadline among held items
+  Clock::time_point held_timer_at_ = Clock::time_point::max();
   RateLimitedLog malformed_log_;
 };
 

@@ -77,13 +77,13 @@ void Listener::resume_reading() {
 // ---------------------------------------------------------------- receiving
 
 void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, std::size_t parts) {
+  // No reference to the client is kept: send() forgets a client that has gone.
   auto [entry, is_new] = clients_.try_emplace(std::string{key});
-  Client& client = entry->second;
-  client.last_rx = Clock::now();
-  const std::uint32_t max_response = client.max_payload;
+  entry->second.last_rx = Clock::now();
+  const std::uint32_t max_response = entry->second.max_payload;
   wire::Prefix prefix;
   const wire::DecodeError prefix_error = wire::read_prefix(frame, prefix);
-  if (client.cut_off && (prefix_error != wire::DecodeError::none || prefix.kind != wire::Kind::hello)) {
+  if (entry->second.cut_off && (prefix_error != wire::DecodeError::none || prefix.kind != wire::Kind::hello)) {
     counters_.frames_ignored.add();  // it has not read what we sent: nothing more until it says HELLO
     return;
   }
@@ -138,7 +138,9 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
         send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
         return;
       }
-      client.hello = false;  // no more PINGs to it; replies still go out
+      if (auto it = clients_.find(std::string{key}); it != clients_.end()) {
+        it->second.hello = false;  // no more PINGs to it; replies still go out
+      }
       return;
     case wire::Kind::reply:
     case wire::Kind::hello_ack:
@@ -172,8 +174,14 @@ void Listener::on_batch(std::string_view key, std::span<const std::byte> frame, 
     send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
     return;
   }
-  // Each entry as if it had arrived alone; only MSGs may be entries here.
+  // Each entry as if it had arrived alone; only MSGs may be entries here. An
+  // entry's error reply may get the client cut off: the rest are then ignored.
+  const std::uint64_t cut_offs = cut_offs_;
   for (const auto entry : batch_entries_) {
+    if (cut_offs_ != cut_offs && is_cut_off(key)) {
+      counters_.frames_ignored.add();
+      return;
+    }
     wire::Prefix prefix;
     if (auto e = wire::read_prefix(entry, prefix); e != wire::DecodeError::none) {
       malformed(wire::to_string(e));
@@ -320,8 +328,15 @@ void Listener::send(std::string_view key, Payload&& frame, bool must, std::size_
   }
   if (!must) return;  // a PING or an ERROR: the next one will do
   c.backlog_bytes += frame.size();
-  backlog_[std::string{key}].push_back(Backlogged{std::move(frame), replies});
-  if (c.backlog_bytes > options_.max_backlog_bytes_per_client) cut_off(std::string{key}, c);
+  auto& q = backlog_[std::string{key}];
+  q.push_back(Backlogged{std::move(frame), replies});
+  // One frame may exceed the bound alone (a large reply to a client that reads).
+  if (c.backlog_bytes > options_.max_backlog_bytes_per_client && q.size() > 1) cut_off(std::string{key}, c);
+}
+
+bool Listener::is_cut_off(std::string_view key) const {
+  auto it = clients_.find(std::string{key});
+  return it != clients_.end() && it->second.cut_off;
 }
 
 // A client that does not read what it is sent is cut off: its backlog goes, and
@@ -335,6 +350,7 @@ void Listener::cut_off(const std::string& key, Client& client) {
   }
   counters_.replies_dropped.add(dropped);
   counters_.clients_cut_off.add();
+  ++cut_offs_;
   cut_off_log_.warn(*log_,
                     "client cut off: {} bytes waiting for it to read (limit {}), {} replies dropped; its frames are "
                     "ignored until it says HELLO again",

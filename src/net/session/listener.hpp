@@ -100,6 +100,7 @@ class Listener {
   // says again; PING and ERROR frames are dropped instead.
   void send(std::string_view key, Payload&& frame, bool must, std::size_t replies = 0);
   void cut_off(const std::string& key, Client& client);
+  [[nodiscard]] bool is_cut_off(std::string_view key) const;
   LinkSend try_send(std::string_view key, Payload& frame);
   bool drain_backlog();  // true when a frame left
   void forget(const std::string& key);
@@ -138,6 +139,7 @@ class Listener {
   RateLimitedLog malformed_log_;
   RateLimitedLog drop_log_;
   RateLimitedLog cut_off_log_;
+  std::uint64_t cut_offs_ = 0;  // clients cut off so far: on_batch() checks its client only when it changes
 };
 
 }  // namespace amsg::net

@@ -28,7 +28,7 @@ std::shared_ptr<CommunicationLayer> LocalPath::layer() {
 void LocalPath::flush(Connector::Peer& p) {
   OutItem item;
   std::size_t n = 0;
-  while (p.local_backlog.size() < p.queue.capacity() && p.queue.try_pop(item)) {
+  while (p.local_backlog.size() < p.queue.capacity() && p.take(item)) {
     ++n;
     std::uint64_t call_id = 0;
     const auto now = Clock::now();
@@ -80,7 +80,7 @@ asio::awaitable<void> LocalPath::pump(Connector::Peer& p) {
     }
   }
   p.local_pump_running = false;
-  if (p.queue.size() != 0 && connector_ != nullptr) connector_->schedule_flush(p);
+  if (p.queued() != 0 && connector_ != nullptr) connector_->schedule_flush(p);
 }
 
 // On a worker: queue the outcome and post one drain per burst.

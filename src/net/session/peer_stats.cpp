@@ -24,7 +24,7 @@ std::vector<PeerStats> Connector::peer_stats() const {
     s.lost_events = c.lost_events.get();
     const std::uint64_t ended = s.calls_ok + s.calls_failed;
     s.calls_outstanding = s.calls_sent > ended ? s.calls_sent - ended : 0;
-    s.queued = p.queue.size();
+    s.queued = p.queued();
     DurationHistogram& h = s.round_trip;
     h.upper_bounds_s.assign(kDurationBucketsSeconds.begin(), kDurationBucketsSeconds.end());
     h.counts.resize(c.round_trip_buckets.size());

@@ -1,0 +1,127 @@
+// The connector's watch over time: heartbeats, peers lost or unreachable, and
+// the deadlines of messages held while a peer is connecting.
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "amsg/errors.hpp"
+#include "session/codes.hpp"
+#include "session/connector.hpp"
+#include "wire/codec.hpp"
+
+namespace amsg::net {
+
+void Connector::declare_lost(Peer& p) {
+  counters_.peers_lost.add();
+  p.call_counters.lost_events.add();
+  log_->warn("peer {} ({}) lost: nothing heard for {} ms", p.address, p.info.identity,
+             options_.heartbeat_timeout.count());
+  calls_.fail_peer(p.index, errc::peer_lost, kPeerLost, Clock::time_point::max());
+  for (auto& [promise, at] : p.handler_queries) {
+    promise.set_exception(std::make_exception_ptr(NetworkError(kPeerLost)));
+  }
+  p.handler_queries.clear();
+  p.backlog.clear();
+  p.channel.reset();  // drops what the link still holds for the dead peer
+  open(p);            // and starts over: a restarted peer is picked up by the hello
+}
+
+void Connector::tick(Clock::time_point now) {
+  const std::string ping = wire::encode_ping(++ping_nonce_);
+  for (std::uint32_t i = 1; i < count_.load(std::memory_order_acquire); ++i) {
+    Peer& p = *peers_[i];
+    if (!p.channel || p.loopback) continue;
+    // A HELLO again while no answer came (it is idempotent: a lossy link may
+    // have eaten the first), else a PING. Refused at the high-water mark: the
+    // next one will do.
+    Payload frame = p.state == PeerState::connecting ? make_hello() : Payload::copy_of(ping);
+    (void)p.channel->send(frame);
+    const bool silent = now - p.last_rx > options_.heartbeat_timeout;
+    if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {
+      declare_lost(p);
+    } else if (p.state == PeerState::connecting && now - p.connecting_since > options_.heartbeat_timeout) {
+      fail_unreachable(p);
+    }
+    // A handler query whose HELLO got no answer (refused at the high-water mark,
+    // or never answered) ends after the same time, in every state.
+    auto& q = p.handler_queries;
+    for (auto it = q.begin(); it != q.end();) {
+      if (now - it->second > options_.heartbeat_timeout) {
+        it->first.set_exception(std::make_exception_ptr(NetworkError(kPeerUnreachable)));
+        it = q.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+// Connecting: what senders queue waits here, where its deadlines are watched.
+void Connector::hold(Peer& p) {
+  OutItem item;
+  auto earliest = Clock::time_point::max();
+  while (p.queue.try_pop(item)) {
+    if (item.notified) earliest = std::min(earliest, item.deadline);
+    p.held.push_back(std::move(item));
+  }
+  p.held_count.store(p.held.size(), std::memory_order_relaxed);
+  arm_held_timer(earliest);
+}
+
+void Connector::arm_held_timer(Clock::time_point deadline) {
+  if (deadline >= held_timer_at_ || stopped_) return;
+  held_timer_at_ = deadline;
+  held_timer_.expires_at(deadline);
+  held_timer_.async_wait([this](const std::error_code& ec) {
+    if (ec || stopped_) return;  // re-armed earlier, or shut down
+    held_timer_at_ = Clock::time_point::max();
+    expire_held();
+  });
+}
+
+// Held items whose deadline passed end "timeout", never sent.
+void Connector::expire_held() {
+  const auto now = Clock::now();
+  auto next = Clock::time_point::max();
+  std::size_t n = 0;
+  for (std::uint32_t i = 1; i < count_.load(std::memory_order_acquire); ++i) {
+    auto& held = peers_[i]->held;
+    for (auto it = held.begin(); it != held.end();) {
+      if (!it->notified) {
+        ++it;
+      } else if (it->deadline <= now) {
+        counters_.timeouts.add();
+        calls_.end_unsent(*it, failure(errc::timeout, kTimeout));
+        it = held.erase(it);
+        ++n;
+      } else {
+        next = std::min(next, it->deadline);
+        ++it;
+      }
+    }
+    peers_[i]->held_count.store(held.size(), std::memory_order_relaxed);
+  }
+  arm_held_timer(next);
+  if (n != 0) calls_.space().notify_waiting();
+}
+
+// No HELLO_ACK within heartbeat_timeout: what waits for this peer ends now,
+// never sent. (Calls sent on an earlier connection ended when it was lost.)
+void Connector::fail_unreachable(Peer& p) {
+  std::size_t n = 0;
+  OutItem item;
+  while (p.take(item)) {
+    if (item.notified) {
+      counters_.calls_failed_peer.add();
+    } else {
+      counters_.unsent_unreachable.add();
+    }
+    calls_.end_unsent(item, failure(errc::peer_unreachable, kPeerUnreachable));
+    ++n;
+  }
+  if (n != 0) calls_.space().notify_waiting();
+}
+
+}  // namespace amsg::net
