@@ -394,6 +394,69 @@ TEST(SessionFaults, BackpressureOverTheMemoryLinkIsBoundedAndLosesNothing) {
   EXPECT_FALSE(client.manager().try_receive());
 }
 
+// A server whose inbox is full stops reading its clients, PINGs included, but
+// keeps PINGing them: a busy, healthy server is never declared lost.
+TEST(SessionFaults, ABusyServerThatStopsReadingIsNotDeclaredLost) {
+  auto net = std::make_shared<MemoryNetwork>();
+  NodeOptions so = mem_options(net, "fault-busy-s", 2);
+  so.listen = {"mem://busy"};
+  so.manager.concurrency = 1;
+  so.manager.inbox_capacity = 2;
+  Node server{so};
+  std::atomic<int> runs{0};
+  add_handlers(server.manager(), nullptr, &runs);
+  server.start();
+  Node client{mem_options(net, "fault-busy-c", 1)};  // declares a peer lost after 100 ms of silence
+  client.start();
+  const PeerId peer = client.connect("mem://busy");
+  ASSERT_TRUE(client.wait_ready(peer, 10s));
+  // 1 s of work ahead of 64 more calls: the server's inbox stays full, and its
+  // reading paused, for ten times the client's heartbeat_timeout.
+  auto slow = client.call(peer, "sleep", bytes("1000"), CallOptions{"slow"}, asio::use_future);
+  std::vector<std::future<Notification>> behind;
+  for (int i = 0; i < 64; ++i) {
+    behind.push_back(client.call(peer, "echo", bytes(std::to_string(i)), CallOptions{"e"}, asio::use_future));
+  }
+  ASSERT_TRUE(eventually([&] { return server.stats().manager.received >= 3; }));
+  const Notification n = get(slow);
+  EXPECT_TRUE(n.is_success()) << n.text();
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_EQ(get(behind[static_cast<std::size_t>(i)]).payload.as_string_view(), std::to_string(i));
+  }
+  EXPECT_EQ(client.stats().peers_lost, 0u);
+  EXPECT_EQ(runs.load(), 65);
+}
+
+// What a busy server is not: one whose handlers block every pool thread. The
+// session runs on the pool too, so it cannot answer; its clients declare it
+// lost (the truth: it cannot serve) and pick it up again once it can.
+TEST(SessionFaults, HandlersThatBlockEveryPoolThreadStopTheNodeAndItsPeersSaySo) {
+  auto net = std::make_shared<MemoryNetwork>();
+  NodeOptions so = mem_options(net, "fault-blocked-s", 1);
+  so.listen = {"mem://blocked"};
+  Node server{so};
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  server.manager().register_handler("block", make_handler([released](Message&) -> asio::awaitable<void> {
+                                      released.wait();  // blocks the pool's only thread (what not to do)
+                                      co_return;
+                                    }));
+  add_handlers(server.manager());
+  server.start();
+  Node client{mem_options(net, "fault-blocked-c", 1)};
+  client.start();
+  const PeerId peer = client.connect("mem://blocked");
+  ASSERT_TRUE(client.wait_ready(peer, 10s));
+  auto blocked = client.call(peer, "block", bytes(""), CallOptions{"blocked"}, asio::use_future);
+  const Notification n = get(blocked);
+  EXPECT_EQ(n.code, errc::peer_lost) << n.text();
+  EXPECT_GE(client.stats().peers_lost, 1u);
+  release.set_value();
+  ASSERT_TRUE(client.wait_ready(peer, 10s));
+  auto after = client.call(peer, "echo", bytes("after"), CallOptions{"after", 10s}, asio::use_future);
+  EXPECT_EQ(get(after).payload.as_string_view(), "after");
+}
+
 TEST(SessionFaults, EveryOutcomeCarriesItsCode) {
   MemPair pair{"fault-codes"};
   auto fail = pair.client.call(pair.peer, "fail", bytes("boom"), CallOptions{"f"}, asio::use_future);
