@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <csignal>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -30,10 +33,10 @@ struct CliRun {
 CliRun run(std::vector<std::string> args, std::vector<std::string> env = {}) {
   std::vector<std::string> argv;
   if (!env.empty()) {
-    argv.push_back("/usr/bin/env");
+    argv.emplace_back("/usr/bin/env");
     argv.insert(argv.end(), env.begin(), env.end());
   }
-  argv.push_back(AMSG_CLI_PATH);
+  argv.emplace_back(AMSG_CLI_PATH);
   argv.insert(argv.end(), args.begin(), args.end());
   const auto t0 = std::chrono::steady_clock::now();
   Process p{argv, Process::Capture::stdout_and_stderr};
@@ -172,6 +175,43 @@ TEST(Cli, DemoJsonPrintsOnlyItsSummaryObject) {
   EXPECT_EQ(lines(r.output), 1U) << r.output;
   EXPECT_TRUE(r.output.starts_with(R"({"messages":300,"workers":2,)")) << r.output;
   EXPECT_NE(r.output.find(R"("exactly_once":true,"workers_ok":true})"), std::string::npos) << r.output;
+}
+
+// CURVE from the command line: keygen, a server that allows one client, a
+// client with and without its keys, and the refusal to listen in the clear.
+TEST(Cli, KeygenServeAndSendWithCurve) {
+  const auto dir = std::filesystem::temp_directory_path() / ("amsg-cli-curve-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "clients");
+  const std::string server_cert = (dir / "server").string();
+  const std::string client_cert = (dir / "clients" / "worker").string();
+  for (const auto& path : {server_cert, client_cert}) {
+    const CliRun k = run({"keygen", path});
+    ASSERT_EQ(k.exit_code, 0) << k.output;
+    EXPECT_NE(k.output.find(net::read_curve_public_file(path) + "\n"), std::string::npos)
+        << "it prints the public key it wrote: " << k.output;
+  }
+  std::filesystem::copy_file(client_cert + "_secret", dir / "worker_secret");
+  std::filesystem::remove(client_cert + "_secret");  // the allowlist directory holds public certificates
+
+  const CliRun clear = run({"serve", "--listen", "tcp://0.0.0.0:0"});
+  EXPECT_EQ(clear.exit_code, 1) << clear.output;
+  EXPECT_NE(clear.output.find("--insecure"), std::string::npos) << clear.output;
+
+  Process server{{AMSG_CLI_PATH, "serve", "--listen", "tcp://127.0.0.1:0", "--curve-secret", server_cert + "_secret",
+                  "--allow", (dir / "clients").string()}};
+  const auto line = server.wait_for_line("listening on", 30s);
+  ASSERT_TRUE(line) << server.output();
+  const std::string address = line->substr(line->find("tcp://"));
+  const CliRun ok = run({"send", "--to", address, "-t", "echo", "-d", "secret", "--server-key", server_cert,
+                         "--curve-secret", (dir / "worker_secret").string()});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_EQ(ok.output, "secret\n");
+  const CliRun refused = run({"send", "--to", address, "-t", "echo", "-d", "secret", "--timeout", "3000"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("peer unreachable"), std::string::npos) << refused.output;
+  server.signal(SIGTERM);
+  EXPECT_TRUE(server.wait_exit(20s));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -406,13 +406,16 @@ TEST(SessionFaults, ABusyServerThatStopsReadingIsNotDeclaredLost) {
   std::atomic<int> runs{0};
   add_handlers(server.manager(), nullptr, &runs);
   server.start();
-  Node client{mem_options(net, "fault-busy-c", 1)};  // declares a peer lost after 100 ms of silence
+  NodeOptions co = mem_options(net, "fault-busy-c", 1);
+  co.heartbeat_timeout = 400ms;  // room for a loaded machine; silence would still show well within the test
+  Node client{co};
   client.start();
   const PeerId peer = client.connect("mem://busy");
   ASSERT_TRUE(client.wait_ready(peer, 10s));
-  // 1 s of work ahead of 64 more calls: the server's inbox stays full, and its
-  // reading paused, for ten times the client's heartbeat_timeout.
-  auto slow = client.call(peer, "sleep", bytes("1000"), CallOptions{"slow"}, asio::use_future);
+  // 1.5 s of work ahead of 64 more calls: the server's inbox stays full, and its
+  // reading paused, for longer than the 1 s (10 x its heartbeat_timeout) after
+  // which a listener forgets a client it has not heard from while reading.
+  auto slow = client.call(peer, "sleep", bytes("1500"), CallOptions{"slow"}, asio::use_future);
   std::vector<std::future<Notification>> behind;
   for (int i = 0; i < 64; ++i) {
     behind.push_back(client.call(peer, "echo", bytes(std::to_string(i)), CallOptions{"e"}, asio::use_future));

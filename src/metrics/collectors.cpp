@@ -114,6 +114,8 @@ void add_node(Families& f, const net::NodeStats& s) {
   f.counter("amsg_node_clients_cut_off_total", "Clients cut off for not reading what they were sent.",
             d(s.clients_cut_off));
   f.counter("amsg_node_frames_ignored_total", "Frames from cut-off clients, ignored.", d(s.frames_ignored));
+  f.counter("amsg_node_handshakes_failed_total", "Clients refused during the handshake (CURVE).",
+            d(s.handshakes_failed));
   f.counter("amsg_node_unsent_unreachable_total", "Fire-and-forget messages never sent: their peer was unreachable.",
             d(s.unsent_unreachable));
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_shutting_down),

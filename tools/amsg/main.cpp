@@ -151,6 +151,16 @@ int main(int argc, char** argv) {
       ->add_option("--metrics", serve.metrics,
                    "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9464; port 0: any), at /metrics")
       ->check(host_port_check());
+  serve_cmd
+      ->add_option("--curve-secret", serve.curve_secret,
+                   "CURVE: this node's secret certificate (amsg keygen); clients must be on --allow")
+      ->check(CLI::ExistingFile);
+  serve_cmd
+      ->add_option("--allow", serve.allow,
+                   "CURVE: the clients accepted: a directory of public certificates, or a file of keys")
+      ->check(CLI::ExistingPath);
+  serve_cmd->add_flag("--insecure", serve.insecure,
+                      "Listen without CURVE on addresses other than loopback (anyone reaching them can run handlers)");
   common(serve_cmd);
 
   amsg::tool::SendOptions send;
@@ -165,7 +175,19 @@ int main(int argc, char** argv) {
                        "Notification id: print the seed's '{id}:ok' / '{id}:err(...)' from the notification channel");
   send_cmd->add_option("--timeout", send.timeout_ms, "Deadline in milliseconds")->check(positive());
   send_cmd->add_flag("--json", send.json, "Print the outcome as one JSON object (fields: docs/cli.md)");
+  send_cmd->add_option("--server-key", send.server_key,
+                       "CURVE: the server's public key (40 characters of Z85) or its public certificate file");
+  send_cmd
+      ->add_option("--curve-secret", send.curve_secret,
+                   "CURVE: this client's secret certificate (default: a new key pair for this run)")
+      ->check(CLI::ExistingFile);
   common(send_cmd);
+
+  std::string keygen_path;
+  auto* keygen_cmd = app.add_subcommand("keygen", "Write a CURVE key pair: NAME (public) and NAME_secret");
+  keygen_cmd->add_option("name", keygen_path, "Path of the public certificate; the secret one gets _secret appended")
+      ->required();
+  common(keygen_cmd);
 
   amsg::tool::DemoOptions demo;
   auto* demo_cmd = app.add_subcommand("demo", "KV-cache leader + worker processes over ipc: the main job");
@@ -231,6 +253,7 @@ int main(int argc, char** argv) {
     }
     if (serve_cmd->parsed()) return amsg::tool::run_serve(serve);
     if (send_cmd->parsed()) return amsg::tool::run_send(send);
+    if (keygen_cmd->parsed()) return amsg::tool::run_keygen(keygen_path);
   } catch (const std::exception& e) {  // a subcommand that did not catch its own
     std::fprintf(stderr, "amsg: %s\n", e.what());
     return amsg::tool::kExitFailure;

@@ -89,12 +89,24 @@ int run_serve(const ServeOptions& o) {
   // Errors are the clients' business: by default the server logs only its own.
   default_log_level(spdlog::level::err);
   try {
+    if (!o.curve_secret.empty()) {
+      opts.curve.keys = net::read_curve_secret_file(o.curve_secret);
+      if (o.allow.empty()) throw std::runtime_error("--curve-secret needs --allow FILE|DIR: the clients it accepts");
+      opts.curve.allowed_clients = net::read_curve_allowlist(o.allow);
+    } else if (!o.allow.empty()) {
+      throw std::runtime_error("--allow needs --curve-secret: without keys nobody is authenticated");
+    }
+    opts.curve.allow_insecure = o.insecure;
     net::Node node{opts};
     register_builtin_handlers(node.manager());
     node.start();
     std::printf("amsg serve: identity %s\n", node.identity().c_str());
     for (const auto& ep : node.endpoints()) std::printf("listening on %s\n", ep.c_str());
     std::printf("handlers: echo sleep fail sink; concurrency %zu\n", o.concurrency);
+    if (opts.curve.keys) {
+      std::printf("CURVE: public key %s, %zu allowed clients\n", opts.curve.keys->public_key.c_str(),
+                  opts.curve.allowed_clients.size());
+    }
 #ifdef AMSG_WITH_METRICS
     std::optional<prometheus::Exposer> exposer;
     std::shared_ptr<metrics::NodeCollector> collector;
@@ -147,6 +159,13 @@ int run_send(const SendOptions& o) {
     net::NodeOptions opts;
     opts.manager.concurrency = 1;
     opts.manager.threads = 1;
+    if (!o.curve_secret.empty()) opts.curve.keys = net::read_curve_secret_file(o.curve_secret);
+    if (!o.server_key.empty()) {
+      opts.curve.server_key =
+          net::is_curve_key(o.server_key) ? o.server_key : net::read_curve_public_file(o.server_key);
+    } else if (!o.curve_secret.empty()) {
+      throw std::runtime_error("--curve-secret needs --server-key KEY|FILE: the server's public key");
+    }
     net::Node node{opts};
     node.start();
     const net::PeerId peer = node.connect(o.to);
@@ -185,6 +204,20 @@ int run_send(const SendOptions& o) {
     return n->is_success() ? kExitOk : kExitFailure;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "amsg send: %s\n", e.what());
+    return kExitFailure;
+  }
+}
+
+int run_keygen(const std::string& path) {
+  try {
+    const net::CurveKeyPair keys = net::generate_curve_key_pair();
+    net::write_curve_key_files(keys, path);
+    std::printf("%s\n", keys.public_key.c_str());
+    std::fprintf(stderr, "amsg keygen: wrote %s (public) and %s_secret (secret, mode 0600)\n", path.c_str(),
+                 path.c_str());
+    return kExitOk;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "amsg keygen: %s\n", e.what());
     return kExitFailure;
   }
 }

@@ -17,7 +17,10 @@ struct ServeOptions {
   std::string identity;
   long spin_us = 0;
   long drain_ms = 5000;
-  std::string metrics;  // HOST:PORT to serve Prometheus metrics on; empty: none
+  std::string metrics;       // HOST:PORT to serve Prometheus metrics on; empty: none
+  std::string curve_secret;  // this node's secret certificate; empty: no CURVE
+  std::string allow;         // allowlist: a file or a directory of public certificates
+  bool insecure = false;     // listen in the clear beyond loopback
 };
 
 struct SendOptions {
@@ -28,9 +31,13 @@ struct SendOptions {
   std::string notify;
   long timeout_ms = 5000;
   bool json = false;
+  std::string curve_secret;  // this client's secret certificate (empty: an ephemeral key pair)
+  std::string server_key;    // the server's public key, or a file holding it; empty: no CURVE
 };
 
 int run_serve(const ServeOptions& options);
 int run_send(const SendOptions& options);
+// `amsg keygen NAME`: writes NAME and NAME_secret; prints the public key.
+int run_keygen(const std::string& path);
 
 }  // namespace amsg::tool

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "amsg/manager_options.hpp"
+#include "amsg/net/curve.hpp"
 
 namespace amsg::net {
 
@@ -60,6 +61,9 @@ struct NodeOptions {
   /// own schemes; one instance per node. The library's in-memory link for tests
   /// (mem://, src/net/link/memory_link.hpp) is one.
   std::vector<std::shared_ptr<Link>> links{};
+  /// Authentication and encryption of the ZeroMQ link (amsg/net/curve.hpp). By
+  /// default a node listens in the clear on loopback and ipc:// only.
+  CurveOptions curve{};
 };
 
 }  // namespace amsg::net

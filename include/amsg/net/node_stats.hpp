@@ -27,9 +27,11 @@ struct NodeStats {
   std::uint64_t malformed_frames = 0;       ///< frames that failed to decode (any side)
   std::uint64_t clients_cut_off = 0;        ///< clients cut off for not reading what they were sent
   std::uint64_t frames_ignored = 0;         ///< frames from cut-off clients, ignored
-  std::uint64_t unsent_unreachable = 0;     ///< fire-and-forget messages never sent: their peer was unreachable
-  std::uint64_t outstanding_calls = 0;      ///< calls waiting for an outcome now
-  Stats manager;                            ///< the node's manager
+  std::uint64_t handshakes_failed =
+      0;  ///< clients refused during the handshake (CURVE: no keys, wrong key, not allowed)
+  std::uint64_t unsent_unreachable = 0;  ///< fire-and-forget messages never sent: their peer was unreachable
+  std::uint64_t outstanding_calls = 0;   ///< calls waiting for an outcome now
+  Stats manager;                         ///< the node's manager
 };
 
 /// One peer this node connected to: its state and the calls sent to it (calls

@@ -139,7 +139,13 @@ class ZmqLink::ZmqChannel final : public Channel {
 
 // ---------------------------------------------------------------- link
 
-ZmqLink::ZmqLink(int socket_hwm, std::int64_t max_frame_bytes) : hwm_{socket_hwm}, max_frame_bytes_{max_frame_bytes} {}
+ZmqLink::ZmqLink(int socket_hwm, std::int64_t max_frame_bytes, CurveOptions curve,
+                 std::function<void(const std::string&)> on_handshake_failed)
+    : hwm_{socket_hwm},
+      max_frame_bytes_{max_frame_bytes},
+      security_{std::move(curve), on_handshake_failed ? std::move(on_handshake_failed) : [](const std::string&) {}} {
+  security_.check();
+}
 
 ZmqLink::~ZmqLink() { close(std::chrono::milliseconds{0}); }
 
@@ -173,6 +179,7 @@ void ZmqLink::open(const asio::any_io_executor& executor, ListenerEvents& listen
 
 std::string ZmqLink::listen(const std::string& address) {
   check_address(address);
+  security_.check_listen(address);
   if (!router_.socket) {
     router_.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
     router_.socket->set(zmq::sockopt::router_mandatory, 1);  // learn, not guess, that a client has gone
@@ -180,6 +187,7 @@ std::string ZmqLink::listen(const std::string& address) {
     router_.socket->set(zmq::sockopt::rcvhwm, hwm_);
     router_.socket->set(zmq::sockopt::maxmsgsize, max_frame_bytes_);  // a huge frame is never read whole
     router_.socket->set(zmq::sockopt::linger, 0);
+    security_.configure_server(ctx_, *router_.socket, executor_);
   }
   try {
     router_.socket->bind(address);
@@ -204,6 +212,7 @@ std::unique_ptr<Channel> ZmqLink::dial(const std::string& address, ChannelEvents
   s->set(zmq::sockopt::linger, 0);
   s->set(zmq::sockopt::reconnect_ivl, 100);
   s->set(zmq::sockopt::reconnect_ivl_max, 1000);
+  security_.configure_client(*s, address);
   try {
     s->connect(address);
   } catch (const zmq::error_t& e) {
@@ -243,6 +252,7 @@ void ZmqLink::resume_reading() {
 
 void ZmqLink::stop_waiting() {
   stopping_ = true;
+  security_.stop_waiting();
   if (router_.fd) router_.fd->cancel();
   for (const auto& w : channels_) {
     if (auto c = w.lock(); c && c->sock.fd) c->sock.fd->cancel();
@@ -265,6 +275,7 @@ void ZmqLink::close(std::chrono::milliseconds linger) {
   }
   channels_.clear();
   router_.close(static_cast<int>(linger.count()));
+  security_.close();
   ctx_.close();
   executor_ = asio::any_io_executor{};  // must not outlive its io_context
 }

@@ -2,15 +2,16 @@
 // ZmqLink: the ZeroMQ link (tcp:// and ipc:// addresses).
 //
 // Listening: one ROUTER socket bound to every listen address; a client is a
-// ROUTER routing id. Dialing: one DEALER socket per channel. Sockets are watched
-// through ZMQ_FD with asio descriptors on the session's executor; no thread of
-// our own (ZeroMQ keeps its one I/O thread).
+// ROUTER routing id. CURVE (keys, the allowlist, handshakes): zmq_security.hpp. Dialing: one DEALER socket per channel.
+// Sockets are watched through ZMQ_FD with asio descriptors on the session's executor; no thread of our own (ZeroMQ
+// keeps its one I/O thread).
 //
 // ZMQ_FD is edge-like: after any operation on a socket its readiness must be
 // re-read (ZMQ_EVENTS), so every send is followed by poke(), which wakes the
 // socket's reader when input is waiting, and a reader only parks after a
 // receive that found nothing with no send since (Watched::drained).
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,7 +20,9 @@
 #include <asio/posix/stream_descriptor.hpp>
 #include <zmq.hpp>
 
+#include "amsg/net/curve.hpp"
 #include "link/link.hpp"
+#include "link/zmq_security.hpp"
 
 namespace amsg::net {
 
@@ -27,7 +30,9 @@ class ZmqLink final : public Link {
  public:
   // `socket_hwm`: the send and receive high-water mark of every socket, in messages.
   // `max_frame_bytes`: larger inbound frames drop their connection unread (ZMQ_MAXMSGSIZE).
-  ZmqLink(int socket_hwm, std::int64_t max_frame_bytes);
+  // `curve`: keys and trust (CURVE); `on_handshake_failed` hears of every client refused.
+  ZmqLink(int socket_hwm, std::int64_t max_frame_bytes, CurveOptions curve = {},
+          std::function<void(const std::string&)> on_handshake_failed = {});
   ~ZmqLink() override;
   ZmqLink(const ZmqLink&) = delete;
   ZmqLink& operator=(const ZmqLink&) = delete;
@@ -72,6 +77,7 @@ class ZmqLink final : public Link {
   int hwm_;
   std::int64_t max_frame_bytes_;
   zmq::context_t ctx_{1};
+  ZmqSecurity security_;
   asio::any_io_executor executor_;
   ListenerEvents* listener_ = nullptr;
   Watched router_;

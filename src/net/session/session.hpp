@@ -32,6 +32,7 @@
 #include "session/links.hpp"
 #include "session/listener.hpp"
 #include "session/local_path.hpp"
+#include "session/rate_limited_log.hpp"
 
 namespace amsg::net {
 
@@ -96,6 +97,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Listener listener_;
   asio::steady_timer heartbeat_timer_;
   bool heartbeat_stopped_ = false;  // on the executor
+  RateLimitedLog handshake_log_;    // on the executor
   std::atomic<std::uint64_t> call_names_{0};
   std::mutex lifecycle_mutex_;
   std::optional<ShutdownReport> report_;
