@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev
   prometheus-cpp-dev prometheus doxygen
   clang-14 libclang-rt-14-dev
+  iproute2 nftables
 )
 missing=()
 for p in "${packages[@]}"; do
