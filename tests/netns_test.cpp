@@ -14,6 +14,8 @@
 #include <asio/use_future.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <string>
@@ -157,6 +159,20 @@ NodeOptions client_in(const std::string& name) {
   return o;  // the library's heartbeats: a loss is noticed within about 1.2 s
 }
 
+// Whether every thread of `pid` is stopped (SIGSTOP takes effect asynchronously).
+bool all_threads_stopped(pid_t pid) {
+  std::error_code ec;
+  bool any = false;
+  for (const auto& task : std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/task", ec}) {
+    std::ifstream stat{task.path() / "stat"};
+    std::string text{std::istreambuf_iterator<char>{stat}, std::istreambuf_iterator<char>{}};
+    const auto close = text.rfind(')');  // "pid (comm) S ...": the state follows the command name
+    if (close == std::string::npos || close + 2 >= text.size() || text[close + 2] != 'T') return false;
+    any = true;
+  }
+  return any;
+}
+
 class Netns : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -223,6 +239,7 @@ TEST_F(Netns, APausedServerIsLostThenResumesAndWhatRanIsAccountedFor) {
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   const long before = server.handlers_ok();
   server.process().signal(SIGSTOP);
+  ASSERT_TRUE(eventually([&] { return all_threads_stopped(server.process().pid()); }));
   auto calls = c.calls(20, "echo", "paused");
   int lost = 0;
   for (auto& f : calls) {
