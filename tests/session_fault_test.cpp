@@ -313,10 +313,10 @@ TEST(SessionFaults, ARestartBehindTheLinksBackIsNoticedAndTheNewConnectionSaysHe
   // The old node vanishes without a word: its last replies and its BYE are lost.
   net->set_filter([](const MemoryNetwork::Frame& f) { return f.to_listener ? Verdict::pass : Verdict::drop; });
   server->shutdown(0ms);
+  net->set_filter({});  // before the new node exists: its new-connection HELLO_ACK must pass
   server = std::make_unique<Node>(server_options());
   add_handlers(server->manager(), nullptr, &runs);
   server->start();
-  net->set_filter({});
 
   const Notification n = get(orphan);  // the client's next PING reaches the new node
   EXPECT_EQ(n.code, errc::peer_lost) << n.text();
