@@ -154,11 +154,6 @@ class Client {
   PeerId peer_{};
 };
 
-NodeOptions client_in(const std::string& name) {
-  NodeOptions o = client_options(name);
-  return o;  // the library's heartbeats: a loss is noticed within about 1.2 s
-}
-
 // Whether every thread of `pid` is stopped (SIGSTOP takes effect asynchronously).
 bool all_threads_stopped(pid_t pid) {
   std::error_code ec;
@@ -183,7 +178,7 @@ class Netns : public ::testing::Test {
 
 TEST_F(Netns, ACutLinkEndsCallsInFlightWithPeerLostAndTrafficResumesWhenItHeals) {
   Server server{hosts_};
-  Client c{hosts_, client_in("netns-cut")};
+  Client c{hosts_, client_options("netns-cut")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   auto in_flight = c.calls(5, "sleep", "60000");
   ASSERT_TRUE(eventually([&] { return c.node().stats().messages_sent == 5; }));
@@ -200,7 +195,7 @@ TEST_F(Netns, ACutLinkEndsCallsInFlightWithPeerLostAndTrafficResumesWhenItHeals)
 
 TEST_F(Netns, ServerToClientDroppedEndsCallsPeerLostAndEveryOkRan) {
   Server server{hosts_};
-  Client c{hosts_, client_in("netns-drop-out")};
+  Client c{hosts_, client_options("netns-drop-out")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   hosts_.drop("output");
   auto calls = c.calls(20, "echo", "x");
@@ -221,7 +216,7 @@ TEST_F(Netns, ServerToClientDroppedEndsCallsPeerLostAndEveryOkRan) {
 
 TEST_F(Netns, ClientToServerDroppedEndsCallsByTheirDeadlineAndHeals) {
   Server server{hosts_};
-  Client c{hosts_, client_in("netns-drop-in")};
+  Client c{hosts_, client_options("netns-drop-in")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   hosts_.drop("input");
   auto calls = c.calls(10, "echo", "x", 500ms);
@@ -235,7 +230,7 @@ TEST_F(Netns, ClientToServerDroppedEndsCallsByTheirDeadlineAndHeals) {
 
 TEST_F(Netns, APausedServerIsLostThenResumesAndWhatRanIsAccountedFor) {
   Server server{hosts_};
-  Client c{hosts_, client_in("netns-pause")};
+  Client c{hosts_, client_options("netns-pause")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   const long before = server.handlers_ok();
   server.process().signal(SIGSTOP);
@@ -259,7 +254,7 @@ TEST_F(Netns, APausedServerIsLostThenResumesAndWhatRanIsAccountedFor) {
 TEST_F(Netns, AServerKilledAndRestartedAtOnceIsNoticedAndServesAgain) {
   std::optional<Server> server;
   server.emplace(hosts_);
-  NodeOptions o = client_in("netns-restart");
+  NodeOptions o = client_options("netns-restart");
   o.heartbeat_timeout = 30s;  // only the new connection can explain a quick peer lost
   Client c{hosts_, o};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
