@@ -31,7 +31,10 @@ namespace amsg::net {
 
 /// A CURVE key pair, each key 40 characters of Z85.
 struct CurveKeyPair {
+  /// The public key: given to peers (a client's to the server's allowlist,
+  /// a server's to its clients as their server key).
   std::string public_key;
+  /// The secret key: never leaves this node.
   std::string secret_key;
 };
 
