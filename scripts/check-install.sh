@@ -17,7 +17,8 @@ case "$kind" in
     cmake --build --preset dev >/dev/null ;;
   shared)
     build=build/shared
-    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DAMSG_WERROR=ON >/dev/null
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DAMSG_WERROR=ON \
+      -DAMSG_BUILD_EXAMPLES=OFF >/dev/null
     cmake --build "$build" >/dev/null ;;
   *) echo "usage: $0 [static|shared]" >&2; exit 2 ;;
 esac

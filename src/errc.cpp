@@ -34,6 +34,8 @@ class Category final : public std::error_category {
         return "malformed frame";
       case errc::bad_address:
         return "bad address";
+      case errc::overloaded:
+        return "overloaded";
     }
     return "unknown amsg error " + std::to_string(value);
   }

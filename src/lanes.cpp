@@ -244,6 +244,8 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
         }
         if (overflow_allowed_.load(std::memory_order_acquire) && try_deliver(env, route, true, how)) break;
       }
+    } else if (route.layer) {
+      route.layer->released(route.peer);
     }
     if (++since_yield == kYieldEvery) {
       since_yield = 0;

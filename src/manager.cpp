@@ -303,6 +303,8 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
     const ReplyRoute route = std::move(MessageAccess::route(env->message));
     if (finish(shutdown_stats_, *env, Outcome::cancelled, {}, errc::cancelled)) {
       try_deliver(env, route, true, AsyncWaitList::Resume::post);
+    } else if (route.layer) {
+      route.layer->released(route.peer);
     }
   }
 

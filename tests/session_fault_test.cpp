@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/co_spawn.hpp>
 #include <asio/use_future.hpp>
 
 #include <asio/steady_timer.hpp>
@@ -232,6 +233,36 @@ TEST(SessionFaults, NobodyListeningMeansPeerUnreachable) {
   EXPECT_EQ(n.code, errc::peer_unreachable);
 }
 
+// Callers that call again from their outcome (a coroutine in a loop on the
+// node's own thread) while the peer is unreachable: each attempt ends
+// unreachable in turn, the node's heartbeat goes on, and its other peers are
+// served. (The outcomes once failed the queue in a loop that the new calls kept
+// refilling: the node's thread never came back. A chaos run found it.)
+TEST(SessionFaults, CallersThatRetryOnUnreachableDoNotStallTheNode) {
+  MemPair pair{"fault-retry-unreachable"};
+  const PeerId nobody = pair.client.connect("mem://nobody");
+  std::atomic<bool> stop{false};
+  std::atomic<int> unreachable{0};
+  std::vector<std::future<void>> retriers;
+  retriers.reserve(4);
+  for (int i = 0; i < 4; ++i) {
+    retriers.push_back(asio::co_spawn(
+        pair.client.executor(),
+        [&]() -> asio::awaitable<void> {
+          while (!stop) {
+            const Notification n = co_await pair.client.call(nobody, "echo", bytes("x"), CallOptions{"r"});
+            if (n.code == errc::peer_unreachable) unreachable.fetch_add(1);
+          }
+        },
+        asio::use_future));
+  }
+  ASSERT_TRUE(eventually([&] { return unreachable.load() >= 8; })) << unreachable.load();
+  auto other = pair.calls(1, "echo", "served");
+  EXPECT_TRUE(get(other[0], 10s).is_success());
+  stop = true;
+  for (auto& r : retriers) EXPECT_EQ(r.wait_for(10s), std::future_status::ready);
+}
+
 // "peer unreachable" means not run: nothing is sent before the HELLO_ACK, so a
 // listener that appears later never sees the messages that ended that way.
 TEST(SessionFaults, MessagesThatEndedPeerUnreachableNeverRunWhenThePeerAppears) {
@@ -417,6 +448,7 @@ TEST(SessionFaults, ABusyServerThatStopsReadingIsNotDeclaredLost) {
   // which a listener forgets a client it has not heard from while reading.
   auto slow = client.call(peer, "sleep", bytes("1500"), CallOptions{"slow"}, asio::use_future);
   std::vector<std::future<Notification>> behind;
+  behind.reserve(64);
   for (int i = 0; i < 64; ++i) {
     behind.push_back(client.call(peer, "echo", bytes(std::to_string(i)), CallOptions{"e"}, asio::use_future));
   }

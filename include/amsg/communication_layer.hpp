@@ -46,6 +46,11 @@ class AMSG_EXPORT CommunicationLayer : public std::enable_shared_from_this<Commu
   /// concurrently: it must be thread-safe, must not throw (exceptions are logged and
   /// swallowed) and should not block for long (it holds a worker).
   virtual void deliver(std::uint64_t peer, Notification&& notification) = 0;
+  /// A message from `peer` that asked for no notification has ended (ran,
+  /// failed or was cancelled). Called once per such message, on a worker thread
+  /// and with deliver()'s rules, so that a layer can account for everything it
+  /// fed in (the node budgets each peer's messages until they end).
+  virtual void released(std::uint64_t /*peer*/) noexcept {}
   /// Shutdown: every message has ended and every delivery has been made; the
   /// manager is about to let its pool stop. Stop what the layer keeps waiting on
   /// the pool (socket waits, timers), so the pool stops at once instead of after

@@ -33,6 +33,7 @@ enum class errc : int {
   version_mismatch,      ///< the peer speaks another protocol version
   malformed,             ///< a frame could not be decoded
   bad_address,           ///< the peer's address is malformed or names no supported link
+  overloaded,            ///< the receiver refused the message: its sender was over its budget there (not run)
 };
 
 /// amsg's error category (name "amsg"); its messages are the texts of the outcomes.

@@ -122,6 +122,10 @@ void add_node(Families& f, const net::NodeStats& s) {
             {{"reason", "shutting_down"}});
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_too_large),
             {{"reason", "payload_too_large"}});
+  f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_overloaded),
+            {{"reason", "overloaded"}});
+  f.counter("amsg_node_idempotent_replays_total",
+            "Idempotent retries answered with the first outcome instead of running again.", d(s.replies_replayed));
   f.counter("amsg_node_malformed_frames_total", "Frames that failed to decode.", d(s.malformed_frames));
   f.counter("amsg_node_call_timeouts_total", "Calls ended by their deadline (here, or at the peer).", d(s.timeouts));
   f.counter("amsg_node_calls_failed_peer_total", "Calls ended by peer lost, unreachable or incompatible.",

@@ -5,6 +5,8 @@
 #include "amsg/log.hpp"
 #include "session/session.hpp"
 
+#include <stdexcept>
+
 namespace amsg::net {
 
 const char* to_string(PeerState state) noexcept {
@@ -26,8 +28,12 @@ const char* to_string(PeerState state) noexcept {
 namespace {
 
 OutItem make_item(std::string type, Payload payload, std::optional<std::string> notify_id,
-                  std::chrono::milliseconds timeout) {
+                  std::chrono::milliseconds timeout, bool idempotent) {
+  if (idempotent && (!notify_id || notify_id->empty())) {
+    throw std::invalid_argument("amsg: an idempotent message needs its id (the idempotency key)");
+  }
   OutItem item;
+  item.idempotent = idempotent;
   item.type = std::move(type);
   item.payload = std::move(payload);
   if (notify_id) {
@@ -62,16 +68,21 @@ std::optional<PeerInfo> Node::peer_info(PeerId peer) const { return impl_->peer_
 std::future<std::vector<std::string>> Node::query_handlers(PeerId peer) { return impl_->query_handlers(peer); }
 
 SendStatus Node::send(PeerId peer, std::string type, Payload payload, SendOptions options) {
-  OutItem item = make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout);
+  OutItem item =
+      make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout, options.idempotent);
   return impl_->enqueue(peer, item, true);
 }
 
 SendStatus Node::try_send(PeerId peer, std::string type, Payload payload, SendOptions options) {
-  OutItem item = make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout);
+  OutItem item =
+      make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout, options.idempotent);
   return impl_->enqueue(peer, item, false);
 }
 
-void Node::check(PeerId peer, std::string_view type, std::string_view notify_id) const {
+void Node::check(PeerId peer, std::string_view type, std::string_view notify_id, bool idempotent) const {
+  if (idempotent && notify_id.empty()) {
+    throw std::invalid_argument("amsg: an idempotent message needs its id (the idempotency key)");
+  }
   impl_->check(peer, type, notify_id);
 }
 
@@ -79,15 +90,17 @@ bool Node::on_node_thread(const void* session) { return static_cast<const Sessio
 
 void Node::start_send(PeerId peer, std::string type, Payload payload, SendOptions options,
                       std::unique_ptr<detail::Completion<SendStatus>> done) {
-  impl_->async_enqueue(peer,
-                       make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout),
-                       std::move(done));
+  impl_->async_enqueue(
+      peer,
+      make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout, options.idempotent),
+      std::move(done));
 }
 
 asio::awaitable<SendStatus> Node::async_send_awaitable(PeerId peer, std::string type, Payload payload,
                                                        SendOptions options) {
   auto session = impl_;  // we may suspend: keep the session alive
-  OutItem item = make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout);
+  OutItem item =
+      make_item(std::move(type), std::move(payload), std::move(options.notify_id), options.timeout, options.idempotent);
   const SendStatus s = session->enqueue(peer, item, false);
   if (s != SendStatus::full) co_return s;
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(SendStatus)>(
@@ -99,9 +112,9 @@ asio::awaitable<SendStatus> Node::async_send_awaitable(PeerId peer, std::string 
 
 void Node::start_call(PeerId peer, std::string type, Payload payload, CallOptions options,
                       std::unique_ptr<detail::Completion<Notification>> done) {
-  OutItem item =
-      make_item(std::move(type), std::move(payload),
-                options.notify_id.empty() ? impl_->next_call_name() : std::move(options.notify_id), options.timeout);
+  OutItem item = make_item(std::move(type), std::move(payload),
+                           options.notify_id.empty() ? impl_->next_call_name() : std::move(options.notify_id),
+                           options.timeout, options.idempotent);
   item.completion = std::move(done);
   impl_->call(peer, std::move(item));
 }

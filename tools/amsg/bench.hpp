@@ -17,6 +17,8 @@ struct BenchOptions {
   double rate = 50'000;                         // rate: offered messages/s
   double rate_secs = 4;
   std::size_t payload = 64;
+  long handler_ms = 0;                             // isolation: 0 = echo, else the handler sleeps this long
+  std::size_t isolation_calls = 5'000;             // isolation: round trips measured alone, then beside the flood
   std::size_t threads = ManagerOptions{}.threads;  // the library default; 0 = hardware threads
   long spin_us = 0;                                // ManagerOptions::idle_spin
   // Who reads notifications: a coroutine on the pool or a plain thread, one at a time

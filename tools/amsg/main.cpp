@@ -106,8 +106,9 @@ int main(int argc, char** argv) {
   auto* bench_cmd = app.add_subcommand("bench", "Measure throughput, latency and memory of the runtime");
   bench_cmd
       ->add_option("--scenario", bench.scenarios,
-                   "thr, rate, pingpong; across processes thr, pingpong, reqresp (repeatable; default: all)")
-      ->check(CLI::IsMember({"thr", "rate", "pingpong", "reqresp"}));
+                   "thr, rate, pingpong; across processes thr, pingpong, reqresp, isolation (repeatable; default: all "
+                   "but isolation)")
+      ->check(CLI::IsMember({"thr", "rate", "pingpong", "reqresp", "isolation"}));
   bench_cmd->add_option("--concurrency,-n", bench.concurrency, "Concurrency limit(s) for thr (default: 4 64)")
       ->check(positive());
   bench_cmd->add_option("--messages", bench.messages, "Messages in the thr scenario")->check(positive());
@@ -115,6 +116,11 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--rate", bench.rate, "Offered rate of the rate scenario (messages/s)")->check(positive());
   bench_cmd->add_option("--secs", bench.rate_secs, "Duration of the rate scenario (s)")->check(positive());
   bench_cmd->add_option("--payload", bench.payload, "Payload bytes");
+  bench_cmd->add_option("--handler-ms", bench.handler_ms, "isolation: the handler sleeps this long (0: echo)")
+      ->check(CLI::NonNegativeNumber);
+  bench_cmd
+      ->add_option("--isolation-calls", bench.isolation_calls, "isolation: round trips alone, then beside the flood")
+      ->check(positive());
   bench_cmd->add_option("--threads", bench.threads,
                         "Pool threads of every node and manager in the run (0 = hardware threads)");
   bench_cmd->add_option("--spin-us", bench.spin_us, "Idle spin before sleeping, in microseconds (default 0)")
@@ -159,6 +165,8 @@ int main(int argc, char** argv) {
       ->add_option("--allow", serve.allow,
                    "CURVE: the clients accepted: a directory of public certificates, or a file of keys")
       ->check(CLI::ExistingPath);
+  serve_cmd->add_option("--journal", serve.journal,
+                        "Append the id of every message a handler starts to FILE, one per line, before it runs");
   serve_cmd->add_flag("--insecure", serve.insecure,
                       "Listen without CURVE on addresses other than loopback (anyone reaching them can run handlers)");
   common(serve_cmd);
@@ -243,6 +251,7 @@ int main(int argc, char** argv) {
     if (bench_cmd->parsed()) {
       if (transport == "inproc") {
         std::erase(bench.scenarios, "reqresp");
+        std::erase(bench.scenarios, "isolation");
         return amsg::tool::run_bench(bench);
       }
       const bool defaults = bench.scenarios == std::vector<std::string>{"thr", "rate", "pingpong"};

@@ -5,6 +5,8 @@
 //  - thr: notified one-way throughput: every message asks for a notification, the
 //    outcome comes back on the notification channel; N = the server's concurrency.
 //  - reqresp: request/response with 64 calls outstanding (64 coroutines calling echo).
+//  - isolation: one client's round trips alone, then beside a flooding client
+//    (4096 calls outstanding, far over its budget at the server).
 
 #include <unistd.h>
 
@@ -194,6 +196,76 @@ Result run_reqresp(const BenchOptions& o, const std::string& transport) {
   return r;
 }
 
+// One client's round trips one at a time: alone, then beside a flooding client
+// (another node of this process, 4096 calls always outstanding).
+std::vector<Result> run_isolation(const BenchOptions& o, const std::string& transport) {
+  constexpr std::size_t kFloodCalls = 4096;
+  ServeChild server{listen_address(transport), 4, o.threads, o.spin_us};
+  const std::string type = o.handler_ms > 0 ? "sleep" : "echo";
+  const std::string body = o.handler_ms > 0 ? std::to_string(o.handler_ms) : std::string(o.payload, 'x');
+  net::Node normal{client_options(o)};
+  normal.start();
+  const net::PeerId peer = normal.connect(server.address());
+  normal.wait_ready(peer, std::chrono::seconds{10});
+  const std::size_t n = o.isolation_calls;
+  auto measure = [&](const char* name) {
+    std::vector<std::int64_t> ns;
+    ns.reserve(n);
+    auto done = asio::co_spawn(
+        normal.executor(),
+        [&]() -> asio::awaitable<bool> {
+          bool all = true;
+          for (std::size_t i = 0; i < n + n / 10; ++i) {  // the first tenth: warm-up
+            const auto t0 = Clock::now();
+            Notification note = co_await normal.call(peer, type, Payload::copy_of(body), {"n"});
+            if (i >= n / 10) {
+              ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
+            }
+            all = all && note.is_success();
+          }
+          co_return all;
+        },
+        asio::use_future);
+    Result r = base_result(name, transport, o, n, 4);
+    r.consumer = type;
+    r.all_notified = done.get();
+    percentiles(ns, r);
+    r.peak_rss_kb = peak_rss_kb();
+    return r;
+  };
+  std::vector<Result> results;
+  results.push_back(measure("isolation-alone"));
+
+  net::Node flood{client_options(o)};
+  flood.start();
+  const net::PeerId flood_peer = flood.connect(server.address());
+  flood.wait_ready(flood_peer, std::chrono::seconds{10});
+  std::atomic<bool> stop{false};
+  std::atomic<std::size_t> ok{0};
+  std::atomic<std::size_t> refused{0};
+  std::vector<std::future<void>> flooders;
+  for (std::size_t i = 0; i < kFloodCalls; ++i) {
+    flooders.push_back(asio::co_spawn(
+        flood.executor(),
+        [&]() -> asio::awaitable<void> {
+          while (!stop.load(std::memory_order_relaxed)) {
+            Notification note = co_await flood.call(flood_peer, type, Payload::copy_of(body), {"f"});
+            (note.is_success() ? ok : refused).fetch_add(1, std::memory_order_relaxed);
+          }
+        },
+        asio::use_future));
+  }
+  const auto t0 = Clock::now();
+  Result beside = measure("isolation-beside-flood");
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  beside.flood_ok_per_s = static_cast<double>(ok.load()) / secs;
+  beside.flood_refused_per_s = static_cast<double>(refused.load()) / secs;
+  stop = true;
+  for (auto& f : flooders) f.get();
+  results.push_back(beside);
+  return results;
+}
+
 }  // namespace
 
 int run_net_bench(const BenchOptions& o, const std::string& transport) {
@@ -213,6 +285,7 @@ int run_net_bench(const BenchOptions& o, const std::string& transport) {
         for (auto n : o.concurrency) results.push_back(run_thr(o, transport, n));
       }
       if (scenario == "reqresp") results.push_back(run_reqresp(o, transport));
+      if (scenario == "isolation") results = run_isolation(o, transport);
       for (const auto& r : results) {
         all_ok = all_ok && r.all_notified;
         print(r, o.json);

@@ -21,6 +21,7 @@ struct ServeOptions {
   std::string curve_secret;  // this node's secret certificate; empty: no CURVE
   std::string allow;         // allowlist: a file or a directory of public certificates
   bool insecure = false;     // listen in the clear beyond loopback
+  std::string journal;       // append the id of every message a handler starts to this file
 };
 
 struct SendOptions {

@@ -125,7 +125,8 @@ class AMSG_EXPORT Node {
   template <typename CompletionToken = const asio::use_awaitable_t<>&>
   auto async_send(PeerId peer, std::string type, Payload payload, SendOptions options = {},
                   CompletionToken&& token = asio::use_awaitable) {
-    check(peer, type, options.notify_id ? std::string_view{*options.notify_id} : std::string_view{});
+    check(peer, type, options.notify_id ? std::string_view{*options.notify_id} : std::string_view{},
+          options.idempotent);
     if constexpr (std::is_same_v<std::decay_t<CompletionToken>, asio::use_awaitable_t<>>) {
       // Queued at once in the common case: no suspension, no hand-off.
       return async_send_awaitable(peer, std::move(type), std::move(payload), std::move(options));
@@ -148,7 +149,7 @@ class AMSG_EXPORT Node {
   template <typename CompletionToken = const asio::use_awaitable_t<>&>
   auto call(PeerId peer, std::string type, Payload payload, CallOptions options = {},
             CompletionToken&& token = asio::use_awaitable) {
-    check(peer, type, options.notify_id);
+    check(peer, type, options.notify_id, options.idempotent);
     return asio::async_initiate<CompletionToken, void(Notification)>(
         // NOLINTNEXTLINE(performance-unnecessary-value-param): moved on; Asio passes them as rvalues
         [this](auto handler, PeerId to, std::string t, Payload p, CallOptions o) {
@@ -171,8 +172,9 @@ class AMSG_EXPORT Node {
         std::forward<Handler>(handler), executor(), &Node::on_node_thread, impl_.get());
   }
   static bool on_node_thread(const void* session);
-  /// Throws std::invalid_argument for an unknown peer, or a type or id over the wire's limits.
-  void check(PeerId peer, std::string_view type, std::string_view notify_id) const;
+  /// Throws std::invalid_argument for an unknown peer, a type or id over the wire's limits, or an
+  /// idempotent message without an id.
+  void check(PeerId peer, std::string_view type, std::string_view notify_id, bool idempotent = false) const;
   void start_send(PeerId peer, std::string type, Payload payload, SendOptions options,
                   std::unique_ptr<detail::Completion<SendStatus>> done);
   asio::awaitable<SendStatus> async_send_awaitable(PeerId peer, std::string type, Payload payload, SendOptions options);

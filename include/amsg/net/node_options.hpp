@@ -42,9 +42,33 @@ struct NodeOptions {
   /// Calls (messages that asked for a notification) waiting for their outcome,
   /// for the whole node. Reaching it has the same effect as a full peer queue.
   std::size_t max_outstanding_calls = 65536;
-  /// Messages received from the wire that asked for a notification and whose
-  /// handler has not answered yet. Reaching it pauses reading from the wire.
+  /// Messages received from the wire that have not ended yet (waiting, running,
+  /// or their reply not yet handed to the link), from every client together.
+  /// Reaching it pauses reading from the wire.
   std::size_t max_inflight = 8192;
+  /// What one client may have here at once: messages read from it and not yet
+  /// ended (waiting their turn or running, fire-and-forget ones included), in
+  /// count and in payload bytes. A client that reaches either while other
+  /// clients are connected gets its further messages refused with
+  /// err(overloaded) (REPLY code 9; never run), counted in
+  /// NodeStats::refused_overloaded and logged; a client alone is slowed
+  /// instead (reading pauses until its messages end).
+  std::size_t max_inflight_per_client = 1024;
+  std::size_t max_inflight_bytes_per_client = std::size_t{64} << 20;  ///< see max_inflight_per_client
+  /// Payload bytes of every client's messages read and not yet ended, together.
+  /// Reaching it pauses reading from the wire.
+  std::size_t max_inflight_bytes = std::size_t{256} << 20;
+  /// While two or more clients have work here, each may have at most this many
+  /// messages in the manager at once; the rest wait their turn in the node, and
+  /// the clients take turns (round robin). So a client's message waits behind
+  /// at most this many of each other client's. 0: the manager's concurrency.
+  std::size_t fair_share = 0;
+  /// How long a listening node remembers the outcome of an idempotent call
+  /// (SendOptions::idempotent), and how many and how many bytes of them at
+  /// most (the oldest go first): a retry within these gets the first outcome.
+  std::chrono::milliseconds idempotency_window{std::chrono::minutes{5}};
+  std::size_t idempotency_max_entries = 65536;                ///< see idempotency_window
+  std::size_t idempotency_max_bytes = std::size_t{64} << 20;  ///< see idempotency_window
   /// Bytes of frames (replies, errors, handshakes) waiting for one client to
   /// read them, beyond what the link buffers. A client that lets more pile up
   /// is cut off: what waits for it is dropped (counted in

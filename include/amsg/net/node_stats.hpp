@@ -24,6 +24,8 @@ struct NodeStats {
   std::uint64_t replies_dropped = 0;        ///< replies whose peer was gone
   std::uint64_t refused_shutting_down = 0;  ///< MSGs answered err(remote shutting down)
   std::uint64_t refused_too_large = 0;      ///< messages refused for their size (here, or before sending)
+  std::uint64_t refused_overloaded = 0;     ///< MSGs refused: their client was over its budget here
+  std::uint64_t replies_replayed = 0;       ///< idempotent retries answered with the first one's outcome, not run
   std::uint64_t malformed_frames = 0;       ///< frames that failed to decode (any side)
   std::uint64_t clients_cut_off = 0;        ///< clients cut off for not reading what they were sent
   std::uint64_t frames_ignored = 0;         ///< frames from cut-off clients, ignored

@@ -39,6 +39,13 @@ class AMSG_EXPORT SendOptions {
   std::optional<std::string>
       notify_id{};  ///< set: the outcome arrives on the manager's notification channel with this id
   std::chrono::milliseconds timeout{0};  ///< the deadline, from when the send is made (0: none)
+  /// The notify_id is an idempotency key (notified sends only): the receiving
+  /// node runs the first message with this key and type, and answers a retry
+  /// that comes while it runs, or within the node's idempotency window after,
+  /// with the first one's outcome instead of running it again. Keys are
+  /// node-wide at the receiver: make them unique among its clients (a UUID).
+  /// See docs/wire-protocol.md, "Idempotent calls".
+  bool idempotent = false;
 };
 
 /// Options of Node::call().
@@ -58,6 +65,8 @@ class AMSG_EXPORT CallOptions {
 
   std::string notify_id{};               ///< the id the outcome carries (Notification::id)
   std::chrono::milliseconds timeout{0};  ///< the deadline, from when the send is made (0: none)
+  /// The notify_id (which must then be set) is an idempotency key: see SendOptions::idempotent.
+  bool idempotent = false;
 };
 
 }  // namespace amsg::net

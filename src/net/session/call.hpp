@@ -59,6 +59,7 @@ struct OutItem {
   Payload payload;
   std::string notify_id;
   bool notified = false;
+  bool idempotent = false;  // MSG flag 0x02: notify_id is an idempotency key
   Clock::time_point deadline = Clock::time_point::max();
   std::unique_ptr<Completion> completion;  // null: the notification channel
 };

@@ -22,6 +22,8 @@ namespace amsg::net {
       return errc::cancelled;
     case wire::ErrorCode::timeout:
       return errc::timeout;
+    case wire::ErrorCode::overloaded:
+      return errc::overloaded;
     default:
       return errc::handler_error;  // remote_error, and codes this version does not know
   }
@@ -45,6 +47,8 @@ namespace amsg::net {
       return wire::ErrorCode::malformed;
     case errc::version_mismatch:
       return wire::ErrorCode::version_mismatch;
+    case errc::overloaded:
+      return wire::ErrorCode::overloaded;
     default:
       return wire::ErrorCode::remote_error;
   }

@@ -155,7 +155,8 @@ void Connector::open(Peer& p) {
   }
   p.last_rx = Clock::now();
   p.connecting_since = p.last_rx;
-  p.max_payload = 0;  // whoever answers there announces its own limit
+  p.max_payload = 0;       // whoever answers there announces its own limit
+  p.hello_unsent = false;  // open() says HELLO itself
   set_state(p, PeerState::connecting);
   Payload hello = make_hello();
   (void)p.channel->send(hello);
@@ -261,7 +262,8 @@ bool Connector::send_out(Peer& p, std::vector<OutItem>& items, Clock::time_point
     if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
     if (item.notified) {
       auto [call_id, pd] = calls_.add(p.index, now, item.deadline);
-      wire::write_msg(at, call_id, item.type, item.notify_id, remaining_ms(item.deadline, now), item.payload.bytes());
+      wire::write_msg(at, call_id, item.type, item.notify_id, remaining_ms(item.deadline, now), item.payload.bytes(),
+                      item.idempotent ? wire::kFlagIdempotent : std::uint8_t{0});
       pd.notify_id = std::move(item.notify_id);
       pd.type = std::move(item.type);
       pd.completion = std::move(item.completion);
@@ -438,11 +440,13 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
   if (relinked) {  // after the new identity is visible to whoever sees these outcomes
     counters_.peers_lost.add();
     p.call_counters.lost_events.add();
+    p.backlog.clear();  // its calls end below: what they carried is not sent after that
     calls_.fail_peer(p.index, errc::peer_lost, kPeerLost, Clock::time_point::max());
     // The new connection starts with a HELLO like any other, so the peer knows
-    // our limits and heartbeats us; a node that restarted is not closing.
+    // our limits and heartbeats us; a node that restarted is not closing. One
+    // refused at the high-water mark goes again with the next heartbeat.
     Payload hello = make_hello();
-    (void)p.channel->send(hello);
+    p.hello_unsent = p.channel->send(hello) != LinkSend::sent;
     if (p.state == PeerState::closing) set_state(p, PeerState::ready);
   }
   for (auto& [promise, at] : p.handler_queries) promise.set_value(handlers);

@@ -93,6 +93,7 @@ class Connector {
     std::string incompatible_reason;
     std::uint32_t max_payload = 0;  // the largest body the peer accepts (its HELLO_ACK); 0: not known yet
     std::deque<Encoded> backlog;    // the one frame the link refused
+    bool hello_unsent = false;      // a new connection's HELLO the link refused: the tick sends it
     // Taken from the queue while connecting (nothing is sent before the
     // HELLO_ACK), so that their deadlines are kept meanwhile.
     std::deque<OutItem> held;

@@ -18,6 +18,7 @@ class Listener::Layer final : public CommunicationLayer {
   explicit Layer(Listener* listener) : listener_{listener} {}
   void on_attach(Ingress ingress) override { listener_->ingress_ = std::move(ingress); }
   void deliver(std::uint64_t slot, Notification&& n) override { listener_->deliver(slot, std::move(n)); }
+  void released(std::uint64_t slot) noexcept override { listener_->release(slot); }
   void on_drained() override {
     if (listener_->on_drained) listener_->on_drained();
   }
@@ -49,7 +50,8 @@ Listener::Listener(const SessionExecutor& executor, ListenerOptions options, con
       counters_{counters},
       log_{std::move(log)},
       state_{state},
-      replies_{std::max<std::size_t>(options.max_inflight * 2, 1024)} {
+      replies_{std::max<std::size_t>(options.max_inflight * 2, 1024)},
+      idempotency_{options.idempotency} {
   slab_.resize(options_.max_inflight);
   free_slots_.reserve(options_.max_inflight);
   for (std::size_t i = options_.max_inflight; i > 0; --i) free_slots_.push_back(static_cast<std::uint32_t>(i - 1));
@@ -67,7 +69,8 @@ ListenerEvents& Listener::events_for(std::size_t index) { return *ports_.at(inde
 
 // A frame may hold a BATCH: read only with room for a whole one in the slab.
 bool Listener::accepting() const noexcept {
-  return !stopped_ && waiting_.empty() && free_slots_.size() >= wire::kMaxBatch;
+  return !stopped_ && !pump_running_ && over_budget_ == 0 && free_slots_.size() >= wire::kMaxBatch &&
+         inflight_bytes_ < options_.max_inflight_bytes;
 }
 
 void Listener::resume_reading() {
@@ -79,7 +82,8 @@ void Listener::resume_reading() {
 void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, std::size_t parts) {
   // No reference to the client is kept: send() forgets a client that has gone.
   auto [entry, is_new] = clients_.try_emplace(std::string{key});
-  entry->second.last_rx = Clock::now();
+  now_ = Clock::now();
+  entry->second.last_rx = now_;
   const std::uint32_t max_response = entry->second.max_payload;
   wire::Prefix prefix;
   const wire::DecodeError prefix_error = wire::read_prefix(frame, prefix);
@@ -238,54 +242,12 @@ void Listener::on_msg(std::string_view key, std::span<const std::byte> frame, st
     }
     return;
   }
+  std::string idem_key;
+  if (h.idempotent && h.call_id != 0 && !h.id.empty() && !first_of_key(key, h, max_response, idem_key)) return;
   Message m{std::string{h.type}, Payload::copy_of(h.body)};
-  if (h.timeout_ms != 0) m.deadline = Clock::now() + std::chrono::milliseconds{h.timeout_ms};
-  std::uint64_t slot = 0;
-  if (h.call_id != 0) {
-    m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
-    slot = free_slots_.back();  // frames are read only with kMaxBatch slots free
-    free_slots_.pop_back();
-    Inflight& f = slab_[slot];
-    f.client.assign(key);
-    f.call_id = h.call_id;
-    f.max_response = max_response;
-  }
-  if (!waiting_.empty()) {  // keep the order: behind those already waiting
-    waiting_.emplace_back(std::move(m), slot);
-    return;
-  }
-  const SendStatus s = ingress_.try_submit(std::move(m), slot);
-  if (s == SendStatus::ok) return;
-  if (s == SendStatus::full) {
-    waiting_.emplace_back(std::move(m), slot);  // NOLINT(bugprone-use-after-move): refused, still ours
-    if (!pump_running_) {
-      pump_running_ = true;
-      asio::co_spawn(executor_.get(), pump(), asio::detached);
-    }
-    return;
-  }
-  counters_.refused_shutting_down.add();
-  if (h.call_id != 0) {
-    reply_error(key, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
-    free_slot(static_cast<std::uint32_t>(slot));
-  }
-}
-
-// The inbox was full: reading stays paused until what was read is in.
-asio::awaitable<void> Listener::pump() {
-  while (!waiting_.empty()) {
-    auto [m, slot] = std::move(waiting_.front());
-    waiting_.pop_front();
-    const bool notified = m.notify_id.has_value();
-    const SendStatus s = co_await ingress_.async_submit(std::move(m), slot);
-    if (s != SendStatus::ok && notified) {
-      const Inflight& f = slab_[slot];
-      reply_error(f.client, f.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
-      free_slot(static_cast<std::uint32_t>(slot));
-    }
-  }
-  pump_running_ = false;
-  resume_reading();
+  if (h.timeout_ms != 0) m.deadline = now_ + std::chrono::milliseconds{h.timeout_ms};
+  if (h.call_id != 0 && !h.id.empty()) m.notify_id = std::string{h.id};
+  admit(key, std::move(m), h.call_id, max_response, std::move(idem_key));
 }
 
 void Listener::malformed(std::string_view why) {
@@ -323,7 +285,7 @@ void Listener::send(std::string_view key, Payload&& frame, bool must, std::size_
   if (r == LinkSend::gone) {
     counters_.replies_dropped.add(replies);
     drop_log_.warn(*log_, "dropping frames for a client that has gone");
-    forget(std::string{key});
+    forget(std::string{key});  // `c` may be gone from here on
     return;
   }
   if (!must) return;  // a PING or an ERROR: the next one will do
@@ -377,7 +339,8 @@ bool Listener::drain_backlog() {
     }
     if (r == LinkSend::gone) {
       for (auto& b : q) counters_.replies_dropped.add(b.replies);
-      clients_.erase(it->first);
+      c.backlog_bytes = 0;
+      if (erasable(it->first)) clients_.erase(it->first);
       it = backlog_.erase(it);
       progress = true;
       continue;
@@ -387,23 +350,30 @@ bool Listener::drain_backlog() {
   return progress;
 }
 
+// The link says the client has gone. Its messages still here keep its entry
+// (they account to it) until they end.
 void Listener::forget(const std::string& key) {
-  clients_.erase(key);
-  auto it = backlog_.find(key);
-  if (it == backlog_.end()) return;
-  for (auto& b : it->second) counters_.replies_dropped.add(b.replies);
-  backlog_.erase(it);
-}
-
-void Listener::free_slot(std::uint32_t slot) {
-  free_slots_.push_back(slot);
-  if (free_slots_.size() == wire::kMaxBatch) resume_reading();  // reading was paused
+  if (auto it = backlog_.find(key); it != backlog_.end()) {
+    for (auto& b : it->second) counters_.replies_dropped.add(b.replies);
+    backlog_.erase(it);
+  }
+  if (erasable(key)) {
+    clients_.erase(key);
+  } else {
+    Client& c = clients_[key];
+    c.backlog_bytes = 0;
+    c.hello = false;
+  }
 }
 
 // ---------------------------------------------------------------- replies
 
-void Listener::deliver(std::uint64_t slot, Notification&& n) {
-  ReplyItem item{slot, std::move(n)};
+void Listener::deliver(std::uint64_t slot, Notification&& n) { queue_item(ReplyItem{slot, std::move(n), true}); }
+
+void Listener::release(std::uint64_t slot) { queue_item(ReplyItem{slot, {}, false}); }
+
+// From a worker: one item per slot, so the queue (as long as the slab) never fills for long.
+void Listener::queue_item(ReplyItem&& item) {
   while (replies_.try_push(item) != amsg::detail::PushResult::ok) {
     std::this_thread::yield();  // cannot stay full: it holds more than every inflight slot
   }
@@ -424,7 +394,13 @@ void Listener::flush_replies() {
   for (;;) {
     reply_batch_.clear();
     ReplyItem item;
-    while (reply_batch_.size() < wire::kMaxBatch && replies_.try_pop(item)) reply_batch_.push_back(std::move(item));
+    while (reply_batch_.size() < wire::kMaxBatch && replies_.try_pop(item)) {
+      if (item.reply) {
+        reply_batch_.push_back(std::move(item));
+      } else {
+        end(static_cast<std::uint32_t>(item.slot));  // a fire-and-forget message ended
+      }
+    }
     if (reply_batch_.empty()) break;
     std::size_t first = 0;
     while (first < reply_batch_.size()) {
@@ -470,6 +446,9 @@ void Listener::send_replies(std::size_t first, std::size_t last) {
                                                                   : wire::Status::error;
     const wire::ErrorCode code = n.outcome == Outcome::ok ? wire::ErrorCode::none : to_wire(n.code);
     const std::size_t size = wire::reply_size(n.error) + n.payload.size();
+    if (!slab_[slot].idem_key.empty()) {  // its retries that waited get the same outcome; later ones from memory
+      end_of_key(slab_[slot].idem_key, status, code, n.error, n.payload.bytes(), true);
+    }
     if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
     wire::write_reply(at, slab_[slot].call_id, status, code, n.error, n.payload.bytes());
     at += size;
@@ -478,7 +457,7 @@ void Listener::send_replies(std::size_t first, std::size_t last) {
   send(slab_[reply_batch_[first].slot].client, std::move(frame), true, last - first);
   // Sent, waiting in the client's backlog (bounded there in bytes) or dropped:
   // either way the slots are free, so a client that stops reading holds none.
-  for (std::size_t i = first; i < last; ++i) free_slot(static_cast<std::uint32_t>(reply_batch_[i].slot));
+  for (std::size_t i = first; i < last; ++i) end(static_cast<std::uint32_t>(reply_batch_[i].slot));
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -488,7 +467,8 @@ void Listener::tick(Clock::time_point now) {
   const bool reading = accepting();
   const std::string ping = wire::encode_ping(0);
   for (auto it = clients_.begin(); it != clients_.end();) {
-    if (reading && now - it->second.last_rx > options_.heartbeat_timeout * 10 && !backlog_.contains(it->first)) {
+    if (reading && now - it->second.last_rx > options_.heartbeat_timeout * 10 && !backlog_.contains(it->first) &&
+        it->second.inflight == 0) {
       it = clients_.erase(it);  // long gone; its replies would be dropped anyway
       continue;
     }

@@ -36,6 +36,10 @@ void Connector::tick(Clock::time_point now) {
     // A HELLO again while no answer came (it is idempotent: a lossy link may
     // have eaten the first), else a PING. Refused at the high-water mark: the
     // next one will do.
+    if (p.hello_unsent) {
+      Payload hello = make_hello();
+      p.hello_unsent = p.channel->send(hello) != LinkSend::sent;
+    }
     Payload frame = p.state == PeerState::connecting ? make_hello() : Payload::copy_of(ping);
     (void)p.channel->send(frame);
     const bool silent = now - p.last_rx > options_.heartbeat_timeout;
@@ -43,6 +47,10 @@ void Connector::tick(Clock::time_point now) {
       declare_lost(p);
     } else if (p.state == PeerState::connecting && now - p.connecting_since > options_.heartbeat_timeout) {
       fail_unreachable(p);
+      // And a fresh connection: one whose packets were dropped may wait in the
+      // kernel's SYN backoff for half a minute after the network has healed.
+      p.channel.reset();
+      open(p);
     }
     // A handler query whose HELLO got no answer (refused at the high-water mark,
     // or never answered) ends after the same time, in every state.
@@ -62,11 +70,16 @@ void Connector::tick(Clock::time_point now) {
 void Connector::hold(Peer& p) {
   OutItem item;
   auto earliest = Clock::time_point::max();
-  while (p.queue.try_pop(item)) {
+  // Counted as held before it leaves the queue, so senders never see room that is not there.
+  for (;;) {
+    p.held_count.fetch_add(1, std::memory_order_relaxed);
+    if (!p.queue.try_pop(item)) {
+      p.held_count.fetch_sub(1, std::memory_order_relaxed);
+      break;
+    }
     if (item.notified) earliest = std::min(earliest, item.deadline);
     p.held.push_back(std::move(item));
   }
-  p.held_count.store(p.held.size(), std::memory_order_relaxed);
   arm_held_timer(earliest);
 }
 
@@ -108,16 +121,20 @@ void Connector::expire_held() {
 // No HELLO_ACK within heartbeat_timeout: what waits for this peer ends now,
 // never sent. (Calls sent on an earlier connection ended when it was lost.)
 void Connector::fail_unreachable(Peer& p) {
-  std::size_t n = 0;
-  OutItem item;
-  while (p.take(item)) {
+  // Taken out first: a caller that sends again from its outcome (run inline,
+  // on this thread) queues for the next attempt instead of being failed in
+  // the same loop forever.
+  std::vector<OutItem> failing;
+  OutItem out;
+  while (p.take(out)) failing.push_back(std::move(out));
+  const std::size_t n = failing.size();
+  for (auto& item : failing) {
     if (item.notified) {
       counters_.calls_failed_peer.add();
     } else {
       counters_.unsent_unreachable.add();
     }
     calls_.end_unsent(item, failure(errc::peer_unreachable, kPeerUnreachable));
-    ++n;
   }
   if (n != 0) calls_.space().notify_waiting();
 }

@@ -39,6 +39,10 @@ NodeOptions validated(NodeOptions o) {
   if (o.peer_queue_capacity < 2 || o.max_outstanding_calls == 0 || o.max_inflight < 2 * wire::kMaxBatch) {
     throw InvalidOptionsError("amsg: needs peer_queue_capacity >= 2, max_outstanding_calls >= 1, max_inflight >= 512");
   }
+  if (o.max_inflight_per_client == 0 || o.max_inflight_bytes_per_client == 0 || o.max_inflight_bytes == 0) {
+    throw InvalidOptionsError(
+        "amsg: max_inflight_per_client, max_inflight_bytes_per_client and max_inflight_bytes must be > 0");
+  }
   if (o.identity.size() > wire::kMaxIdentityLength) throw InvalidOptionsError("amsg: identity longer than 255 bytes");
   return o;
 }
@@ -75,7 +79,12 @@ Session::Session(NodeOptions o)
                  log_},
       listener_{executor_,
                 ListenerOptions{options.max_inflight, options.manager.max_payload_bytes, options.heartbeat_timeout,
-                                options.max_unread_bytes_per_client},
+                                options.max_unread_bytes_per_client, options.max_inflight_per_client,
+                                options.max_inflight_bytes_per_client, options.max_inflight_bytes,
+                                options.fair_share != 0 ? options.fair_share
+                                                        : std::max<std::size_t>(options.manager.concurrency, 1),
+                                IdempotencyCache::Limits{options.idempotency_window, options.idempotency_max_entries,
+                                                         options.idempotency_max_bytes}},
                 links_,
                 counters_,
                 log_,
@@ -328,6 +337,8 @@ NodeStats Session::stats() const {
   s.unsent_unreachable = counters_.unsent_unreachable.get();
   s.refused_shutting_down = counters_.refused_shutting_down.get();
   s.refused_too_large = counters_.refused_too_large.get();
+  s.refused_overloaded = counters_.refused_overloaded.get();
+  s.replies_replayed = counters_.replies_replayed.get();
   s.malformed_frames = counters_.malformed_frames.get();
   s.outstanding_calls = calls_.outstanding();
   s.manager = manager.stats();

@@ -97,8 +97,9 @@ std::size_t msg_size(std::string_view type, std::string_view id) noexcept {
 }
 
 void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id,
-               std::uint32_t timeout_ms, std::span<const std::byte> body) noexcept {
+               std::uint32_t timeout_ms, std::span<const std::byte> body, std::uint8_t flags) noexcept {
   put_prefix(out, Kind::msg);
+  out[3] = std::byte{flags};
   put_u64(out + 4, call_id);
   put_u16(out + 12, static_cast<std::uint16_t>(type.size()));
   put_u16(out + 14, static_cast<std::uint16_t>(id.size()));
@@ -207,6 +208,7 @@ DecodeError decode_msg(std::span<const std::byte> frame, MsgHeader& out) noexcep
   out.type = text_at(p + kMsgFixed, type_len);
   out.id = text_at(p + kMsgFixed + type_len, id_len);
   out.body = frame.subspan(kMsgFixed + type_len + id_len);
+  out.idempotent = (std::to_integer<std::uint8_t>(p[3]) & kFlagIdempotent) != 0;
   return DecodeError::none;
 }
 

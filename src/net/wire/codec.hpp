@@ -55,6 +55,7 @@ enum class ErrorCode : std::uint8_t {
   malformed = 6,          // the receiver could not decode the frame
   cancelled = 7,          // the receiver's shutdown cancelled the message
   timeout = 8,            // the message's deadline passed at the receiver (queued: not run; running: cancelled)
+  overloaded = 9,         // the sender is over its budget at the receiver: refused, not run
 };
 
 // Fixed sizes of each kind's header before its variable-length fields.
@@ -67,6 +68,8 @@ inline constexpr std::size_t kByeFixed = 4;
 // HELLO_ACK flag: sent unasked, because a connection the listener has not heard
 // a HELLO on sent something else first (the client's link reconnected by itself).
 inline constexpr std::uint8_t kFlagNewConnection = 0x01;
+// MSG flag: the id is an idempotency key (docs/wire-protocol.md, "Idempotent calls").
+inline constexpr std::uint8_t kFlagIdempotent = 0x02;
 // A BATCH stops taking entries once it holds this many bytes: its frame is at
 // most this plus one entry.
 inline constexpr std::size_t kMaxBatchBytes = std::size_t{1} << 20;
@@ -88,6 +91,7 @@ struct MsgHeader {
   std::string_view id;           // the sender's notification id (informative; may be empty)
   std::uint32_t timeout_ms = 0;  // the call's remaining time when sent; 0: no deadline
   std::span<const std::byte> body;
+  bool idempotent = false;  // flag 0x02: `id` is an idempotency key
 };
 
 struct ReplyHeader {
@@ -113,7 +117,7 @@ struct ErrorFrame {
 // msg_size/reply_size are the header sizes; the frame is header + body bytes.
 [[nodiscard]] std::size_t msg_size(std::string_view type, std::string_view id) noexcept;
 void write_msg(std::byte* out, std::uint64_t call_id, std::string_view type, std::string_view id,
-               std::uint32_t timeout_ms, std::span<const std::byte> body) noexcept;
+               std::uint32_t timeout_ms, std::span<const std::byte> body, std::uint8_t flags = 0) noexcept;
 
 [[nodiscard]] std::size_t reply_size(std::string_view error) noexcept;  // error is cut to kMaxErrorLength
 void write_reply(std::byte* out, std::uint64_t call_id, Status status, ErrorCode code, std::string_view error,
