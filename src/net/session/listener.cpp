@@ -246,7 +246,7 @@ void Listener::on_msg(std::string_view key, std::span<const std::byte> frame, st
   if (h.idempotent && h.call_id != 0 && !h.id.empty() && !first_of_key(key, h, max_response, idem_key)) return;
   Message m{std::string{h.type}, Payload::copy_of(h.body)};
   if (h.timeout_ms != 0) m.deadline = now_ + std::chrono::milliseconds{h.timeout_ms};
-  if (h.call_id != 0 && !h.id.empty()) m.notify_id = std::string{h.id};
+  if (h.call_id != 0) m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
   admit(key, std::move(m), h.call_id, max_response, std::move(idem_key));
 }
 

@@ -148,8 +148,8 @@ class Listener {
   bool submitted(Client& c, std::uint32_t slot, SendStatus s);
   bool take_turns();
   asio::awaitable<void> pump();
+  void feed();
   void end(std::uint32_t slot);
-  void resume_if(bool was_accepting);  // reading resumes when it was paused and may go on
   void release(std::uint64_t slot);
   [[nodiscard]] bool erasable(const std::string& key) const;
   // listener_idempotency.cpp

@@ -60,7 +60,6 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
   f.bytes = bytes;
   f.running = false;
   f.idem_key = std::move(idem_key);
-  if (call_id != 0) m.notify_id = m.notify_id.value_or(std::to_string(call_id));
   if (c->inflight++ == 0) {
     if (busy_clients_ != 0) contended_until_ = now_ + kContentionMemory;
     ++busy_clients_;
@@ -79,10 +78,14 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
     c->in_turns = true;
     turns_.emplace_back(key);
   }
-  if (!pump_running_ && !take_turns()) {
-    pump_running_ = true;
-    asio::co_spawn(executor_.get(), pump(), asio::detached);
-  }
+  if (!pump_running_) feed();
+}
+
+// Turns until the inbox is full; then the pump waits for room.
+void Listener::feed() {
+  if (take_turns()) return;
+  pump_running_ = true;
+  asio::co_spawn(executor_.get(), pump(), asio::detached);
 }
 
 void Listener::refuse_overloaded(std::string_view key, std::uint64_t call_id, const Client& c) {
@@ -202,14 +205,8 @@ void Listener::end(std::uint32_t slot) {
   free_slots_.push_back(slot);
   if (!turns_.empty() && !pump_running_) {
     now_ = Clock::now();
-    if (take_turns()) return resume_if(was_accepting);
-    pump_running_ = true;
-    asio::co_spawn(executor_.get(), pump(), asio::detached);
+    feed();
   }
-  resume_if(was_accepting);
-}
-
-void Listener::resume_if(bool was_accepting) {
   if (!was_accepting && accepting()) resume_reading();
 }
 
