@@ -61,10 +61,15 @@ std::span<const std::byte> view(const zmq::message_t& m) { return {static_cast<c
 ZmqLink::Watched::Watched() = default;
 ZmqLink::Watched::~Watched() = default;
 
-int ZmqLink::Watched::events() const { return socket->get(zmq::sockopt::events); }
+// Reading ZMQ_EVENTS takes ZeroMQ's pending commands too, and with them the
+// fd's signal: whatever it says, input must be looked for again.
+int ZmqLink::Watched::events() {
+  drained = false;
+  return socket->get(zmq::sockopt::events);
+}
 
 // Whether input may be waiting that the fd will not signal.
-bool ZmqLink::Watched::maybe_readable() const { return !drained && (events() & ZMQ_POLLIN) != 0; }
+bool ZmqLink::Watched::maybe_readable() { return !drained && (events() & ZMQ_POLLIN) != 0; }
 
 LinkSend ZmqLink::Watched::send(Payload& frame) {
   if (!socket) return LinkSend::gone;
@@ -237,7 +242,10 @@ LinkSend ZmqLink::send_to_client(std::string_view client, Payload& frame) {
       return LinkSend::again;
     }
   } catch (const zmq::error_t&) {
-    return LinkSend::gone;  // EHOSTUNREACH: ROUTER_MANDATORY says the client has gone
+    // EHOSTUNREACH: ROUTER_MANDATORY says the client has gone. The attempt may
+    // have taken the fd's signal of another client's frames: poke all the same.
+    router_.poke();
+    return LinkSend::gone;
   }
   zmq::message_t msg = to_message(frame);
   (void)router_.socket->send(msg, zmq::send_flags::none);  // the rest of a started message is never refused
@@ -245,6 +253,8 @@ LinkSend ZmqLink::send_to_client(std::string_view client, Payload& frame) {
   router_.poke();
   return LinkSend::sent;
 }
+
+int ZmqLink::listen_fd() const { return router_.fd ? router_.fd->native_handle() : -1; }
 
 void ZmqLink::resume_reading() {
   if (router_.waiting) router_.fd->cancel();
@@ -309,11 +319,11 @@ asio::awaitable<void> ZmqLink::router_loop() {
       co_await asio::post(executor_, asio::use_awaitable);
       continue;
     }
-    if (listener_->accepting_frames() && router_.maybe_readable()) continue;
     // A ROUTER with ROUTER_MANDATORY is writable while any client has room, so
     // POLLOUT says nothing of the client that was full: retry only while that
     // gets somewhere, else wait for the fd (and the session's next tick).
     if (router_.want_out && progress && (router_.events() & ZMQ_POLLOUT) != 0) continue;
+    if (listener_->accepting_frames() && router_.maybe_readable()) continue;
     asio::error_code ec;
     router_.waiting = true;
     co_await router_.fd->async_wait(asio::posix::stream_descriptor::wait_read,

@@ -9,7 +9,8 @@
 // ZMQ_FD is edge-like: after any operation on a socket its readiness must be
 // re-read (ZMQ_EVENTS), so every send is followed by poke(), which wakes the
 // socket's reader when input is waiting, and a reader only parks after a
-// receive that found nothing with no send since (Watched::drained).
+// receive that found nothing with nothing done to the socket since
+// (Watched::drained; a send or a read of ZMQ_EVENTS clears it).
 
 #include <functional>
 #include <memory>
@@ -48,6 +49,10 @@ class ZmqLink final : public Link {
   bool wait_clients_writable(std::chrono::milliseconds timeout) override;
   void close(std::chrono::milliseconds linger) override;
 
+  // The listening socket's ZMQ_FD (-1 before listen()): readable while ZeroMQ
+  // holds commands for it. For tests that order events around the reader.
+  [[nodiscard]] int listen_fd() const;
+
   // A socket with its ZMQ_FD watched by asio.
   struct Watched {
     Watched();
@@ -57,11 +62,11 @@ class ZmqLink final : public Link {
     std::unique_ptr<zmq::socket_t> socket;
     std::unique_ptr<asio::posix::stream_descriptor> fd;
     bool waiting = false;   // a reader is parked on fd
-    bool drained = false;   // the last receive found nothing and nothing was sent since
+    bool drained = false;   // the last receive found nothing and nothing touched the socket since
     bool want_out = false;  // a send said again: tell the session when there is room
 
-    [[nodiscard]] int events() const;
-    [[nodiscard]] bool maybe_readable() const;
+    [[nodiscard]] int events();
+    [[nodiscard]] bool maybe_readable();
     LinkSend send(Payload& frame);
     void poke();
     void close(int linger_ms);
