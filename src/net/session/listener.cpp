@@ -212,6 +212,7 @@ void Listener::on_hello(std::string_view key, std::span<const std::byte> frame) 
   auto& c = clients_[std::string{key}];
   c.hello = true;
   c.cut_off = false;
+  c.refusals = 0;
   c.last_rx = Clock::now();
   c.max_payload = h.max_payload;
   log_->debug("hello from {}", h.identity);
@@ -293,7 +294,11 @@ void Listener::send(std::string_view key, Payload&& frame, bool must, std::size_
   auto& q = backlog_[std::string{key}];
   q.push_back(Backlogged{std::move(frame), replies});
   // One frame may exceed the bound alone (a large reply to a client that reads).
-  if (c.backlog_bytes > options_.max_backlog_bytes_per_client && q.size() > 1) cut_off(std::string{key}, c);
+  if (c.backlog_bytes > options_.max_backlog_bytes_per_client && q.size() > 1) {
+    cut_off(std::string{key}, c,
+            fmt::format("{} bytes waiting for it to read (limit {})", c.backlog_bytes,
+                        options_.max_backlog_bytes_per_client));
+  }
 }
 
 bool Listener::is_cut_off(std::string_view key) const {
@@ -301,10 +306,11 @@ bool Listener::is_cut_off(std::string_view key) const {
   return it != clients_.end() && it->second.cut_off;
 }
 
-// A client that does not read what it is sent is cut off: its backlog goes, and
-// so does everything it sends until it says HELLO again. ZeroMQ's ROUTER cannot
-// close one peer's connection; ignoring it has the same effect on this node.
-void Listener::cut_off(const std::string& key, Client& client) {
+// A client that does not read what it is sent, or keeps sending after its
+// refusals, is cut off: its backlog goes, and so does everything it sends until
+// it says HELLO again. ZeroMQ's ROUTER cannot close one peer's connection;
+// ignoring it has the same effect on this node.
+void Listener::cut_off(const std::string& key, Client& client, std::string_view why) {
   std::size_t dropped = 0;
   if (auto it = backlog_.find(key); it != backlog_.end()) {
     for (const auto& b : it->second) dropped += b.replies;
@@ -313,10 +319,8 @@ void Listener::cut_off(const std::string& key, Client& client) {
   counters_.replies_dropped.add(dropped);
   counters_.clients_cut_off.add();
   ++cut_offs_;
-  cut_off_log_.warn(*log_,
-                    "client cut off: {} bytes waiting for it to read (limit {}), {} replies dropped; its frames are "
-                    "ignored until it says HELLO again",
-                    client.backlog_bytes, options_.max_backlog_bytes_per_client, dropped);
+  cut_off_log_.warn(*log_, "client cut off: {}; {} replies dropped; its frames are ignored until it says HELLO again",
+                    why, dropped);
   client.backlog_bytes = 0;
   client.cut_off = true;
   client.hello = false;

@@ -90,13 +90,14 @@ class Listener {
     bool hello = false;
     std::uint32_t max_payload = 0;   // announced in its HELLO; 0: not known
     std::size_t backlog_bytes = 0;   // frames waiting in backlog_ for it
-    bool cut_off = false;            // it stopped reading: frames ignored until its next HELLO
+    bool cut_off = false;            // frames ignored until its next HELLO (see cut_off())
     std::size_t inflight = 0;        // messages read and not ended (waiting or in the manager)
     std::size_t inflight_bytes = 0;  // their payload bytes
     std::size_t running = 0;         // of those, in the manager
     std::deque<Waiting> waiting;     // read, waiting for their turn
     bool in_turns = false;           // in turns_
     bool over_budget = false;        // alone and over its budget: reading pauses
+    std::size_t refusals = 0;        // refused overloaded since it was last under 3/4 of its budget
   };
   struct Inflight {
     std::string client;              // link index byte + the link's client name
@@ -128,7 +129,7 @@ class Listener {
   // `must`: REPLY, HELLO_ACK and BYE wait in the client's backlog when the link
   // says again; PING and ERROR frames are dropped instead.
   void send(std::string_view key, Payload&& frame, bool must, std::size_t replies = 0);
-  void cut_off(const std::string& key, Client& client);
+  void cut_off(const std::string& key, Client& client, std::string_view why);
   [[nodiscard]] bool is_cut_off(std::string_view key) const;
   LinkSend try_send(std::string_view key, Payload& frame);
   bool drain_backlog();  // true when a frame left

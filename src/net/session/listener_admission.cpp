@@ -44,6 +44,11 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
       refuse_overloaded(key, call_id, *c);
       if (!idem_key.empty())
         end_of_key(idem_key, wire::Status::error, wire::ErrorCode::overloaded, "overloaded", {}, false);
+      // A whole budget's worth more, refused, and still no back-off: its refusals
+      // would cost this node as much as serving it.
+      if (++c->refusals > options_.max_inflight_per_client) {
+        cut_off(std::string{key}, *c, fmt::format("{} messages refused overloaded without backing off", c->refusals));
+      }
       return;
     }
     if (!c->over_budget) {  // alone: slowed instead, reading pauses until its messages end
@@ -192,10 +197,13 @@ void Listener::end(std::uint32_t slot) {
     if (f.running) --c.running;
     c.inflight_bytes -= f.bytes;
     if (--c.inflight == 0) --busy_clients_;
-    if (c.over_budget && c.inflight <= options_.max_inflight_per_client * 3 / 4 &&
+    if (c.inflight <= options_.max_inflight_per_client * 3 / 4 &&
         c.inflight_bytes <= options_.max_inflight_bytes_per_client * 3 / 4) {
-      c.over_budget = false;
-      --over_budget_;
+      c.refusals = 0;  // it backed off
+      if (c.over_budget) {
+        c.over_budget = false;
+        --over_budget_;
+      }
     }
   }
   inflight_bytes_ -= f.bytes;
