@@ -111,7 +111,8 @@ void add_node(Families& f, const net::NodeStats& s) {
   f.counter("amsg_node_replies_received_total", "REPLYs matched to a waiting call.", d(s.replies_received));
   f.counter("amsg_node_late_replies_total", "REPLYs for calls that had already ended.", d(s.late_replies));
   f.counter("amsg_node_replies_dropped_total", "Replies whose peer had gone or was cut off.", d(s.replies_dropped));
-  f.counter("amsg_node_clients_cut_off_total", "Clients cut off for not reading what they were sent.",
+  f.counter("amsg_node_clients_cut_off_total",
+            "Clients cut off for not reading what they were sent, or for sending on after their refusals.",
             d(s.clients_cut_off));
   f.counter("amsg_node_frames_ignored_total", "Frames from cut-off clients, ignored.", d(s.frames_ignored));
   f.counter("amsg_node_handshakes_failed_total", "Clients refused during the handshake (CURVE).",

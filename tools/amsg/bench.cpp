@@ -328,6 +328,7 @@ void print(const Result& r, bool json) {
     add("p999_us", r.p999_us);
     add("flood_ok_per_s", r.flood_ok_per_s);
     add("flood_refused_per_s", r.flood_refused_per_s);
+    add("flood_failed_per_s", r.flood_failed_per_s);
     if (!r.cdf.empty()) {
       out += R"(,"cdf":[)";
       for (std::size_t i = 0; i < r.cdf.size(); ++i) {
@@ -345,7 +346,8 @@ void print(const Result& r, bool json) {
     if (r.cpu_us_per_msg) line += fmt::format(" cpu={:.2f}us/msg", *r.cpu_us_per_msg);
     if (r.p50_us) line += fmt::format(" p50={:.2f}us p99={:.2f}us p999={:.2f}us", *r.p50_us, *r.p99_us, *r.p999_us);
     if (r.flood_ok_per_s) {
-      line += fmt::format(" flood: {:.0f} ok/s, {:.0f} refused/s", *r.flood_ok_per_s, *r.flood_refused_per_s);
+      line += fmt::format(" flood: {:.0f} ok/s, {:.0f} refused/s, {:.0f} failed/s", *r.flood_ok_per_s,
+                          *r.flood_refused_per_s, *r.flood_failed_per_s);
     }
     line += fmt::format(" peak_rss={:.1f}MB {}", static_cast<double>(r.peak_rss_kb) / 1024.0,
                         r.all_notified ? "all notified" : "NOT ALL NOTIFIED");

@@ -24,7 +24,8 @@ struct Result {
   std::optional<double> offered_rate;
   std::optional<double> p50_us, p99_us, p999_us, mean_us;
   // isolation: the flooding client's outcomes per second beside the measured one
-  std::optional<double> flood_ok_per_s, flood_refused_per_s;
+  // (failed: any other outcome, such as peer lost after being cut off)
+  std::optional<double> flood_ok_per_s, flood_refused_per_s, flood_failed_per_s;
   // The latency distribution: (fraction of samples, microseconds) at fixed
   // quantiles from 0.001 to 0.9999 (in the JSON as "cdf", for bench/plot.py).
   std::vector<std::pair<double, double>> cdf;

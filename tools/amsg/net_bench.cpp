@@ -197,9 +197,10 @@ Result run_reqresp(const BenchOptions& o, const std::string& transport) {
 }
 
 // One client's round trips one at a time: alone, then beside a flooding client
-// (another node of this process, 4096 calls always outstanding).
+// (another node of this process), twice: a flood that keeps its budget's worth
+// of calls outstanding (the most a node lets one client have), then one that
+// keeps four times that and answers every refusal with another call.
 std::vector<Result> run_isolation(const BenchOptions& o, const std::string& transport) {
-  constexpr std::size_t kFloodCalls = 4096;
   ServeChild server{listen_address(transport), 4, o.threads, o.spin_us};
   const std::string type = o.handler_ms > 0 ? "sleep" : "echo";
   const std::string body = o.handler_ms > 0 ? std::to_string(o.handler_ms) : std::string(o.payload, 'x');
@@ -233,36 +234,43 @@ std::vector<Result> run_isolation(const BenchOptions& o, const std::string& tran
     r.peak_rss_kb = peak_rss_kb();
     return r;
   };
+  auto beside_flood = [&](const char* name, std::size_t outstanding) {
+    net::Node flood{client_options(o)};
+    flood.start();
+    const net::PeerId flood_peer = flood.connect(server.address());
+    flood.wait_ready(flood_peer, std::chrono::seconds{10});
+    std::atomic<bool> stop{false};
+    std::atomic<std::size_t> ok{0};
+    std::atomic<std::size_t> refused{0};
+    std::atomic<std::size_t> failed{0};
+    std::vector<std::future<void>> flooders;
+    for (std::size_t i = 0; i < outstanding; ++i) {
+      flooders.push_back(asio::co_spawn(
+          flood.executor(),
+          [&]() -> asio::awaitable<void> {
+            while (!stop.load(std::memory_order_relaxed)) {
+              Notification note = co_await flood.call(flood_peer, type, Payload::copy_of(body), {"f"});
+              auto& counter = note.is_success() ? ok : note.code == errc::overloaded ? refused : failed;
+              counter.fetch_add(1, std::memory_order_relaxed);
+            }
+          },
+          asio::use_future));
+    }
+    const auto t0 = Clock::now();
+    Result r = measure(name);
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    r.flood_ok_per_s = static_cast<double>(ok.load()) / secs;
+    r.flood_refused_per_s = static_cast<double>(refused.load()) / secs;
+    r.flood_failed_per_s = static_cast<double>(failed.load()) / secs;
+    stop = true;
+    for (auto& f : flooders) f.get();
+    return r;
+  };
+  const std::size_t budget = net::NodeOptions{}.max_inflight_per_client;
   std::vector<Result> results;
   results.push_back(measure("isolation-alone"));
-
-  net::Node flood{client_options(o)};
-  flood.start();
-  const net::PeerId flood_peer = flood.connect(server.address());
-  flood.wait_ready(flood_peer, std::chrono::seconds{10});
-  std::atomic<bool> stop{false};
-  std::atomic<std::size_t> ok{0};
-  std::atomic<std::size_t> refused{0};
-  std::vector<std::future<void>> flooders;
-  for (std::size_t i = 0; i < kFloodCalls; ++i) {
-    flooders.push_back(asio::co_spawn(
-        flood.executor(),
-        [&]() -> asio::awaitable<void> {
-          while (!stop.load(std::memory_order_relaxed)) {
-            Notification note = co_await flood.call(flood_peer, type, Payload::copy_of(body), {"f"});
-            (note.is_success() ? ok : refused).fetch_add(1, std::memory_order_relaxed);
-          }
-        },
-        asio::use_future));
-  }
-  const auto t0 = Clock::now();
-  Result beside = measure("isolation-beside-flood");
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  beside.flood_ok_per_s = static_cast<double>(ok.load()) / secs;
-  beside.flood_refused_per_s = static_cast<double>(refused.load()) / secs;
-  stop = true;
-  for (auto& f : flooders) f.get();
-  results.push_back(beside);
+  results.push_back(beside_flood("isolation-beside-flood", budget));
+  results.push_back(beside_flood("isolation-beside-abuser", 4 * budget));
   return results;
 }
 

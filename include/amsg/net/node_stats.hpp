@@ -27,7 +27,7 @@ struct NodeStats {
   std::uint64_t refused_overloaded = 0;     ///< MSGs refused: their client was over its budget here
   std::uint64_t replies_replayed = 0;       ///< idempotent retries answered with the first one's outcome, not run
   std::uint64_t malformed_frames = 0;       ///< frames that failed to decode (any side)
-  std::uint64_t clients_cut_off = 0;        ///< clients cut off for not reading what they were sent
+  std::uint64_t clients_cut_off = 0;        ///< clients cut off: not reading, or sending on after refusals
   std::uint64_t frames_ignored = 0;         ///< frames from cut-off clients, ignored
   std::uint64_t handshakes_failed =
       0;  ///< clients refused during the handshake (CURVE: no keys, wrong key, not allowed)
