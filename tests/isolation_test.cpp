@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <asio/use_future.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -161,6 +163,62 @@ TEST(Isolation, AFrameOverTheSizeLimitIsNeverReadAndTheNodeKeepsServing) {
   ASSERT_TRUE(a);
   EXPECT_EQ((*a)[13], 3);  // payload_too_large
 }
+
+#ifdef AMSG_CLI_PATH
+// What one client can make a node hold is bounded in bytes, whatever its
+// frames' sizes: ZeroMQ's high-water marks count frames, so the listening
+// socket's follow from NodeOptions::socket_buffer_bytes and the largest frame.
+// A client sends 1 MiB echo calls and never reads: their replies fill
+// ZeroMQ's pipe to it (32 frames here), then the node's backlog, then it is cut
+// off. Before, the pipe took 10,000 frames: every reply stayed in the node.
+TEST(Isolation, AClientThatDoesNotReadLargeRepliesHoldsBoundedMemoryInTheNode) {
+  IpcPath path;
+  Server server{path.address(), {"--max-payload", "1048576"}};
+  zmq::context_t ctx;
+  zmq::socket_t stalled{ctx, zmq::socket_type::dealer};
+  stalled.set(zmq::sockopt::linger, 0);
+  stalled.set(zmq::sockopt::sndhwm, 0);  // this client's own memory: no limit
+  stalled.set(zmq::sockopt::rcvhwm, 1);
+  stalled.connect(path.address());
+  const std::string body(std::size_t{1} << 20, 'x');
+  constexpr int kCalls = 500;  // 500 MiB of replies
+  for (int i = 1; i <= kCalls; ++i) {
+    ASSERT_TRUE(
+        stalled.send(zmq::buffer(msg_header(2, static_cast<std::uint64_t>(i), "echo") + body), zmq::send_flags::none));
+  }
+  // Wait for the cut-off, asking the node for its stats (bounded).
+  std::string stats;
+  const auto until = Clock::now() + 60s;
+  while (Clock::now() < until) {
+    server.process().signal(SIGUSR1);
+    const auto line = server.process().wait_for_line("amsg serve: stats:", 10s);
+    ASSERT_TRUE(line) << server.process().output();
+    stats = *line;
+    if (stats.find("clients cut off 1,") != std::string::npos) break;
+  }
+  ASSERT_NE(stats.find("clients cut off 1,"), std::string::npos) << stats;
+  // Peak memory: the server's own (about 15 MB) plus 32 MiB in ZeroMQ's pipe and
+  // 64 MiB of backlog (and up to 32 MiB read ahead), far from the 500 MiB the replies take. (Not under the
+  // sanitizers, whose own memory grows by design.)
+  long peak_kb = 0;
+  {
+    std::ifstream status{"/proc/" + std::to_string(server.process().pid()) + "/status"};
+    for (std::string l; std::getline(status, l);) {
+      if (l.starts_with("VmHWM:")) peak_kb = std::stol(l.substr(6));
+    }
+  }
+  EXPECT_GT(peak_kb, 0);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  EXPECT_LT(peak_kb, 300L * 1024) << stats;
+#endif
+  // And it keeps serving.
+  Node normal{client_options("iso-mem-c")};
+  normal.start();
+  const PeerId peer = normal.connect(path.address());
+  auto ok = normal.call(peer, "echo", bytes("fine"), CallOptions{"fine"}, asio::use_future);
+  EXPECT_TRUE(get(ok).is_success());
+}
+#endif
 
 }  // namespace
 }  // namespace amsg::test

@@ -50,7 +50,7 @@ bool fd_readable(int fd, std::chrono::milliseconds timeout) {
 TEST(ZmqLink, AFailedSendToAGoneClientDoesNotHideAnotherClientsFrame) {
   asio::io_context io;
   Recorder events;
-  ZmqLink link{1000, std::int64_t{1} << 20};
+  ZmqLink link{1000, 1000, std::int64_t{1} << 20};
   link.open(io.get_executor(), events);
   const std::string address = link.listen("tcp://127.0.0.1:*");
 

@@ -34,15 +34,17 @@ namespace {
 
 void print_stats(const char* when, const net::NodeStats& s) {
   std::printf(
-      "amsg serve: %s: received %llu, replies %llu, replies dropped %llu, refused (shutting down %llu, too large "
+      "amsg serve: %s: received %llu, replies %llu, replies dropped %llu, clients cut off %llu, refused (shutting "
+      "down %llu, too large "
       "%llu, overloaded %llu), malformed %llu; handlers running %llu, queued %llu, ok %llu, failed %llu, cancelled "
       "%llu\n",
       when, static_cast<unsigned long long>(s.messages_received), static_cast<unsigned long long>(s.replies_sent),
-      static_cast<unsigned long long>(s.replies_dropped), static_cast<unsigned long long>(s.refused_shutting_down),
-      static_cast<unsigned long long>(s.refused_too_large), static_cast<unsigned long long>(s.refused_overloaded),
-      static_cast<unsigned long long>(s.malformed_frames), static_cast<unsigned long long>(s.manager.in_flight),
-      static_cast<unsigned long long>(s.manager.queue_depth), static_cast<unsigned long long>(s.manager.ok),
-      static_cast<unsigned long long>(s.manager.failed), static_cast<unsigned long long>(s.manager.cancelled));
+      static_cast<unsigned long long>(s.replies_dropped), static_cast<unsigned long long>(s.clients_cut_off),
+      static_cast<unsigned long long>(s.refused_shutting_down), static_cast<unsigned long long>(s.refused_too_large),
+      static_cast<unsigned long long>(s.refused_overloaded), static_cast<unsigned long long>(s.malformed_frames),
+      static_cast<unsigned long long>(s.manager.in_flight), static_cast<unsigned long long>(s.manager.queue_depth),
+      static_cast<unsigned long long>(s.manager.ok), static_cast<unsigned long long>(s.manager.failed),
+      static_cast<unsigned long long>(s.manager.cancelled));
   std::fflush(stdout);
 }
 

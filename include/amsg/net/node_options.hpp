@@ -79,8 +79,20 @@ struct NodeOptions {
   /// or its inflight slots, and the other clients are unaffected. One frame
   /// alone may exceed it (a large reply to a client that does read).
   std::size_t max_unread_bytes_per_client = std::size_t{64} << 20;
-  /// ZeroMQ send and receive high-water marks of every socket, in messages.
+  /// ZeroMQ's high-water marks of the sockets this node dials, in messages
+  /// (frames); the listening socket's follow from socket_buffer_bytes.
   int socket_hwm = 10000;
+  /// Bytes of frames that ZeroMQ may hold for one client of this listening
+  /// node in each direction (received and not yet read, or replies not yet
+  /// sent; beyond the kernel's socket buffers), so that no client can make this
+  /// node hold more for it. ZeroMQ counts messages, not bytes: the listening
+  /// socket's high-water marks are this divided by the largest frame the node
+  /// accepts (from manager.max_payload_bytes), at least 8, but never more
+  /// than socket_hwm. With the defaults (16 MiB payloads) that is 8 frames, so up to
+  /// 136 MiB if every frame is the largest allowed; lower max_payload_bytes for
+  /// a tighter bound (1 MiB: 32 frames of at most 2 MiB). A frame holds up to
+  /// 256 messages.
+  std::size_t socket_buffer_bytes = std::size_t{64} << 20;
   /// At shutdown, how long replies still queued in ZeroMQ may take to leave.
   std::chrono::milliseconds linger{1000};
   /// Links besides ZeroMQ's (tcp://, ipc://), each serving the addresses of its

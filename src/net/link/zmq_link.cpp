@@ -144,9 +144,10 @@ class ZmqLink::ZmqChannel final : public Channel {
 
 // ---------------------------------------------------------------- link
 
-ZmqLink::ZmqLink(int socket_hwm, std::int64_t max_frame_bytes, CurveOptions curve,
+ZmqLink::ZmqLink(int socket_hwm, int client_hwm, std::int64_t max_frame_bytes, CurveOptions curve,
                  std::function<void(const std::string&)> on_handshake_failed)
     : hwm_{socket_hwm},
+      client_hwm_{client_hwm},
       max_frame_bytes_{max_frame_bytes},
       security_{std::move(curve), on_handshake_failed ? std::move(on_handshake_failed) : [](const std::string&) {}} {
   security_.check();
@@ -188,8 +189,8 @@ std::string ZmqLink::listen(const std::string& address) {
   if (!router_.socket) {
     router_.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
     router_.socket->set(zmq::sockopt::router_mandatory, 1);  // learn, not guess, that a client has gone
-    router_.socket->set(zmq::sockopt::sndhwm, hwm_);
-    router_.socket->set(zmq::sockopt::rcvhwm, hwm_);
+    router_.socket->set(zmq::sockopt::sndhwm, client_hwm_);
+    router_.socket->set(zmq::sockopt::rcvhwm, client_hwm_);
     router_.socket->set(zmq::sockopt::maxmsgsize, max_frame_bytes_);  // a huge frame is never read whole
     router_.socket->set(zmq::sockopt::linger, 0);
     security_.configure_server(ctx_, *router_.socket, executor_);

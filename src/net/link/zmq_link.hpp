@@ -29,10 +29,12 @@ namespace amsg::net {
 
 class ZmqLink final : public Link {
  public:
-  // `socket_hwm`: the send and receive high-water mark of every socket, in messages.
+  // `socket_hwm`: the high-water marks of the dialing sockets, in messages;
+  // `client_hwm`: the listening socket's (what one client can make this node
+  // hold, unread or unsent).
   // `max_frame_bytes`: larger inbound frames drop their connection unread (ZMQ_MAXMSGSIZE).
   // `curve`: keys and trust (CURVE); `on_handshake_failed` hears of every client refused.
-  ZmqLink(int socket_hwm, std::int64_t max_frame_bytes, CurveOptions curve = {},
+  ZmqLink(int socket_hwm, int client_hwm, std::int64_t max_frame_bytes, CurveOptions curve = {},
           std::function<void(const std::string&)> on_handshake_failed = {});
   ~ZmqLink() override;
   ZmqLink(const ZmqLink&) = delete;
@@ -80,6 +82,7 @@ class ZmqLink final : public Link {
   asio::awaitable<void> channel_loop(std::shared_ptr<ChannelState> channel);
 
   int hwm_;
+  int client_hwm_;
   std::int64_t max_frame_bytes_;
   zmq::context_t ctx_{1};
   ZmqSecurity security_;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <limits>
@@ -50,8 +51,14 @@ NodeOptions validated(NodeOptions o) {
 Links make_links(const NodeOptions& o, std::function<void(const std::string&)> on_handshake_failed) {
   Links links;
   const std::size_t max_frame = wire::max_frame_size(o.manager.max_payload_bytes);
+  // ZeroMQ's high-water marks count frames: what one client can make us hold
+  // is as many of the largest as the byte bound allows (a few at least, or
+  // small replies would wait for room one by one).
+  constexpr std::size_t kFewestFrames = 8;
+  const std::size_t per_client = std::min(std::max(o.socket_buffer_bytes / max_frame, kFewestFrames),
+                                          static_cast<std::size_t>(std::max(o.socket_hwm, 1)));
   links.add(std::make_shared<ZmqLink>(
-      o.socket_hwm,
+      o.socket_hwm, static_cast<int>(per_client),
       static_cast<std::int64_t>(std::min<std::size_t>(max_frame, std::numeric_limits<std::int64_t>::max())), o.curve,
       std::move(on_handshake_failed)));
   for (const auto& link : o.links) links.add(link);
