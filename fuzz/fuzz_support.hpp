@@ -20,9 +20,10 @@ inline std::span<const std::byte> bytes(std::string_view s) noexcept {
           s.size()};  // NOLINT(cppcoreguidelines-pro-type-reinterpret-cast)
 }
 
-inline void require(bool holds, const char* property) {
+inline void require(bool holds, const char* property, std::string_view detail = {}) {
   if (holds) return;
-  std::fprintf(stderr, "property violated: %s\n", property);
+  std::fprintf(stderr, "property violated: %s%s%.*s\n", property, detail.empty() ? "" : ": ",
+               static_cast<int>(detail.size()), detail.data());
   std::abort();
 }
 

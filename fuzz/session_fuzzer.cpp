@@ -54,6 +54,9 @@ struct Fixture {
     so.manager.logger_name = quiet("fuzz-server");
     so.manager.threads = 1;
     so.max_unread_bytes_per_client = 1 << 20;
+    // Liveness is not what is fuzzed here: a fuzzer starved of CPU (a busy
+    // machine, ASan) must not see its own client declare the node lost.
+    so.heartbeat_timeout = std::chrono::minutes{1};
     server = std::make_unique<net::Node>(so);
     server->manager().register_handler("echo", amsg::make_handler([](amsg::Message& m) -> asio::awaitable<void> {
                                          m.response = std::move(m.payload);
@@ -69,6 +72,7 @@ struct Fixture {
     co.links = {std::make_shared<net::MemoryLink>(network)};
     co.manager.logger_name = quiet("fuzz-client");
     co.manager.threads = 1;
+    co.heartbeat_timeout = std::chrono::minutes{1};
     client = std::make_unique<net::Node>(co);
     client->start();
     peer = client->connect("mem://fuzz");
@@ -111,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       f.client->call(f.peer, "echo", amsg::Payload::copy_of(body), net::CallOptions{"check", 10s}, asio::use_future);
   amsg::fuzz::require(reply.wait_for(20s) == std::future_status::ready, "the node answers within its deadline");
   const amsg::Notification n = reply.get();
-  amsg::fuzz::require(n.is_success() && n.payload.as_string_view() == body, "the node answers correctly");
+  amsg::fuzz::require(n.is_success() && n.payload.as_string_view() == body, "the node answers correctly", n.text());
   f.raw_io.restart();
   (void)f.raw_io.poll();
   return 0;
