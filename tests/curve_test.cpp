@@ -105,6 +105,7 @@ TEST(Curve, ClientsWithoutTheRightKeysAreRefusedCountedAndNothingRuns) {
     EXPECT_EQ(n.code, errc::peer_unreachable) << n.text();
     EXPECT_TRUE(eventually([&] { return server.node->stats().handshakes_failed > failed_before; }))
         << "the server counts the refused handshake";
+    EXPECT_GT(c.stats().dial_handshakes_failed, 0u) << "the client learns that its handshake failed";
     c.shutdown(0ms);
   }
   EXPECT_EQ(server.runs.load(), 0);

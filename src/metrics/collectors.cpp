@@ -117,6 +117,9 @@ void add_node(Families& f, const net::NodeStats& s) {
   f.counter("amsg_node_frames_ignored_total", "Frames from cut-off clients, ignored.", d(s.frames_ignored));
   f.counter("amsg_node_handshakes_failed_total", "Clients refused during the handshake (CURVE).",
             d(s.handshakes_failed));
+  f.counter("amsg_node_dial_handshakes_failed_total",
+            "Handshakes of this node's own connections that failed (CURVE: its key refused, a wrong server key).",
+            d(s.dial_handshakes_failed));
   f.counter("amsg_node_unsent_unreachable_total", "Fire-and-forget messages never sent: their peer was unreachable.",
             d(s.unsent_unreachable));
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_shutting_down),

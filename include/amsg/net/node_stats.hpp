@@ -31,6 +31,8 @@ struct NodeStats {
   std::uint64_t frames_ignored = 0;         ///< frames from cut-off clients, ignored
   std::uint64_t handshakes_failed =
       0;  ///< clients refused during the handshake (CURVE: no keys, wrong key, not allowed)
+  std::uint64_t dial_handshakes_failed =
+      0;  ///< handshakes of this node's own connections that failed (CURVE: its key refused, a wrong server key)
   std::uint64_t unsent_unreachable = 0;  ///< fire-and-forget messages never sent: their peer was unreachable
   std::uint64_t outstanding_calls = 0;   ///< calls waiting for an outcome now
   Stats manager;                         ///< the node's manager

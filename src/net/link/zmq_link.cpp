@@ -123,6 +123,7 @@ void ZmqLink::Watched::close(int linger_ms) {
 
 struct ZmqLink::ChannelState {
   Watched sock;
+  std::shared_ptr<ZmqSecurity::DialWatch> handshakes;  // closed before sock
   ChannelEvents* events = nullptr;
   bool closed = false;
 };
@@ -132,6 +133,7 @@ class ZmqLink::ZmqChannel final : public Channel {
   explicit ZmqChannel(std::shared_ptr<ChannelState> state) : state_{std::move(state)} {}
   ~ZmqChannel() override {
     state_->closed = true;
+    if (state_->handshakes) ZmqSecurity::close(*state_->handshakes);
     state_->sock.close(0);  // drops what ZeroMQ still holds for this connection
   }
   ZmqChannel(const ZmqChannel&) = delete;
@@ -144,12 +146,18 @@ class ZmqLink::ZmqChannel final : public Channel {
 
 // ---------------------------------------------------------------- link
 
+namespace {
+ZmqSecurity::Report or_ignore(ZmqSecurity::Report r) {
+  return r ? std::move(r) : [](const std::string&) {};
+}
+}  // namespace
+
 ZmqLink::ZmqLink(int socket_hwm, int client_hwm, std::int64_t max_frame_bytes, CurveOptions curve,
-                 std::function<void(const std::string&)> on_handshake_failed)
+                 ZmqSecurity::Report on_handshake_failed, ZmqSecurity::Report on_dial_failed)
     : hwm_{socket_hwm},
       client_hwm_{client_hwm},
       max_frame_bytes_{max_frame_bytes},
-      security_{std::move(curve), on_handshake_failed ? std::move(on_handshake_failed) : [](const std::string&) {}} {
+      security_{std::move(curve), or_ignore(std::move(on_handshake_failed)), or_ignore(std::move(on_dial_failed))} {
   security_.check();
 }
 
@@ -218,10 +226,11 @@ std::unique_ptr<Channel> ZmqLink::dial(const std::string& address, ChannelEvents
   s->set(zmq::sockopt::linger, 0);
   s->set(zmq::sockopt::reconnect_ivl, 100);
   s->set(zmq::sockopt::reconnect_ivl_max, 1000);
-  security_.configure_client(*s, address);
+  state->handshakes = security_.configure_client(ctx_, *s, address, executor_);
   try {
     s->connect(address);
   } catch (const zmq::error_t& e) {
+    ZmqSecurity::close(*state->handshakes);  // an open socket would hold up the context's end
     throw NetworkError(fmt::format("amsg: cannot connect to '{}': {}", address, e.what()));
   }
   state->sock.socket = std::move(s);
@@ -266,7 +275,10 @@ void ZmqLink::stop_waiting() {
   security_.stop_waiting();
   if (router_.fd) router_.fd->cancel();
   for (const auto& w : channels_) {
-    if (auto c = w.lock(); c && c->sock.fd) c->sock.fd->cancel();
+    auto c = w.lock();
+    if (!c) continue;
+    if (c->sock.fd) c->sock.fd->cancel();
+    if (c->handshakes) ZmqSecurity::close(*c->handshakes);  // no more to learn: stop waiting on it
   }
 }
 
@@ -281,6 +293,7 @@ void ZmqLink::close(std::chrono::milliseconds linger) {
   for (const auto& w : channels_) {
     if (auto c = w.lock()) {
       c->closed = true;
+      if (c->handshakes) ZmqSecurity::close(*c->handshakes);
       c->sock.close(0);
     }
   }

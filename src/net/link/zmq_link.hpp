@@ -33,9 +33,10 @@ class ZmqLink final : public Link {
   // `client_hwm`: the listening socket's (what one client can make this node
   // hold, unread or unsent).
   // `max_frame_bytes`: larger inbound frames drop their connection unread (ZMQ_MAXMSGSIZE).
-  // `curve`: keys and trust (CURVE); `on_handshake_failed` hears of every client refused.
+  // `curve`: keys and trust (CURVE); `on_handshake_failed` hears of every client
+  // refused, `on_dial_failed` of every handshake of ours that failed.
   ZmqLink(int socket_hwm, int client_hwm, std::int64_t max_frame_bytes, CurveOptions curve = {},
-          std::function<void(const std::string&)> on_handshake_failed = {});
+          ZmqSecurity::Report on_handshake_failed = {}, ZmqSecurity::Report on_dial_failed = {});
   ~ZmqLink() override;
   ZmqLink(const ZmqLink&) = delete;
   ZmqLink& operator=(const ZmqLink&) = delete;

@@ -50,6 +50,28 @@ std::string describe(std::uint16_t event, std::uint32_t value) {
   return "no detail from ZeroMQ";
 }
 
+// Why one of our handshakes failed, as the connecting side sees it.
+std::string describe_dial(std::uint16_t event, std::uint32_t value, bool curve) {
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+    return fmt::format("the server refused this node's key (ZAP status {}): is it on the server's allowlist?", value);
+  }
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+    if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+      return curve ? "the server does not use CURVE (no keys)"
+                   : "the server uses CURVE: give this node its public key (--server-key, CurveOptions)";
+    }
+    return fmt::format("ZMTP protocol error 0x{:08x}", value);
+  }
+  return curve ? "the server closed the connection during the CURVE handshake (a wrong server key?)"
+               : "the server closed the connection during the handshake (does it use CURVE? give this node its "
+                 "public key: --server-key, CurveOptions)";
+}
+
+std::string next_monitor_endpoint() {
+  static std::atomic<unsigned> next{0};
+  return fmt::format("inproc://amsg-handshakes-{}", next.fetch_add(1));
+}
+
 }  // namespace
 
 struct ZmqSecurity::Watch {
@@ -70,8 +92,18 @@ struct ZmqSecurity::Watch {
   }
 };
 
-ZmqSecurity::ZmqSecurity(CurveOptions options, std::function<void(const std::string&)> on_handshake_failed)
-    : options_{std::move(options)}, on_handshake_failed_{std::move(on_handshake_failed)} {
+struct ZmqSecurity::DialWatch {
+  Watch watch;
+  std::string address;
+  bool curve = false;
+  bool closed = false;
+  std::shared_ptr<Report> report;
+};
+
+ZmqSecurity::ZmqSecurity(CurveOptions options, Report on_handshake_failed, Report on_dial_failed)
+    : options_{std::move(options)},
+      on_handshake_failed_{std::move(on_handshake_failed)},
+      on_dial_failed_{std::make_shared<Report>(std::move(on_dial_failed))} {
   std::sort(options_.allowed_clients.begin(), options_.allowed_clients.end());  // answer_zap() searches it
 }
 
@@ -121,8 +153,7 @@ void ZmqSecurity::configure_server(zmq::context_t& ctx, zmq::socket_t& socket, c
     zap_->fd = std::make_unique<asio::posix::stream_descriptor>(executor, zap_->socket->get(zmq::sockopt::fd));
     asio::co_spawn(executor, serve(*zap_, &ZmqSecurity::answer_zap), asio::detached);
 
-    static std::atomic<unsigned> next{0};
-    const std::string endpoint = fmt::format("inproc://amsg-handshakes-{}", next.fetch_add(1));
+    const std::string endpoint = next_monitor_endpoint();
     if (zmq_socket_monitor(socket.handle(), endpoint.c_str(), kWatchedEvents) != 0) {
       throw NetworkError(fmt::format("amsg: cannot watch handshakes: {}", zmq_strerror(zmq_errno())));
     }
@@ -137,14 +168,57 @@ void ZmqSecurity::configure_server(zmq::context_t& ctx, zmq::socket_t& socket, c
   socket.set(zmq::sockopt::zap_domain, "amsg");
 }
 
-void ZmqSecurity::configure_client(zmq::socket_t& socket, const std::string& address) {
+std::shared_ptr<ZmqSecurity::DialWatch> ZmqSecurity::configure_client(zmq::context_t& ctx, zmq::socket_t& socket,
+                                                                      const std::string& address,
+                                                                      const asio::any_io_executor& executor) {
+  auto d = std::make_shared<DialWatch>();
+  d->address = address;
+  d->report = on_dial_failed_;
   const auto it = options_.server_keys.find(address);
   const std::string& server_key = it != options_.server_keys.end() ? it->second : options_.server_key;
-  if (server_key.empty()) return;
-  if (!client_keys_) client_keys_ = options_.keys ? *options_.keys : generate_curve_key_pair();
-  socket.set(zmq::sockopt::curve_serverkey, server_key);
-  socket.set(zmq::sockopt::curve_publickey, client_keys_->public_key);
-  socket.set(zmq::sockopt::curve_secretkey, client_keys_->secret_key);
+  if (!server_key.empty()) {
+    if (!client_keys_) client_keys_ = options_.keys ? *options_.keys : generate_curve_key_pair();
+    socket.set(zmq::sockopt::curve_serverkey, server_key);
+    socket.set(zmq::sockopt::curve_publickey, client_keys_->public_key);
+    socket.set(zmq::sockopt::curve_secretkey, client_keys_->secret_key);
+    d->curve = true;
+  }
+  const std::string endpoint = next_monitor_endpoint();
+  if (zmq_socket_monitor(socket.handle(), endpoint.c_str(), kWatchedEvents) != 0) {
+    throw NetworkError(fmt::format("amsg: cannot watch handshakes: {}", zmq_strerror(zmq_errno())));
+  }
+  d->watch.socket = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+  d->watch.socket->connect(endpoint);
+  d->watch.fd = std::make_unique<asio::posix::stream_descriptor>(executor, d->watch.socket->get(zmq::sockopt::fd));
+  asio::co_spawn(executor, watch_dial(d), asio::detached);
+  return d;
+}
+
+void ZmqSecurity::close(DialWatch& watch) {
+  watch.closed = true;
+  watch.watch.close();
+}
+
+// Reports each failed handshake of one connecting socket until it is closed.
+asio::awaitable<void> ZmqSecurity::watch_dial(std::shared_ptr<DialWatch> d) {
+  for (;;) {
+    while (!d->closed && d->watch.readable()) {
+      zmq::message_t event;
+      if (!d->watch.socket->recv(event, zmq::recv_flags::dontwait)) break;
+      zmq::message_t endpoint;
+      if (event.more()) (void)d->watch.socket->recv(endpoint, zmq::recv_flags::none);
+      if (event.size() < 6) continue;
+      std::uint16_t id = 0;
+      std::uint32_t value = 0;
+      std::memcpy(&id, event.data(), sizeof id);
+      std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
+      (*d->report)(fmt::format("handshake with {} failed: {}", d->address, describe_dial(id, value, d->curve)));
+    }
+    if (d->closed) co_return;
+    asio::error_code ec;
+    co_await d->watch.fd->async_wait(asio::posix::stream_descriptor::wait_read,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 void ZmqSecurity::stop_waiting() {

@@ -4,7 +4,8 @@
 // towards each address with a server key), answers ZeroMQ's authentication
 // requests (ZAP: a client's key must be on the allowlist), and watches the
 // listening socket's handshakes, reporting each one that failed (no keys, a
-// wrong server key, a key not on the allowlist) to the session.
+// wrong server key, a key not on the allowlist) to the session; and each
+// connecting socket's, so that a node the server refuses learns why.
 //
 // It also refuses to listen in the clear on a tcp address other than loopback
 // unless told it may (CurveOptions::allow_insecure).
@@ -24,8 +25,10 @@ namespace amsg::net {
 
 class ZmqSecurity {
  public:
-  // `on_handshake_failed` hears why (on the executor).
-  ZmqSecurity(CurveOptions options, std::function<void(const std::string&)> on_handshake_failed);
+  using Report = std::function<void(const std::string&)>;
+  // `on_handshake_failed` hears why a client's handshake failed,
+  // `on_dial_failed` why one of ours did (both on the executor).
+  ZmqSecurity(CurveOptions options, Report on_handshake_failed, Report on_dial_failed);
   ~ZmqSecurity();
   ZmqSecurity(const ZmqSecurity&) = delete;
   ZmqSecurity& operator=(const ZmqSecurity&) = delete;
@@ -38,8 +41,13 @@ class ZmqSecurity {
   // handshake watch (when the node has keys). The ZAP handler lives in `ctx`.
   // Throws InvalidOptionsError for keys without an allowlist.
   void configure_server(zmq::context_t& ctx, zmq::socket_t& socket, const asio::any_io_executor& executor);
-  // A connecting socket, before it connects to `address`.
-  void configure_client(zmq::socket_t& socket, const std::string& address);
+  // A connecting socket, before it connects to `address`: CURVE when there is
+  // a server key for it; and a watch over its handshakes, which lasts until
+  // the returned handle is closed (before the socket is).
+  struct DialWatch;
+  std::shared_ptr<DialWatch> configure_client(zmq::context_t& ctx, zmq::socket_t& socket, const std::string& address,
+                                              const asio::any_io_executor& executor);
+  static void close(DialWatch& watch);
   // Shutdown: stop waiting on the executor; then close the sockets.
   void stop_waiting();
   void close();
@@ -49,9 +57,11 @@ class ZmqSecurity {
   asio::awaitable<void> serve(Watch& w, void (ZmqSecurity::*handle)());
   void answer_zap();
   void read_monitor();
+  static asio::awaitable<void> watch_dial(std::shared_ptr<DialWatch> d);
 
   CurveOptions options_;
-  std::function<void(const std::string&)> on_handshake_failed_;
+  Report on_handshake_failed_;
+  std::shared_ptr<Report> on_dial_failed_;  // shared with the dial watches, which may outlive this
   std::unique_ptr<Watch> zap_;
   std::unique_ptr<Watch> monitor_;
   std::optional<CurveKeyPair> client_keys_;  // the node's keys, or an ephemeral pair

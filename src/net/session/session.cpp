@@ -48,7 +48,7 @@ NodeOptions validated(NodeOptions o) {
   return o;
 }
 
-Links make_links(const NodeOptions& o, std::function<void(const std::string&)> on_handshake_failed) {
+Links make_links(const NodeOptions& o, ZmqSecurity::Report on_handshake_failed, ZmqSecurity::Report on_dial_failed) {
   Links links;
   const std::size_t max_frame = wire::max_frame_size(o.manager.max_payload_bytes);
   // ZeroMQ's high-water marks count frames: what one client can make us hold
@@ -60,7 +60,7 @@ Links make_links(const NodeOptions& o, std::function<void(const std::string&)> o
   links.add(std::make_shared<ZmqLink>(
       o.socket_hwm, static_cast<int>(per_client),
       static_cast<std::int64_t>(std::min<std::size_t>(max_frame, std::numeric_limits<std::int64_t>::max())), o.curve,
-      std::move(on_handshake_failed)));
+      std::move(on_handshake_failed), std::move(on_dial_failed)));
   for (const auto& link : o.links) links.add(link);
   return links;
 }
@@ -73,11 +73,16 @@ Session::Session(NodeOptions o)
       identity{options.identity.empty() ? make_identity() : options.identity},
       log_{logger(options.manager.logger_name)},
       executor_{manager.executor(), manager.options().threads == 1},
-      links_{make_links(options,
-                        [this](const std::string& why) {  // on the executor
-                          counters_.handshakes_failed.add();
-                          handshake_log_.warn(*log_, "{}", why);
-                        })},
+      links_{make_links(
+          options,
+          [this](const std::string& why) {  // on the executor
+            counters_.handshakes_failed.add();
+            handshake_log_.warn(*log_, "{}", why);
+          },
+          [this](const std::string& why) {  // on the executor
+            counters_.dial_handshakes_failed.add();
+            dial_log_.warn(*log_, "{}", why);
+          })},
       calls_{executor_, counters_, options.max_outstanding_calls},
       local_{executor_, calls_, counters_},
       connector_{executor_, ConnectorOptions{options.peer_queue_capacity, options.heartbeat_timeout},
@@ -341,6 +346,7 @@ NodeStats Session::stats() const {
   s.clients_cut_off = counters_.clients_cut_off.get();
   s.frames_ignored = counters_.frames_ignored.get();
   s.handshakes_failed = counters_.handshakes_failed.get();
+  s.dial_handshakes_failed = counters_.dial_handshakes_failed.get();
   s.unsent_unreachable = counters_.unsent_unreachable.get();
   s.refused_shutting_down = counters_.refused_shutting_down.get();
   s.refused_too_large = counters_.refused_too_large.get();

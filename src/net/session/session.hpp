@@ -98,6 +98,7 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::steady_timer heartbeat_timer_;
   bool heartbeat_stopped_ = false;  // on the executor
   RateLimitedLog handshake_log_;    // on the executor
+  RateLimitedLog dial_log_;         // on the executor
   std::atomic<std::uint64_t> call_names_{0};
   std::mutex lifecycle_mutex_;
   std::optional<ShutdownReport> report_;
