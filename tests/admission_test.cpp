@@ -9,6 +9,7 @@
 #include <future>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "amsg/net/node.hpp"
@@ -102,8 +103,8 @@ TEST(Admission, AClientOverItsBudgetBesideAnotherIsRefusedOverloadedAndNothingRe
   Fixture f{"adm-over", server_options(2, 16)};
   std::vector<std::future<Notification>> calls;
   calls.reserve(64);
-  for (int i = 0; i < 30; ++i) calls.push_back(f.call(f.flood, f.flood_peer, "f" + std::to_string(i)));
-  // The 14 over the budget end at once, while the first 16 are still here.
+  for (int i = 0; i < 40; ++i) calls.push_back(f.call(f.flood, f.flood_peer, "f" + std::to_string(i)));
+  // The 24 over the budget end at once, while the first 16 are still here.
   std::size_t overloaded = 0;
   for (std::size_t i = 16; i < calls.size(); ++i) {
     const Notification n = get(calls[i]);
@@ -111,9 +112,9 @@ TEST(Admission, AClientOverItsBudgetBesideAnotherIsRefusedOverloadedAndNothingRe
     EXPECT_EQ(n.text(), "f" + std::to_string(i) + ":err(overloaded)");
     overloaded += n.code == errc::overloaded ? 1 : 0;
   }
-  EXPECT_EQ(overloaded, 14u);
-  EXPECT_EQ(f.server.stats().refused_overloaded, 14u);
-  EXPECT_EQ(f.server.stats().clients_cut_off, 0u);  // fewer refusals than its budget
+  EXPECT_EQ(overloaded, 24u);
+  EXPECT_EQ(f.server.stats().refused_overloaded, 24u);
+  EXPECT_EQ(f.server.stats().clients_cut_off, 0u);  // a burst, refused at once: not cut off
   // The normal client is served meanwhile, within its own budget.
   auto normal = f.call(f.normal, f.normal_peer, "n0");
   f.step_through(17);
@@ -155,10 +156,10 @@ TEST(Admission, ABudgetInBytesRefusesWhatWouldExceedIt) {
 
 TEST(Admission, FireAndForgetOverTheBudgetIsDroppedCountedAndNeverRuns) {
   Fixture f{"adm-ff", server_options(2, 4)};
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 20; ++i) {
     ASSERT_EQ(f.flood.send(f.flood_peer, "gate", bytes("f" + std::to_string(i))), SendStatus::ok);
   }
-  ASSERT_TRUE(eventually([&] { return f.server.stats().refused_overloaded == 4; }))
+  ASSERT_TRUE(eventually([&] { return f.server.stats().refused_overloaded == 16; }))
       << f.server.stats().refused_overloaded;
   // The budget frees as the first four end: a later message is taken again.
   f.step_through(4);
@@ -169,26 +170,40 @@ TEST(Admission, FireAndForgetOverTheBudgetIsDroppedCountedAndNeverRuns) {
   EXPECT_EQ(f.starts(), 5u);
 }
 
-// Refused, and still sending: once a whole budget more has been refused, the
-// client is cut off. What it sends then is ignored (never run); what was
-// running ends without a reply, so its calls end "peer lost" (they ran); its
-// next HELLO makes it a client like any other.
+// Refused, and still sending: once a whole budget more has been refused a
+// heartbeat timeout or more after its first refusal, the client is cut off.
+// What it sends then is ignored (never run); what was running ends without a
+// reply, so its calls end "peer lost" (they ran); its next HELLO makes it a
+// client like any other.
 TEST(Admission, AClientThatKeepsSendingAfterItsRefusalsIsCutOffUntilItSaysHelloAgain) {
   NodeOptions o = server_options(2, 16);
+  o.heartbeat_interval = 50ms;
+  o.heartbeat_timeout = 200ms;  // the time a client has to see its refusals
   Fixture f{"adm-cut", o};
   std::vector<std::future<Notification>> calls;
-  calls.reserve(64);
-  for (int i = 0; i < 16 + 17 + 5; ++i) calls.push_back(f.call(f.flood, f.flood_peer, "f" + std::to_string(i)));
+  calls.reserve(96);
+  auto send = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      calls.push_back(f.call(f.flood, f.flood_peer, "f" + std::to_string(calls.size())));
+    }
+  };
+  send(16 + 17);  // 16 taken, 17 refused at once: a burst, not counted
   for (std::size_t i = 16; i < 33; ++i) EXPECT_EQ(get(calls[i]).code, errc::overloaded) << i;
-  ASSERT_TRUE(eventually([&] { return f.server.stats().frames_ignored == 5; })) << f.server.stats().frames_ignored;
+  EXPECT_EQ(f.server.stats().clients_cut_off, 0u);
+  // The time under test (not a wait for an event): the client has had its
+  // refusals for longer than the server's heartbeat timeout, and sends on.
+  std::this_thread::sleep_for(300ms);
+  send(17 + 5);  // 16 refused, the 17th cuts it off, the last 5 are ignored
+  for (std::size_t i = 33; i < 50; ++i) EXPECT_EQ(get(calls[i]).code, errc::overloaded) << i;
+  ASSERT_TRUE(eventually([&] { return f.server.stats().frames_ignored >= 1; }));  // 1 to 5: BATCHes vary
   EXPECT_EQ(f.server.stats().clients_cut_off, 1u);
-  EXPECT_EQ(f.server.stats().refused_overloaded, 17u);
+  EXPECT_EQ(f.server.stats().refused_overloaded, 34u);
   // The other client is served meanwhile.
   auto normal = f.call(f.normal, f.normal_peer, "n0");
   f.step_through(17);
   EXPECT_TRUE(get(normal).is_success());
   for (std::size_t i = 0; i < 16; ++i) EXPECT_EQ(get(calls[i]).code, errc::peer_lost) << i;  // ran, no reply
-  for (std::size_t i = 33; i < calls.size(); ++i) EXPECT_EQ(get(calls[i]).code, errc::peer_lost) << i;
+  for (std::size_t i = 50; i < calls.size(); ++i) EXPECT_EQ(get(calls[i]).code, errc::peer_lost) << i;
   EXPECT_EQ(f.starts(), 17u) << "an ignored message ran";
   // It said HELLO again on its own (after the loss): served again.
   ASSERT_TRUE(f.flood.wait_ready(f.flood_peer, 10s));

@@ -169,7 +169,7 @@ TEST(Isolation, AFrameOverTheSizeLimitIsNeverReadAndTheNodeKeepsServing) {
 // frames' sizes: ZeroMQ's high-water marks count frames, so the listening
 // socket's follow from NodeOptions::socket_buffer_bytes and the largest frame.
 // A client sends 1 MiB echo calls and never reads: their replies fill
-// ZeroMQ's pipe to it (32 frames here), then the node's backlog, then it is cut
+// ZeroMQ's pipe to it (31 frames here), then the node's backlog, then it is cut
 // off. Before, the pipe took 10,000 frames: every reply stayed in the node.
 TEST(Isolation, AClientThatDoesNotReadLargeRepliesHoldsBoundedMemoryInTheNode) {
   IpcPath path;
@@ -197,9 +197,11 @@ TEST(Isolation, AClientThatDoesNotReadLargeRepliesHoldsBoundedMemoryInTheNode) {
     if (stats.find("clients cut off 1,") != std::string::npos) break;
   }
   ASSERT_NE(stats.find("clients cut off 1,"), std::string::npos) << stats;
-  // Peak memory: the server's own (about 15 MB) plus 32 MiB in ZeroMQ's pipe and
-  // 64 MiB of backlog (and up to 32 MiB read ahead), far from the 500 MiB the replies take. (Not under the
-  // sanitizers, whose own memory grows by design.)
+  // Peak memory, at most: the server's own (about 15 MB), 31 frames of 2 MiB
+  // each way in ZeroMQ's pipes, 64 MiB of backlog and the client's 64 MiB
+  // budget of messages in the node: about 210 MiB (measured: 175 MB), against
+  // the 500 MiB the replies take. (Not under the sanitizers, whose own memory
+  // grows by design.)
   long peak_kb = 0;
   {
     std::ifstream status{"/proc/" + std::to_string(server.process().pid()) + "/status"};
@@ -209,7 +211,7 @@ TEST(Isolation, AClientThatDoesNotReadLargeRepliesHoldsBoundedMemoryInTheNode) {
   }
   EXPECT_GT(peak_kb, 0);
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-  EXPECT_LT(peak_kb, 300L * 1024) << stats;
+  EXPECT_LT(peak_kb, 400L * 1024) << stats;
 #endif
   // And it keeps serving.
   Node normal{client_options("iso-mem-c")};

@@ -53,8 +53,9 @@ struct NodeOptions {
   /// err(overloaded) (REPLY code 9; never run), counted in
   /// NodeStats::refused_overloaded and logged; a client alone is slowed
   /// instead (reading pauses until its messages end). A client refused more
-  /// than this many times without backing off (to 3/4 of its budget) is cut
-  /// off: ignored until its next HELLO (docs/wire-protocol.md).
+  /// than this many times heartbeat_timeout or later after its first refusal,
+  /// without backing off (to 3/4 of its budget), is cut off: ignored until its
+  /// next HELLO (docs/wire-protocol.md, "Budgets and turns").
   std::size_t max_inflight_per_client = 1024;
   std::size_t max_inflight_bytes_per_client = std::size_t{64} << 20;  ///< see max_inflight_per_client
   /// Payload bytes of every client's messages read and not yet ended, together.
@@ -88,9 +89,9 @@ struct NodeOptions {
   /// node hold more for it. ZeroMQ counts messages, not bytes: the listening
   /// socket's high-water marks are this divided by the largest frame the node
   /// accepts (from manager.max_payload_bytes), at least 8, but never more
-  /// than socket_hwm. With the defaults (16 MiB payloads) that is 8 frames, so up to
+  /// than socket_hwm (when that is not 0: no limit). With the defaults (16 MiB payloads) that is 8 frames, so up to
   /// 136 MiB if every frame is the largest allowed; lower max_payload_bytes for
-  /// a tighter bound (1 MiB: 32 frames of at most 2 MiB). A frame holds up to
+  /// a tighter bound (1 MiB: 31 frames of a little over 2 MiB). A frame holds up to
   /// 256 messages.
   std::size_t socket_buffer_bytes = std::size_t{64} << 20;
   /// At shutdown, how long replies still queued in ZeroMQ may take to leave.

@@ -18,6 +18,7 @@ namespace amsg::net {
 namespace {
 
 constexpr std::size_t kServiceBatch = 256;                     // messages read per turn before letting others run
+constexpr std::chrono::milliseconds kRetryFull{2};             // see router_loop()
 constexpr std::size_t kZeroCopyFrom = std::size_t{64} * 1024;  // larger frames are handed to ZeroMQ without a copy
 
 // A frame as a ZeroMQ message: small ones copied, large ones handed over (the
@@ -210,6 +211,7 @@ std::string ZmqLink::listen(const std::string& address) {
   }
   if (!router_.fd) {
     router_.fd = std::make_unique<asio::posix::stream_descriptor>(executor_, router_.socket->get(zmq::sockopt::fd));
+    retry_full_ = std::make_unique<asio::steady_timer>(executor_);
     asio::co_spawn(executor_, router_loop(), asio::detached);
   }
   return router_.socket->get(zmq::sockopt::last_endpoint);
@@ -273,6 +275,7 @@ void ZmqLink::resume_reading() {
 void ZmqLink::stop_waiting() {
   stopping_ = true;
   security_.stop_waiting();
+  if (retry_full_) retry_full_->cancel();
   if (router_.fd) router_.fd->cancel();
   for (const auto& w : channels_) {
     auto c = w.lock();
@@ -298,6 +301,7 @@ void ZmqLink::close(std::chrono::milliseconds linger) {
     }
   }
   channels_.clear();
+  retry_full_.reset();
   router_.close(static_cast<int>(linger.count()));
   security_.close();
   ctx_.close();
@@ -338,6 +342,15 @@ asio::awaitable<void> ZmqLink::router_loop() {
     // gets somewhere, else wait for the fd (and the session's next tick).
     if (router_.want_out && progress && (router_.events() & ZMQ_POLLOUT) != 0) continue;
     if (listener_->accepting_frames() && router_.maybe_readable()) continue;
+    if (router_.want_out && !progress) {
+      // ZeroMQ's word that the full client has room again may have been taken
+      // by a receive above, and the fd will not repeat it: look again soon,
+      // not at the session's next tick.
+      retry_full_->expires_after(kRetryFull);
+      retry_full_->async_wait([this](const asio::error_code& e) {
+        if (!e && router_.waiting) router_.fd->cancel();  // (aborted: this link may be gone)
+      });
+    }
     asio::error_code ec;
     router_.waiting = true;
     co_await router_.fd->async_wait(asio::posix::stream_descriptor::wait_read,

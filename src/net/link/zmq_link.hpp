@@ -19,6 +19,7 @@
 
 #include <asio/awaitable.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
 #include <zmq.hpp>
 
 #include "amsg/net/curve.hpp"
@@ -90,6 +91,7 @@ class ZmqLink final : public Link {
   asio::any_io_executor executor_;
   ListenerEvents* listener_ = nullptr;
   Watched router_;
+  std::unique_ptr<asio::steady_timer> retry_full_;  // wakes the ROUTER's reader to retry a full client
   bool stopping_ = false;
   std::vector<std::weak_ptr<ChannelState>> channels_;  // to close every socket at the end
 };

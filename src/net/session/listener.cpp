@@ -212,7 +212,8 @@ void Listener::on_hello(std::string_view key, std::span<const std::byte> frame) 
   auto& c = clients_[std::string{key}];
   c.hello = true;
   c.cut_off = false;
-  c.refusals = 0;
+  c.first_refusal = Clock::time_point{};
+  c.late_refusals = 0;
   c.last_rx = Clock::now();
   c.max_payload = h.max_payload;
   log_->debug("hello from {}", h.identity);

@@ -97,7 +97,10 @@ class Listener {
     std::deque<Waiting> waiting;     // read, waiting for their turn
     bool in_turns = false;           // in turns_
     bool over_budget = false;        // alone and over its budget: reading pauses
-    std::size_t refusals = 0;        // refused overloaded since it was last under 3/4 of its budget
+    // Refused overloaded since it was last under 3/4 of its budget: when the
+    // first was, and how many came a heartbeat timeout or more after it.
+    Clock::time_point first_refusal{};
+    std::size_t late_refusals = 0;
   };
   struct Inflight {
     std::string client;              // link index byte + the link's client name

@@ -44,10 +44,17 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
       refuse_overloaded(key, call_id, *c);
       if (!idem_key.empty())
         end_of_key(idem_key, wire::Status::error, wire::ErrorCode::overloaded, "overloaded", {}, false);
-      // A whole budget's worth more, refused, and still no back-off: its refusals
-      // would cost this node as much as serving it.
-      if (++c->refusals > options_.max_inflight_per_client) {
-        cut_off(std::string{key}, *c, fmt::format("{} messages refused overloaded without backing off", c->refusals));
+      // Still over its budget a heartbeat timeout after its first refusal (time
+      // enough to have seen it), and a whole budget's worth more refused since:
+      // it does not back off, and its refusals would cost this node as much as
+      // serving it. (A burst refused at once is not counted.)
+      if (c->first_refusal == Clock::time_point{}) {
+        c->first_refusal = now_;
+      } else if (now_ - c->first_refusal >= options_.heartbeat_timeout &&
+                 ++c->late_refusals > options_.max_inflight_per_client) {
+        cut_off(std::string{key}, *c,
+                fmt::format("{} messages refused overloaded more than {} ms after its first refusal", c->late_refusals,
+                            options_.heartbeat_timeout.count()));
       }
       return;
     }
@@ -199,7 +206,8 @@ void Listener::end(std::uint32_t slot) {
     if (--c.inflight == 0) --busy_clients_;
     if (c.inflight <= options_.max_inflight_per_client * 3 / 4 &&
         c.inflight_bytes <= options_.max_inflight_bytes_per_client * 3 / 4) {
-      c.refusals = 0;  // it backed off
+      c.first_refusal = Clock::time_point{};  // it backed off
+      c.late_refusals = 0;
       if (c.over_budget) {
         c.over_budget = false;
         --over_budget_;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -55,8 +57,9 @@ Links make_links(const NodeOptions& o, ZmqSecurity::Report on_handshake_failed, 
   // is as many of the largest as the byte bound allows (a few at least, or
   // small replies would wait for room one by one).
   constexpr std::size_t kFewestFrames = 8;
-  const std::size_t per_client = std::min(std::max(o.socket_buffer_bytes / max_frame, kFewestFrames),
-                                          static_cast<std::size_t>(std::max(o.socket_hwm, 1)));
+  const std::size_t cap = o.socket_hwm > 0 ? static_cast<std::size_t>(o.socket_hwm) : SIZE_MAX;  // 0: none
+  const std::size_t per_client =
+      std::min({std::max(o.socket_buffer_bytes / max_frame, kFewestFrames), cap, std::size_t{INT_MAX}});
   links.add(std::make_shared<ZmqLink>(
       o.socket_hwm, static_cast<int>(per_client),
       static_cast<std::int64_t>(std::min<std::size_t>(max_frame, std::numeric_limits<std::int64_t>::max())), o.curve,
