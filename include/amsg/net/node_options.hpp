@@ -52,10 +52,11 @@ struct NodeOptions {
   /// clients are connected gets its further messages refused with
   /// err(overloaded) (REPLY code 9; never run), counted in
   /// NodeStats::refused_overloaded and logged; a client alone is slowed
-  /// instead (reading pauses until its messages end). A client refused more
-  /// than this many times heartbeat_timeout or later after its first refusal,
-  /// without backing off (to 3/4 of its budget), is cut off: ignored until its
-  /// next HELLO (docs/wire-protocol.md, "Budgets and turns").
+  /// instead (reading pauses until its messages end). A client refused for
+  /// longer than heartbeat_timeout without backing off (to 3/4 of its
+  /// budget), then more than this many times within one heartbeat_timeout, is
+  /// cut off: ignored until its next HELLO (docs/wire-protocol.md, "Budgets
+  /// and turns").
   std::size_t max_inflight_per_client = 1024;
   std::size_t max_inflight_bytes_per_client = std::size_t{64} << 20;  ///< see max_inflight_per_client
   /// Payload bytes of every client's messages read and not yet ended, together.

@@ -18,7 +18,8 @@ namespace amsg::net {
 namespace {
 
 constexpr std::size_t kServiceBatch = 256;                     // messages read per turn before letting others run
-constexpr std::chrono::milliseconds kRetryFull{2};             // see router_loop()
+constexpr std::chrono::milliseconds kRetryFull{2};             // see router_loop(): first retry,
+constexpr std::chrono::milliseconds kRetryFullMost{128};       // doubling up to this
 constexpr std::size_t kZeroCopyFrom = std::size_t{64} * 1024;  // larger frames are handed to ZeroMQ without a copy
 
 // A frame as a ZeroMQ message: small ones copied, large ones handed over (the
@@ -160,6 +161,9 @@ ZmqLink::ZmqLink(int socket_hwm, int client_hwm, std::int64_t max_frame_bytes, C
       max_frame_bytes_{max_frame_bytes},
       security_{std::move(curve), or_ignore(std::move(on_handshake_failed)), or_ignore(std::move(on_dial_failed))} {
   security_.check();
+  // Three sockets per connection this node dials (the DEALER and its handshake
+  // monitor's two ends): ZeroMQ's default of 1023 would cap a node near 340 peers.
+  ctx_.set(zmq::ctxopt::max_sockets, 16384);
 }
 
 ZmqLink::~ZmqLink() { close(std::chrono::milliseconds{0}); }
@@ -236,12 +240,17 @@ std::unique_ptr<Channel> ZmqLink::dial(const std::string& address, ChannelEvents
     throw NetworkError(fmt::format("amsg: cannot connect to '{}': {}", address, e.what()));
   }
   state->sock.socket = std::move(s);
-  state->sock.fd =
-      std::make_unique<asio::posix::stream_descriptor>(executor_, state->sock.socket->get(zmq::sockopt::fd));
-  std::erase_if(channels_, [](const auto& w) { return w.expired(); });
-  channels_.push_back(state);
-  asio::co_spawn(executor_, channel_loop(state), asio::detached);
-  return std::make_unique<ZmqChannel>(std::move(state));
+  try {
+    state->sock.fd =
+        std::make_unique<asio::posix::stream_descriptor>(executor_, state->sock.socket->get(zmq::sockopt::fd));
+    std::erase_if(channels_, [](const auto& w) { return w.expired(); });
+    channels_.push_back(state);
+    asio::co_spawn(executor_, channel_loop(state), asio::detached);
+    return std::make_unique<ZmqChannel>(std::move(state));
+  } catch (...) {
+    ZmqSecurity::close(*state->handshakes);
+    throw;
+  }
 }
 
 LinkSend ZmqLink::send_to_client(std::string_view client, Payload& frame) {
@@ -319,6 +328,7 @@ asio::awaitable<void> ZmqLink::router_loop() {
     if (router_.want_out) {
       router_.want_out = false;
       progress = listener_->on_clients_writable();
+      if (progress) retry_full_after_ = kRetryFull;
     }
     std::size_t n = 0;
     while (n < kServiceBatch && !stopping_ && listener_->accepting_frames()) {
@@ -346,7 +356,8 @@ asio::awaitable<void> ZmqLink::router_loop() {
       // ZeroMQ's word that the full client has room again may have been taken
       // by a receive above, and the fd will not repeat it: look again soon,
       // not at the session's next tick.
-      retry_full_->expires_after(kRetryFull);
+      retry_full_->expires_after(retry_full_after_);
+      retry_full_after_ = std::min(retry_full_after_ * 2, kRetryFullMost);  // a client that never reads: less often
       retry_full_->async_wait([this](const asio::error_code& e) {
         if (!e && router_.waiting) router_.fd->cancel();  // (aborted: this link may be gone)
       });

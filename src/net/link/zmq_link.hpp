@@ -92,6 +92,7 @@ class ZmqLink final : public Link {
   ListenerEvents* listener_ = nullptr;
   Watched router_;
   std::unique_ptr<asio::steady_timer> retry_full_;  // wakes the ROUTER's reader to retry a full client
+  std::chrono::milliseconds retry_full_after_{2};
   bool stopping_ = false;
   std::vector<std::weak_ptr<ChannelState>> channels_;  // to close every socket at the end
 };

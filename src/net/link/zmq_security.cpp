@@ -62,9 +62,9 @@ std::string describe_dial(std::uint16_t event, std::uint32_t value, bool curve) 
     }
     return fmt::format("ZMTP protocol error 0x{:08x}", value);
   }
-  return curve ? "the server closed the connection during the CURVE handshake (a wrong server key?)"
-               : "the server closed the connection during the handshake (does it use CURVE? give this node its "
-                 "public key: --server-key, CurveOptions)";
+  return fmt::format("the connection ended during the handshake ({}){}", zmq_strerror(static_cast<int>(value)),
+                     curve ? ": a wrong server key?"
+                           : ": does the server use CURVE? give this node its public key (--server-key, CurveOptions)");
 }
 
 std::string next_monitor_endpoint() {
@@ -94,6 +94,7 @@ struct ZmqSecurity::Watch {
 
 struct ZmqSecurity::DialWatch {
   Watch watch;
+  void* dealer = nullptr;  // the watched socket while its monitor runs
   std::string address;
   bool curve = false;
   bool closed = false;
@@ -183,18 +184,31 @@ std::shared_ptr<ZmqSecurity::DialWatch> ZmqSecurity::configure_client(zmq::conte
     socket.set(zmq::sockopt::curve_secretkey, client_keys_->secret_key);
     d->curve = true;
   }
+  // Best effort: a node that cannot watch (out of sockets) dials all the same.
   const std::string endpoint = next_monitor_endpoint();
   if (zmq_socket_monitor(socket.handle(), endpoint.c_str(), kWatchedEvents) != 0) {
-    throw NetworkError(fmt::format("amsg: cannot watch handshakes: {}", zmq_strerror(zmq_errno())));
+    d->closed = true;
+    return d;
   }
-  d->watch.socket = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
-  d->watch.socket->connect(endpoint);
-  d->watch.fd = std::make_unique<asio::posix::stream_descriptor>(executor, d->watch.socket->get(zmq::sockopt::fd));
-  asio::co_spawn(executor, watch_dial(d), asio::detached);
+  d->dealer = socket.handle();
+  try {
+    d->watch.socket = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+    d->watch.socket->connect(endpoint);
+    d->watch.fd = std::make_unique<asio::posix::stream_descriptor>(executor, d->watch.socket->get(zmq::sockopt::fd));
+    asio::co_spawn(executor, watch_dial(d), asio::detached);
+  } catch (...) {
+    close(*d);
+  }
   return d;
 }
 
+// Before the watched socket closes. The monitor stops first: ZeroMQ's I/O
+// thread sends its events blocking, and would wait forever for a reader gone.
 void ZmqSecurity::close(DialWatch& watch) {
+  if (watch.dealer != nullptr) {
+    (void)zmq_socket_monitor(watch.dealer, nullptr, 0);
+    watch.dealer = nullptr;
+  }
   watch.closed = true;
   watch.watch.close();
 }

@@ -97,9 +97,13 @@ class Listener {
     std::deque<Waiting> waiting;     // read, waiting for their turn
     bool in_turns = false;           // in turns_
     bool over_budget = false;        // alone and over its budget: reading pauses
-    // Refused overloaded since it was last under 3/4 of its budget: when the
-    // first was, and how many came a heartbeat timeout or more after it.
+    // Its refusals (overloaded), in episodes: refusals less than a heartbeat
+    // timeout apart, while it stays over 3/4 of its budget. The first
+    // heartbeat timeout of an episode is not counted; after it, refusals are
+    // counted per heartbeat timeout (see admit()).
     Clock::time_point first_refusal{};
+    Clock::time_point last_refusal{};
+    Clock::time_point window_start{};
     std::size_t late_refusals = 0;
   };
   struct Inflight {

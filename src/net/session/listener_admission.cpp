@@ -44,18 +44,27 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
       refuse_overloaded(key, call_id, *c);
       if (!idem_key.empty())
         end_of_key(idem_key, wire::Status::error, wire::ErrorCode::overloaded, "overloaded", {}, false);
-      // Still over its budget a heartbeat timeout after its first refusal (time
-      // enough to have seen it), and a whole budget's worth more refused since:
-      // it does not back off, and its refusals would cost this node as much as
-      // serving it. (A burst refused at once is not counted.)
-      if (c->first_refusal == Clock::time_point{}) {
-        c->first_refusal = now_;
-      } else if (now_ - c->first_refusal >= options_.heartbeat_timeout &&
-                 ++c->late_refusals > options_.max_inflight_per_client) {
-        cut_off(std::string{key}, *c,
-                fmt::format("{} messages refused overloaded more than {} ms after its first refusal", c->late_refusals,
-                            options_.heartbeat_timeout.count()));
+      // Refused for longer than a heartbeat timeout (time enough to have seen
+      // it) without backing off, and a whole budget's worth refused within one
+      // heartbeat timeout: its refusals would cost this node as much as serving
+      // it. (A burst refused at once is not counted.)
+      const auto window = options_.heartbeat_timeout;
+      if (c->first_refusal == Clock::time_point{} || now_ - c->last_refusal >= window) {
+        c->first_refusal = now_;  // a new episode
+        c->window_start = now_;
+        c->late_refusals = 0;
+      } else if (now_ - c->first_refusal >= window) {
+        if (now_ - c->window_start >= window) {
+          c->window_start = now_;
+          c->late_refusals = 0;
+        }
+        if (++c->late_refusals > options_.max_inflight_per_client) {
+          cut_off(std::string{key}, *c,
+                  fmt::format("{} messages refused overloaded within {} ms, after refusals for longer than that",
+                              c->late_refusals, window.count()));
+        }
       }
+      c->last_refusal = now_;
       return;
     }
     if (!c->over_budget) {  // alone: slowed instead, reading pauses until its messages end
