@@ -225,7 +225,8 @@ TEST(Admission, ClientsTakeTurnsSoNeitherWaitsBehindTheOthersFlood) {
   std::vector<std::future<Notification>> calls;
   calls.reserve(64);
   for (int i = 0; i < 5; ++i) calls.push_back(f.call(f.flood, f.flood_peer, "f" + std::to_string(i)));
-  ASSERT_TRUE(eventually([&] { return f.starts() == 1; }));
+  // All five received (so taken into the manager) before the other client sends.
+  ASSERT_TRUE(eventually([&] { return f.starts() == 1 && f.server.stats().messages_received == 5; }));
   for (int i = 0; i < 5; ++i) calls.push_back(f.call(f.normal, f.normal_peer, "n" + std::to_string(i)));
   ASSERT_TRUE(eventually([&] { return f.server.stats().messages_received == 10; }));
   for (int i = 5; i < 10; ++i) calls.push_back(f.call(f.flood, f.flood_peer, "f" + std::to_string(i)));

@@ -33,6 +33,7 @@ class RecordingLayer final : public CommunicationLayer {
 };
 
 TEST(CommunicationLayer, NotificationsAreRoutedToThePeerThatSentTheMessage) {
+  asio::io_context client;  // outlives the manager, whose threads post into it
   Manager m{ManagerOptions{.concurrency = 4}};
   m.register_handler("t", make_handler([](Message&) -> asio::awaitable<void> { co_return; }));
   auto layer = std::make_shared<RecordingLayer>();
@@ -46,7 +47,6 @@ TEST(CommunicationLayer, NotificationsAreRoutedToThePeerThatSentTheMessage) {
   }
   // try_submit and async_submit take the same route.
   ASSERT_EQ(layer->ingress_.try_submit(msg("t", "", "9/try"), 9), SendStatus::ok);
-  asio::io_context client;
   asio::co_spawn(
       client,
       [&]() -> asio::awaitable<void> {

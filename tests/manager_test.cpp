@@ -111,11 +111,11 @@ TEST(Manager, TrySendReportsFullAndLeavesTheMessageWithTheCaller) {
 }
 
 TEST(Manager, AsyncSendWaitsForRoomInACoroutine) {
+  asio::io_context client;  // outlives the manager, whose threads post into it
   Manager m{ManagerOptions{.concurrency = 1, .threads = 1, .inbox_capacity = 2}};
   Gate gate{m.executor()};
   m.register_handler("wait", make_handler([&](Message&) -> asio::awaitable<void> { co_await gate.wait(); }));
   m.start();
-  asio::io_context client;
   std::vector<SendStatus> results;
   asio::co_spawn(
       client,
@@ -267,11 +267,11 @@ TEST(Manager, NotificationCallbackReplacesTheChannel) {
 }
 
 TEST(Manager, AsyncReceiveInACoroutine) {
+  asio::io_context client;  // outlives the manager, whose threads post into it
   Manager m;
   m.register_handler("t", noop());
   m.start();
   for (int i = 0; i < 20; ++i) m.send(msg("t", "", std::to_string(i)));
-  asio::io_context client;
   std::set<std::string> ids;
   asio::co_spawn(
       client,
@@ -288,6 +288,7 @@ TEST(Manager, AsyncReceiveInACoroutine) {
 }
 
 TEST(Manager, BatchReceiveDrainsUpToMaxAndEndsAfterShutdown) {
+  asio::io_context client;  // outlives the manager, whose threads post into it
   Manager m{ManagerOptions{.concurrency = 2}};
   m.register_handler("t", noop());
   for (int i = 0; i < 10; ++i) m.send(msg("t", "", std::to_string(i)));
@@ -304,7 +305,6 @@ TEST(Manager, BatchReceiveDrainsUpToMaxAndEndsAfterShutdown) {
     for (auto& note : out) EXPECT_TRUE(ids.insert(note.id).second);
   }
   m.send(msg("t", "", "last"));
-  asio::io_context client;
   std::size_t got = 0;
   asio::co_spawn(
       client,

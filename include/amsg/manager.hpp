@@ -98,6 +98,9 @@ class AMSG_EXPORT Manager {
   /// As receive(), but also nullopt when `timeout` passes first.
   std::optional<Notification> receive_for(std::chrono::nanoseconds timeout);
   /// The next notification, suspending until one comes; nullopt once shut down and drained.
+  /// The manager's threads resume the coroutine by posting to its executor, so that
+  /// executor's execution context must outlive the manager (or its shutdown()), as
+  /// with any Asio operation completed from another thread.
   [[nodiscard]] asio::awaitable<std::optional<Notification>> async_receive();
 
   /// Batch forms, for consumers that drain bursts: each appends up to `max` waiting
