@@ -1,10 +1,10 @@
 # Install rules: libraries, public headers, the CMake package (amsg::amsg,
-# amsg::net, amsg::typed) and pkg-config files (amsg.pc, amsg-net.pc).
+# amsg::net, amsg::cohort, amsg::typed) and pkg-config files (amsg.pc, amsg-net.pc).
 include(CMakePackageConfigHelpers)
 
 set(AMSG_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/amsg)
 
-install(TARGETS amsg amsg_net EXPORT amsgTargets
+install(TARGETS amsg amsg_net amsg_cohort EXPORT amsgTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

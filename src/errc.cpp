@@ -36,6 +36,8 @@ class Category final : public std::error_category {
         return "bad address";
       case errc::overloaded:
         return "overloaded";
+      case errc::abandoned:
+        return "abandoned";
     }
     return "unknown amsg error " + std::to_string(value);
   }

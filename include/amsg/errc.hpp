@@ -34,6 +34,7 @@ enum class errc : int {
   malformed,             ///< a frame could not be decoded
   bad_address,           ///< the peer's address is malformed or names no supported link
   overloaded,            ///< the receiver refused the message: its sender was over its budget there (not run)
+  abandoned,             ///< a cohort fan-out completed by its policy before this worker's outcome came (may have run)
 };
 
 /// amsg's error category (name "amsg"); its messages are the texts of the outcomes.

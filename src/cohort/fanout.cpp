@@ -1,0 +1,186 @@
+// Cohort's fan-out operations: one call per member, their outcomes collected in
+// rank order, the whole completed when the policy says.
+
+#include <algorithm>
+#include <mutex>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "amsg/net/cohort.hpp"
+#include "cohort/cohort_state.hpp"
+
+namespace amsg::net {
+namespace {
+
+// Collects one outcome per rank and completes the fan-out once: when all are
+// in, or earlier when the policy allows (the outstanding ones then end
+// `abandoned`; their own outcomes, arriving later, are dropped).
+class Collector {
+ public:
+  Collector(std::vector<std::uint32_t> ranks, std::string id, const FanoutOptions& options,
+            std::unique_ptr<detail::Completion<FanoutResult>> done)
+      : ranks_{std::move(ranks)},
+        id_{std::move(id)},
+        policy_{options.policy},
+        quorum_{options.quorum},
+        outcomes_(ranks_.size()),
+        remaining_{ranks_.size()},
+        done_{std::move(done)} {}
+
+  [[nodiscard]] std::string id_of(std::size_t index) const { return fmt::format("{}#{}", id_, ranks_[index]); }
+
+  void record(std::size_t index, Notification outcome) {
+    std::unique_ptr<detail::Completion<FanoutResult>> done;
+    FanoutResult result;
+    {
+      std::lock_guard lock{mutex_};
+      if (!done_) return;  // completed early: this one was reported abandoned
+      (outcome.is_success() ? ok_ : failed_) += 1;
+      outcomes_[index] = std::move(outcome);
+      --remaining_;
+      if (!finished()) return;
+      result = take_result();
+      done = std::move(done_);
+    }
+    done->complete(std::move(result));
+  }
+
+  // For a fan-out to nobody: completes at once (through the handler's executor).
+  void complete_empty() {
+    auto done = std::move(done_);
+    FanoutResult result = take_result();
+    done->complete_later(std::move(result));
+  }
+
+ private:
+  [[nodiscard]] bool finished() const {
+    if (remaining_ == 0) return true;
+    switch (policy_) {
+      case FanoutPolicy::all:
+        return false;
+      case FanoutPolicy::fail_fast:
+        return failed_ > 0;
+      case FanoutPolicy::quorum:
+        return ok_ >= quorum_ || ok_ + remaining_ < quorum_;
+    }
+    return false;
+  }
+
+  FanoutResult take_result() {
+    FanoutResult r;
+    r.ranks = ranks_;
+    r.outcomes.reserve(outcomes_.size());
+    for (std::size_t i = 0; i < outcomes_.size(); ++i) {
+      if (outcomes_[i]) {
+        r.outcomes.push_back(std::move(*outcomes_[i]));
+      } else {
+        r.outcomes.push_back(
+            Notification{id_of(i), Outcome::error, "abandoned", {}, {}, make_error_code(errc::abandoned)});
+      }
+    }
+    r.succeeded = policy_ == FanoutPolicy::quorum ? ok_ >= quorum_ : ok_ == ranks_.size();
+    return r;
+  }
+
+  const std::vector<std::uint32_t> ranks_;
+  const std::string id_;
+  const FanoutPolicy policy_;
+  const std::size_t quorum_;
+  std::mutex mutex_;
+  std::vector<std::optional<Notification>> outcomes_;
+  std::size_t remaining_;
+  std::size_t ok_ = 0;
+  std::size_t failed_ = 0;
+  std::unique_ptr<detail::Completion<FanoutResult>> done_;
+};
+
+std::string fanout_id(const FanoutOptions& options, std::atomic<std::uint64_t>& next) {
+  return options.id.empty() ? fmt::format("fanout-{}", next.fetch_add(1)) : options.id;
+}
+
+// Starts one call per (rank, peer, payload); each outcome goes to the collector.
+void start_calls(Node& node, const std::string& type, std::vector<std::pair<PeerId, Payload>> targets,
+                 const std::shared_ptr<Collector>& collector, std::chrono::milliseconds timeout) {
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    node.call(targets[i].first, type, std::move(targets[i].second), CallOptions{collector->id_of(i), timeout},
+              [collector, i](Notification n) { collector->record(i, std::move(n)); });
+  }
+}
+
+}  // namespace
+
+std::size_t FanoutResult::ok_count() const noexcept {
+  return static_cast<std::size_t>(
+      std::count_if(outcomes.begin(), outcomes.end(), [](const Notification& n) { return n.is_success(); }));
+}
+
+const Notification* FanoutResult::find(std::uint32_t rank) const noexcept {
+  auto it = std::lower_bound(ranks.begin(), ranks.end(), rank);
+  if (it == ranks.end() || *it != rank) return nullptr;
+  return &outcomes[static_cast<std::size_t>(it - ranks.begin())];
+}
+
+void Cohort::start_broadcast(const std::string& type, Payload payload, const FanoutOptions& options,
+                             std::unique_ptr<detail::Completion<FanoutResult>> done) {
+  std::vector<std::uint32_t> ranks;
+  std::vector<std::pair<PeerId, Payload>> targets;
+  {
+    std::lock_guard lock{state_->mutex};
+    ranks.reserve(state_->members.size());
+    targets.reserve(state_->members.size());
+    for (const auto& [rank, entry] : state_->members) {
+      ranks.push_back(rank);
+      targets.emplace_back(entry.peer, Payload{});
+    }
+  }
+  // Each worker's frame owns its bytes: one copy per worker but the last.
+  for (std::size_t i = 0; i + 1 < targets.size(); ++i) targets[i].second = Payload::copy_of(payload.bytes());
+  if (!targets.empty()) targets.back().second = std::move(payload);
+  auto collector =
+      std::make_shared<Collector>(std::move(ranks), fanout_id(options, state_->next_fanout), options, std::move(done));
+  if (targets.empty()) return collector->complete_empty();
+  start_calls(node_, type, std::move(targets), collector, options.timeout);
+}
+
+void Cohort::start_scatter(const std::string& type, std::map<std::uint32_t, Payload>&& payloads,
+                           const FanoutOptions& options, std::unique_ptr<detail::Completion<FanoutResult>> done) {
+  std::vector<std::uint32_t> ranks;
+  std::vector<std::pair<PeerId, Payload>> targets;
+  {
+    std::lock_guard lock{state_->mutex};
+    for (auto& [rank, payload] : payloads) {
+      auto it = state_->members.find(rank);
+      if (it == state_->members.end()) {
+        throw std::invalid_argument(fmt::format("amsg: scatter to rank {}, which is not a member", rank));
+      }
+      ranks.push_back(rank);
+      targets.emplace_back(it->second.peer, std::move(payload));
+    }
+  }
+  auto collector =
+      std::make_shared<Collector>(std::move(ranks), fanout_id(options, state_->next_fanout), options, std::move(done));
+  if (targets.empty()) return collector->complete_empty();
+  start_calls(node_, type, std::move(targets), collector, options.timeout);
+}
+
+std::vector<std::uint32_t> Cohort::broadcast_notified(const std::string& type, const Payload& payload,
+                                                      const std::string& id, std::chrono::milliseconds timeout) {
+  std::vector<std::pair<std::uint32_t, PeerId>> targets;
+  {
+    std::lock_guard lock{state_->mutex};
+    for (const auto& [rank, entry] : state_->members) targets.emplace_back(rank, entry.peer);
+  }
+  std::vector<std::uint32_t> sent;
+  sent.reserve(targets.size());
+  for (const auto& [rank, peer] : targets) {
+    if (node_.send(peer, type, Payload::copy_of(payload.bytes()),
+                   SendOptions{fmt::format("{}#{}", id, rank), timeout}) != SendStatus::ok) {
+      break;  // closed: the node is shutting down
+    }
+    sent.push_back(rank);
+  }
+  return sent;
+}
+
+}  // namespace amsg::net

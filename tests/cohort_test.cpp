@@ -1,0 +1,283 @@
+// Cohorts over the in-memory link: membership (static, announced), joins and
+// leaves, and the fan-out operations with their policies. Every fan-out ends
+// in exactly one outcome per worker, in rank order.
+
+#include <gtest/gtest.h>
+
+#include <asio/use_future.hpp>
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <set>
+
+#include "amsg/net/cohort.hpp"
+#include "amsg/net/node.hpp"
+#include "link/memory_link.hpp"
+#include "net_test_support.hpp"
+#include "test_support.hpp"
+
+namespace amsg::test {
+namespace {
+
+using net::Cohort;
+using net::CohortEvent;
+using net::FanoutOptions;
+using net::FanoutResult;
+using net::MemoryLink;
+using net::MemoryNetwork;
+using net::Node;
+using net::NodeOptions;
+
+NodeOptions mem_node(const std::shared_ptr<MemoryNetwork>& net, const std::string& name, const std::string& listen) {
+  NodeOptions o;
+  o.links = {std::make_shared<MemoryLink>(net)};
+  o.manager.logger_name = quiet_logger(name);
+  o.manager.threads = 1;
+  o.heartbeat_interval = 20ms;
+  o.heartbeat_timeout = 150ms;
+  if (!listen.empty()) o.listen = {listen};
+  return o;
+}
+
+// A leader (listening on mem://leader, for joins) and `n` workers on
+// mem://w0.., each serving echo, fail, sleep and count, and "work": fails on
+// the workers listed in `failing`, waits for the worker's gate on the others.
+struct Cluster {
+  explicit Cluster(const std::string& name, int n, const std::set<int>& failing = {})
+      : net{std::make_shared<MemoryNetwork>()}, leader{mem_node(net, name + "-l", "mem://leader")} {
+    for (int i = 0; i < n; ++i) {
+      auto w = std::make_unique<Node>(mem_node(net, name + "-w" + std::to_string(i), address(i)));
+      add_handlers(w->manager(), nullptr, &runs);
+      gates.push_back(std::make_unique<Gate>(w->executor()));
+      Gate* gate = gates.back().get();
+      const bool fails = failing.count(i) == 1;
+      w->manager().register_handler("work", make_handler([gate, fails](Message& msg) -> asio::awaitable<void> {
+                                      if (fails) throw std::runtime_error("no room");
+                                      co_await gate->wait();
+                                      msg.response = std::move(msg.payload);
+                                    }));
+      w->start();
+      workers.push_back(std::move(w));
+    }
+    leader.start();
+  }
+  ~Cluster() {
+    open_gates();
+    for (auto& w : workers) w->shutdown();
+  }
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+  static std::string address(int i) { return "mem://w" + std::to_string(i); }
+  void open_gates() {
+    for (auto& g : gates) g->open(64);
+  }
+  std::shared_ptr<MemoryNetwork> net;
+  std::atomic<int> runs{0};
+  Node leader;
+  std::vector<std::unique_ptr<Node>> workers;
+  std::vector<std::unique_ptr<Gate>> gates;  // destroyed first: no handler waits on them by then
+};
+
+FanoutResult get(std::future<FanoutResult>& f, std::chrono::milliseconds timeout = 20s) {
+  if (f.wait_for(timeout) != std::future_status::ready) {
+    ADD_FAILURE() << "the fan-out did not complete within " << timeout.count() << " ms";
+    return {};
+  }
+  return f.get();
+}
+
+TEST(Cohort, ABroadcastReachesEveryMemberAndGathersTheirResponsesInRankOrder) {
+  Cluster c{"coh-bcast", 4};
+  Cohort cohort{c.leader};
+  for (int i = 3; i >= 0; --i) EXPECT_EQ(cohort.add(Cluster::address(i)), static_cast<std::uint32_t>(3 - i));
+  EXPECT_EQ(cohort.add(Cluster::address(2)), 1u) << "adding an address again gives its rank";
+  ASSERT_TRUE(cohort.wait_ready(4, 10s));
+  auto f = cohort.broadcast("echo", bytes("blocks 0-63"), {"off-1", 5s}, asio::use_future);
+  const FanoutResult r = get(f);
+  ASSERT_EQ(r.outcomes.size(), 4u);
+  EXPECT_EQ(r.ranks, (std::vector<std::uint32_t>{0, 1, 2, 3}));
+  EXPECT_TRUE(r.succeeded);
+  EXPECT_EQ(r.ok_count(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(r.outcomes[i].is_success()) << r.outcomes[i].text();
+    EXPECT_EQ(r.outcomes[i].id, "off-1#" + std::to_string(i));
+    EXPECT_EQ(r.outcomes[i].payload.as_string_view(), "blocks 0-63");
+  }
+  EXPECT_EQ(c.runs.load(), 4);
+  const auto members = cohort.members();
+  ASSERT_EQ(members.size(), 4u);
+  EXPECT_EQ(members[0].address, "mem://w3");
+  EXPECT_EQ(members[0].state, net::PeerState::ready);
+  EXPECT_EQ(cohort.peer(3), c.leader.connect("mem://w0"));
+  EXPECT_FALSE(cohort.peer(4));
+  EXPECT_THROW(cohort.add(Cluster::address(0), 2), std::invalid_argument);  // it is rank 3
+  EXPECT_THROW(cohort.add("mem://other", 1), std::invalid_argument);        // rank 1 is taken
+}
+
+TEST(Cohort, AScatterGivesEachRankItsOwnPayloadAndAnswersInRankOrder) {
+  Cluster c{"coh-scatter", 3};
+  Cohort cohort{c.leader};
+  for (int i = 0; i < 3; ++i) cohort.add(Cluster::address(i));
+  std::map<std::uint32_t, Payload> parts;
+  parts.emplace(2, bytes("two"));
+  parts.emplace(0, bytes("zero"));
+  auto f = cohort.scatter("echo", std::move(parts), {}, asio::use_future);
+  const FanoutResult r = get(f);
+  EXPECT_EQ(r.ranks, (std::vector<std::uint32_t>{0, 2}));
+  ASSERT_NE(r.find(0), nullptr);
+  ASSERT_NE(r.find(2), nullptr);
+  EXPECT_EQ(r.find(0)->payload.as_string_view(), "zero");
+  EXPECT_EQ(r.find(2)->payload.as_string_view(), "two");
+  EXPECT_EQ(r.find(1), nullptr);
+  EXPECT_EQ(r.outcomes[0].id.rfind("fanout-", 0), 0u) << r.outcomes[0].id;
+  EXPECT_EQ(c.runs.load(), 2);
+  std::map<std::uint32_t, Payload> stray;
+  stray.emplace(9, bytes("x"));
+  EXPECT_THROW((void)cohort.scatter("echo", std::move(stray), {}, asio::use_future), std::invalid_argument);
+}
+
+TEST(Cohort, WorkersAnnounceThemselvesAndGetTheirRanks) {
+  Cluster c{"coh-join", 3};
+  Cohort cohort{c.leader};
+  cohort.accept_joins();
+  std::vector<CohortEvent> events;
+  std::mutex mutex;
+  cohort.on_change([&](const CohortEvent& e) {
+    std::lock_guard lock{mutex};
+    events.push_back(e);
+  });
+  EXPECT_EQ(Cohort::join(*c.workers[0], "mem://leader", Cluster::address(0), 5), 5u);
+  EXPECT_EQ(Cohort::join(*c.workers[1], "mem://leader", Cluster::address(1)), 0u);
+  EXPECT_EQ(Cohort::join(*c.workers[2], "mem://leader", Cluster::address(2)), 1u);
+  EXPECT_EQ(Cohort::join(*c.workers[1], "mem://leader", Cluster::address(1)), 0u) << "a second join keeps the rank";
+  try {
+    Cohort::join(*c.workers[2], "mem://leader", "mem://elsewhere", 5);
+    ADD_FAILURE() << "a taken rank was given";
+  } catch (const NetworkError& e) {
+    EXPECT_NE(std::string{e.what()}.find("rank 5 is taken by 'mem://w0'"), std::string::npos) << e.what();
+  }
+  ASSERT_TRUE(cohort.wait_ready(3, 10s));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock{mutex};
+    return events.size() == 3;
+  }));
+  std::set<std::uint32_t> joined;
+  {
+    std::lock_guard lock{mutex};
+    for (const auto& e : events) {
+      EXPECT_EQ(e.kind, CohortEvent::Kind::joined);
+      joined.insert(e.rank);
+    }
+  }
+  EXPECT_EQ(joined, (std::set<std::uint32_t>{0, 1, 5}));
+  auto f = cohort.broadcast("count", {}, {}, asio::use_future);
+  EXPECT_TRUE(get(f).succeeded);
+  EXPECT_FALSE(cohort.wait_ready(4, 100ms));
+}
+
+// A worker cut off mid-fan-out: its rank ends `peer lost`, the others' outcomes
+// are theirs; the leader sees it leave, and join again once the link heals.
+TEST(Cohort, AWorkerLostDuringABroadcastEndsPeerLostAndTheOthersAreUnaffected) {
+  Cluster c{"coh-lost", 3};
+  Cohort cohort{c.leader};
+  for (int i = 0; i < 3; ++i) cohort.add(Cluster::address(i));
+  ASSERT_TRUE(cohort.wait_ready(3, 10s));
+  std::atomic<int> left{0};
+  std::atomic<int> joined{0};
+  cohort.on_change([&](const CohortEvent& e) {
+    if (e.rank != 1) return;
+    (e.kind == CohortEvent::Kind::left ? left : joined).fetch_add(1);
+  });
+  auto f = cohort.broadcast("work", bytes("w"), {}, asio::use_future);
+  ASSERT_TRUE(eventually([&] { return c.workers[1]->stats().manager.dispatched >= 1; }));
+  std::atomic<bool> cut{true};
+  c.net->set_filter([&](const MemoryNetwork::Frame& frame) {
+    return cut.load() && frame.listener == "mem://w1" ? MemoryNetwork::Verdict::drop : MemoryNetwork::Verdict::pass;
+  });
+  ASSERT_TRUE(eventually([&] { return left.load() == 1; }));
+  c.open_gates();
+  const FanoutResult r = get(f);
+  ASSERT_EQ(r.outcomes.size(), 3u);
+  EXPECT_TRUE(r.outcomes[0].is_success()) << r.outcomes[0].text();
+  EXPECT_EQ(r.outcomes[1].code, errc::peer_lost) << r.outcomes[1].text();
+  EXPECT_TRUE(r.outcomes[2].is_success()) << r.outcomes[2].text();
+  EXPECT_FALSE(r.succeeded);
+  cut = false;
+  ASSERT_TRUE(eventually([&] { return joined.load() == 1; }));
+  ASSERT_TRUE(cohort.wait_ready(3, 10s));
+  auto again = cohort.broadcast("echo", bytes("back"), {}, asio::use_future);
+  EXPECT_EQ(get(again).ok_count(), 3u);
+}
+
+TEST(Cohort, FailFastCompletesAtTheFirstErrorAndAbandonsTheRest) {
+  Cluster c{"coh-ff", 3, {1}};
+  Cohort cohort{c.leader};
+  for (int i = 0; i < 3; ++i) cohort.add(Cluster::address(i));
+  auto f = cohort.broadcast("work", bytes("w"), FanoutOptions{"ff", 10s}.fail_fast(), asio::use_future);
+  const FanoutResult r = get(f);  // the gates are closed: only the failure can complete it
+  ASSERT_EQ(r.outcomes.size(), 3u);
+  EXPECT_FALSE(r.succeeded);
+  EXPECT_EQ(r.outcomes[0].code, errc::abandoned);
+  EXPECT_EQ(r.outcomes[0].text(), "ff#0:err(abandoned)");
+  EXPECT_EQ(r.outcomes[1].code, errc::handler_error);
+  EXPECT_EQ(r.outcomes[1].error, "no room");
+  EXPECT_EQ(r.outcomes[2].code, errc::abandoned);
+  c.open_gates();
+}
+
+TEST(Cohort, AQuorumCompletesOnceEnoughAreOkOrOnceItCannot) {
+  Cluster c{"coh-quorum", 4, {3}};
+  Cohort cohort{c.leader};
+  for (int i = 0; i < 4; ++i) cohort.add(Cluster::address(i));
+  ASSERT_TRUE(cohort.wait_ready(4, 10s));
+  // Ranks 0-2 wait at their gates; two of them are opened.
+  c.gates[0]->open();
+  c.gates[2]->open();
+  std::map<std::uint32_t, Payload> parts;
+  for (std::uint32_t rank = 0; rank < 3; ++rank) parts.emplace(rank, bytes("q"));
+  auto f = cohort.scatter("work", std::move(parts), FanoutOptions{"q"}.need(2), asio::use_future);
+  const FanoutResult r = get(f);
+  EXPECT_TRUE(r.succeeded);
+  EXPECT_EQ(r.ok_count(), 2u);
+  EXPECT_TRUE(r.outcomes[0].is_success());
+  EXPECT_EQ(r.outcomes[1].code, errc::abandoned);
+  EXPECT_TRUE(r.outcomes[2].is_success());
+  // 4 of 4 can no longer be had once rank 3 failed: it completes then, not succeeded.
+  auto g = cohort.broadcast("work", bytes("q"), FanoutOptions{"q4"}.need(4), asio::use_future);
+  const FanoutResult all = get(g);
+  EXPECT_FALSE(all.succeeded);
+  ASSERT_EQ(all.outcomes.size(), 4u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(all.outcomes[i].code, errc::abandoned) << i;
+  EXPECT_EQ(all.outcomes[3].code, errc::handler_error);
+  c.open_gates();
+}
+
+TEST(Cohort, TheNotifiedFormGivesOneOutcomePerRankOnTheChannel) {
+  Cluster c{"coh-notify", 3, {2}};
+  Cohort cohort{c.leader};
+  for (int i = 0; i < 3; ++i) cohort.add(Cluster::address(i));
+  c.open_gates();
+  EXPECT_EQ(cohort.broadcast_notified("work", bytes("n"), "flush-9"), (std::vector<std::uint32_t>{0, 1, 2}));
+  std::set<std::string> texts;
+  for (int i = 0; i < 3; ++i) {
+    auto n = c.leader.manager().receive_for(10s);
+    ASSERT_TRUE(n);
+    EXPECT_TRUE(texts.insert(n->text()).second) << n->text();
+  }
+  EXPECT_EQ(texts, (std::set<std::string>{"flush-9#0:ok", "flush-9#1:ok", "flush-9#2:err(no room)"}));
+  EXPECT_FALSE(c.leader.manager().receive_for(50ms)) << "one outcome per rank, no more";
+}
+
+TEST(Cohort, AFanoutToNobodyCompletesAtOnce) {
+  auto net = std::make_shared<MemoryNetwork>();
+  Node leader{mem_node(net, "coh-empty", "")};
+  leader.start();
+  Cohort cohort{leader};
+  auto f = cohort.broadcast("echo", bytes("x"), {}, asio::use_future);
+  const FanoutResult r = get(f);
+  EXPECT_TRUE(r.outcomes.empty());
+  EXPECT_TRUE(r.succeeded);
+}
+
+}  // namespace
+}  // namespace amsg::test
