@@ -10,6 +10,7 @@
 #include <random>
 #include <zmq.hpp>
 
+#include "amsg/net/cohort.hpp"
 #include "amsg/net/node.hpp"
 #include "net_test_support.hpp"
 #include "process.hpp"
@@ -281,6 +282,56 @@ TEST(Process, APeerSpeakingAnotherVersionFailsCallsWithIncompatibleVersion) {
   (void)fake.send(rid, zmq::send_flags::sndmore);
   (void)fake.send(zmq::buffer(frame_of({0xAE, 3, 4, 0})), zmq::send_flags::none);
   EXPECT_EQ(get(f).text(), "v:err(incompatible protocol version 3 (this node speaks 2))");
+}
+
+// Three `amsg serve --join` workers announce themselves to a leader in this
+// process; a broadcast reaches all three; one is killed mid-broadcast (its rank
+// ends peer lost, the others ok), restarted on the same address, and rejoins
+// with its rank without anything else restarting.
+TEST(Process, ServeJoinsACohortAndAKilledWorkerRejoinsWithItsRank) {
+  IpcPath leader_path;
+  NodeOptions lo = client_options("proc-cohort");
+  lo.listen = {leader_path.address()};
+  Node leader{lo};
+  net::Cohort cohort{leader};
+  cohort.accept_joins();
+  leader.start();
+  std::array<IpcPath, 3> paths;
+  std::vector<std::optional<Server>> workers(3);
+  auto start_worker = [&](std::size_t i) {
+    workers[i].emplace(paths[i].address(),
+                       std::vector<std::string>{"--join", leader_path.address(), "--rank", std::to_string(i + 10)});
+    const auto line = workers[i]->process().wait_for_line("joined the cohort", 30s);
+    ASSERT_TRUE(line) << workers[i]->process().output();
+    EXPECT_NE(line->find("as rank " + std::to_string(i + 10)), std::string::npos) << *line;
+  };
+  for (std::size_t i = 0; i < 3; ++i) start_worker(i);
+  ASSERT_TRUE(cohort.wait_ready(3, 20s));
+  auto hello = cohort.broadcast("echo", bytes("hello"), {"h", 10s}, asio::use_future);
+  const auto r = hello.get();
+  ASSERT_EQ(r.ranks, (std::vector<std::uint32_t>{10, 11, 12}));
+  EXPECT_EQ(r.ok_count(), 3u);
+  for (const auto& n : r.outcomes) EXPECT_EQ(n.payload.as_string_view(), "hello");
+
+  std::atomic<int> rejoined{0};
+  cohort.on_change([&](const net::CohortEvent& e) {
+    if (e.rank == 11 && e.kind == net::CohortEvent::Kind::joined) rejoined.fetch_add(1);
+  });
+  auto slow = cohort.broadcast("sleep", bytes("500"), {"s", 20s}, asio::use_future);
+  workers[1]->process().signal(SIGKILL);
+  ASSERT_EQ(slow.wait_for(20s), std::future_status::ready);
+  const auto lost = slow.get();
+  EXPECT_TRUE(lost.find(10)->is_success()) << lost.find(10)->text();
+  EXPECT_EQ(lost.find(11)->code, errc::peer_lost) << lost.find(11)->text();
+  EXPECT_TRUE(lost.find(12)->is_success()) << lost.find(12)->text();
+
+  workers[1].reset();
+  start_worker(1);
+  ASSERT_TRUE(eventually([&] { return rejoined.load() >= 1; }, 20s));
+  ASSERT_TRUE(cohort.wait_ready(3, 20s));
+  auto again = cohort.broadcast("echo", bytes("again"), {"a", 10s}, asio::use_future);
+  EXPECT_EQ(again.get().ok_count(), 3u);
+  EXPECT_EQ(cohort.members().size(), 3u);
 }
 
 }  // namespace

@@ -167,6 +167,18 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingPath);
   serve_cmd->add_option("--journal", serve.journal,
                         "Append the id of every message a handler starts to FILE, one per line, before it runs");
+  auto* join_opt = serve_cmd
+                       ->add_option("--join", serve.join,
+                                    "Announce this node to the cohort leader at ADDRESS, which then dials it and "
+                                    "sends it fan-outs (docs/wire-protocol.md, Cohorts)")
+                       ->check(address_check());
+  serve_cmd->add_option("--rank", serve.rank, "With --join: the rank asked for (default: any free rank)")
+      ->needs(join_opt);
+  serve_cmd
+      ->add_option("--advertise", serve.advertise,
+                   "With --join: the address the leader dials (default: the first address listened on)")
+      ->check(address_check())
+      ->needs(join_opt);
   serve_cmd->add_flag("--insecure", serve.insecure,
                       "Listen without CURVE on addresses other than loopback (anyone reaching them can run handlers)");
   common(serve_cmd);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <amsg/amsg.hpp>
+#include <amsg/net/cohort.hpp>
 #include <amsg/net/node.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -56,9 +57,10 @@ class Journal {
   explicit Journal(const std::string& path) {
     if (path.empty()) return;
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0)
+    if (fd_ < 0) {
       throw std::runtime_error(
           fmt::format("--journal {}: {}", path, std::error_code{errno, std::generic_category()}.message()));
+    }
   }
   ~Journal() {
     if (fd_ >= 0) ::close(fd_);
@@ -151,6 +153,11 @@ int run_serve(const ServeOptions& o) {
     if (opts.curve.keys) {
       std::printf("CURVE: public key %s, %zu allowed clients\n", opts.curve.keys->public_key.c_str(),
                   opts.curve.allowed_clients.size());
+    }
+    if (!o.join.empty()) {
+      const std::string own = o.advertise.empty() ? node.endpoints().front() : o.advertise;
+      const std::uint32_t rank = net::Cohort::join(node, o.join, own, o.rank);
+      std::printf("joined the cohort at %s as rank %u (the leader dials %s)\n", o.join.c_str(), rank, own.c_str());
     }
 #ifdef AMSG_WITH_METRICS
     std::optional<prometheus::Exposer> exposer;

@@ -2,6 +2,8 @@
 // `amsg serve` and `amsg send`: a node with built-in handlers, and a one-shot sender.
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,11 +19,14 @@ struct ServeOptions {
   std::string identity;
   long spin_us = 0;
   long drain_ms = 5000;
-  std::string metrics;       // HOST:PORT to serve Prometheus metrics on; empty: none
-  std::string curve_secret;  // this node's secret certificate; empty: no CURVE
-  std::string allow;         // allowlist: a file or a directory of public certificates
-  bool insecure = false;     // listen in the clear beyond loopback
-  std::string journal;       // append the id of every message a handler starts to this file
+  std::string metrics;                // HOST:PORT to serve Prometheus metrics on; empty: none
+  std::string curve_secret;           // this node's secret certificate; empty: no CURVE
+  std::string allow;                  // allowlist: a file or a directory of public certificates
+  bool insecure = false;              // listen in the clear beyond loopback
+  std::string journal;                // append the id of every message a handler starts to this file
+  std::string join;                   // a cohort leader's address to announce this node to; empty: none
+  std::optional<std::uint32_t> rank;  // with join: the rank asked for; none: any
+  std::string advertise;              // with join: the address the leader dials; empty: the first endpoint
 };
 
 struct SendOptions {
