@@ -329,6 +329,8 @@ void print(const Result& r, bool json) {
     add("flood_ok_per_s", r.flood_ok_per_s);
     add("flood_refused_per_s", r.flood_refused_per_s);
     add("flood_failed_per_s", r.flood_failed_per_s);
+    if (r.workers != 0) out += fmt::format(R"(,"workers":{})", r.workers);
+    add("worker_msgs_per_s", r.worker_msgs_per_s);
     if (!r.cdf.empty()) {
       out += R"(,"cdf":[)";
       for (std::size_t i = 0; i < r.cdf.size(); ++i) {
@@ -348,6 +350,9 @@ void print(const Result& r, bool json) {
     if (r.flood_ok_per_s) {
       line += fmt::format(" flood: {:.0f} ok/s, {:.0f} refused/s, {:.0f} failed/s", *r.flood_ok_per_s,
                           *r.flood_refused_per_s, *r.flood_failed_per_s);
+    }
+    if (r.workers != 0) {
+      line += fmt::format(" workers={} {:.0f} worker-msg/s", r.workers, r.worker_msgs_per_s.value_or(0));
     }
     line += fmt::format(" peak_rss={:.1f}MB {}", static_cast<double>(r.peak_rss_kb) / 1024.0,
                         r.all_notified ? "all notified" : "NOT ALL NOTIFIED");

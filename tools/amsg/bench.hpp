@@ -23,6 +23,8 @@ struct BenchOptions {
   long spin_us = 0;                                // ManagerOptions::idle_spin
   // Who reads notifications: a coroutine on the pool or a plain thread, one at a time
   // or in batches ("-batch"); in pingpong, who sends and waits (batching has no effect).
+  std::vector<std::size_t> workers{1, 2, 4, 8, 16, 32};  // fanout: one run per value
+  std::size_t broadcasts = 2'000;                        // fanout: broadcasts timed one at a time, then pipelined
   std::string consumer = "coroutine-batch";
   bool json = false;
   bool progress = true;  // only drawn when stderr is a terminal
@@ -31,5 +33,8 @@ struct BenchOptions {
 int run_bench(const BenchOptions& options);
 // The same scenarios across processes (transport "ipc" or "tcp"), plus "reqresp".
 int run_net_bench(const BenchOptions& options, const std::string& transport);
+struct Result;
+// fanout: a leader and W `amsg serve` workers through a Cohort, one result per W.
+std::vector<Result> run_fanout(const BenchOptions& options, const std::string& transport);
 
 }  // namespace amsg::tool

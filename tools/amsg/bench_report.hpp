@@ -26,6 +26,9 @@ struct Result {
   // isolation: the flooding client's outcomes per second beside the measured one
   // (failed: any other outcome, such as peer lost after being cut off)
   std::optional<double> flood_ok_per_s, flood_refused_per_s, flood_failed_per_s;
+  // fanout: the number of workers, and worker-messages per second with 16 broadcasts in flight
+  std::size_t workers = 0;
+  std::optional<double> worker_msgs_per_s;
   // The latency distribution: (fraction of samples, microseconds) at fixed
   // quantiles from 0.001 to 0.9999 (in the JSON as "cdf", for bench/plot.py).
   std::vector<std::pair<double, double>> cdf;

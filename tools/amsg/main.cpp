@@ -106,9 +106,16 @@ int main(int argc, char** argv) {
   auto* bench_cmd = app.add_subcommand("bench", "Measure throughput, latency and memory of the runtime");
   bench_cmd
       ->add_option("--scenario", bench.scenarios,
-                   "thr, rate, pingpong; across processes thr, pingpong, reqresp, isolation (repeatable; default: all "
-                   "but isolation)")
-      ->check(CLI::IsMember({"thr", "rate", "pingpong", "reqresp", "isolation"}));
+                   "thr, rate, pingpong; across processes thr, pingpong, reqresp, isolation, fanout (repeatable; "
+                   "default: all but isolation and fanout)")
+      ->check(CLI::IsMember({"thr", "rate", "pingpong", "reqresp", "isolation", "fanout"}));
+  bench_cmd
+      ->add_option("--workers", bench.workers,
+                   "fanout: numbers of worker processes, one run each (default: 1,2,4,8,16,32)")
+      ->delimiter(',')
+      ->check(positive());
+  bench_cmd->add_option("--broadcasts", bench.broadcasts, "fanout: broadcasts timed, then pipelined")
+      ->check(positive());
   bench_cmd->add_option("--concurrency,-n", bench.concurrency, "Concurrency limit(s) for thr (default: 4 64)")
       ->check(positive());
   bench_cmd->add_option("--messages", bench.messages, "Messages in the thr scenario")->check(positive());
@@ -264,6 +271,10 @@ int main(int argc, char** argv) {
       if (transport == "inproc") {
         std::erase(bench.scenarios, "reqresp");
         std::erase(bench.scenarios, "isolation");
+        if (std::find(bench.scenarios.begin(), bench.scenarios.end(), "fanout") != bench.scenarios.end()) {
+          std::fprintf(stderr, "amsg bench: --scenario fanout runs across processes: add --transport ipc or tcp\n");
+          return kExitUsage;
+        }
         return amsg::tool::run_bench(bench);
       }
       const bool defaults = bench.scenarios == std::vector<std::string>{"thr", "rate", "pingpong"};

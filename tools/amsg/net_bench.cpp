@@ -24,35 +24,12 @@
 #include "bench_report.hpp"
 #include "child_process.hpp"
 #include "cli_support.hpp"
+#include "serve_child.hpp"
 
 namespace amsg::tool {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// `amsg serve` in a child process; stopped with SIGTERM.
-class ServeChild {
- public:
-  ServeChild(const std::string& listen, std::size_t concurrency, std::size_t threads, long spin_us)
-      : child_{this_executable({"serve", "--listen", listen, "--concurrency", std::to_string(concurrency), "--threads",
-                                std::to_string(threads), "--spin-us", std::to_string(spin_us), "--drain-ms=0"})} {
-    // Its first "listening on" line names the address (with a tcp port resolved).
-    const auto line = child_.wait_for_line("listening on ", std::chrono::seconds{20});
-    if (!line) throw std::runtime_error("amsg serve did not start");
-    address_ = line->substr(13);
-  }
-  ~ServeChild() {
-    child_.stop(std::chrono::seconds{10});
-    if (address_.starts_with("ipc://")) ::unlink(address_.substr(6).c_str());
-  }
-  ServeChild(const ServeChild&) = delete;
-  ServeChild& operator=(const ServeChild&) = delete;
-  [[nodiscard]] const std::string& address() const { return address_; }
-
- private:
-  ChildProcess child_;
-  std::string address_;
-};
 
 std::string listen_address(const std::string& transport) {
   if (transport == "tcp") return "tcp://127.0.0.1:0";
@@ -294,6 +271,7 @@ int run_net_bench(const BenchOptions& o, const std::string& transport) {
       }
       if (scenario == "reqresp") results.push_back(run_reqresp(o, transport));
       if (scenario == "isolation") results = run_isolation(o, transport);
+      if (scenario == "fanout") results = run_fanout(o, transport);
       for (const auto& r : results) {
         all_ok = all_ok && r.all_notified;
         print(r, o.json);
