@@ -11,6 +11,7 @@
 #include <set>
 
 #include "amsg/net/cohort.hpp"
+#include "amsg/net/cohort_membership.hpp"
 #include "amsg/net/node.hpp"
 #include "link/memory_link.hpp"
 #include "net_test_support.hpp"
@@ -277,6 +278,48 @@ TEST(Cohort, AFanoutToNobodyCompletesAtOnce) {
   const FanoutResult r = get(f);
   EXPECT_TRUE(r.outcomes.empty());
   EXPECT_TRUE(r.succeeded);
+}
+
+// A worker's standing membership: announced at once; the leader restarts (a new
+// node on the same address, knowing nobody) and the worker is announced again,
+// with its rank, without restarting. A rank that is taken is an error it keeps
+// retrying, with the leader's answer in last_error().
+TEST(Cohort, AMembershipAnnouncesAgainWhenTheLeaderRestarts) {
+  auto net = std::make_shared<MemoryNetwork>();
+  Node worker{mem_node(net, "coh-member-w", "mem://w0")};
+  add_handlers(worker.manager());
+  worker.start();
+  auto leader = std::make_unique<Node>(mem_node(net, "coh-member-l1", "mem://leader"));
+  auto cohort = std::make_unique<Cohort>(*leader);
+  cohort->accept_joins();
+  leader->start();
+  net::CohortMembership membership{worker, "mem://leader", "mem://w0", 4};
+  ASSERT_TRUE(membership.wait_joined(10s)) << membership.last_error();
+  EXPECT_EQ(membership.rank(), 4u);
+  ASSERT_TRUE(cohort->wait_ready(1, 10s));
+  EXPECT_EQ(cohort->members().at(0).rank, 4u);
+
+  cohort.reset();
+  leader->shutdown();
+  leader = std::make_unique<Node>(mem_node(net, "coh-member-l2", "mem://leader"));
+  cohort = std::make_unique<Cohort>(*leader);
+  cohort->accept_joins();
+  leader->start();
+  ASSERT_TRUE(cohort->wait_ready(1, 10s)) << membership.last_error();
+  EXPECT_EQ(cohort->members().at(0).rank, 4u);
+  EXPECT_EQ(cohort->members().at(0).address, "mem://w0");
+  EXPECT_EQ(membership.joins(), 2u);
+  auto f = cohort->broadcast("echo", bytes("again"), {}, asio::use_future);
+  EXPECT_EQ(get(f).ok_count(), 1u);
+
+  Node other{mem_node(net, "coh-member-o", "mem://w1")};
+  other.start();
+  net::CohortMembership clash{other, "mem://leader", "mem://w1", 4};
+  ASSERT_TRUE(eventually([&] { return !clash.last_error().empty(); }));
+  EXPECT_NE(clash.last_error().find("rank 4 is taken by 'mem://w0'"), std::string::npos) << clash.last_error();
+  EXPECT_FALSE(clash.rank());
+  EXPECT_EQ(cohort->members().size(), 1u);
+  cohort.reset();
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 
 #include "amsg/net/cohort.hpp"
 
-#include <charconv>
 #include <future>
 #include <stdexcept>
 
@@ -14,18 +13,10 @@
 #include "amsg/errors.hpp"
 #include "amsg/handler.hpp"
 #include "cohort/cohort_state.hpp"
+#include "cohort/join_text.hpp"
 
 namespace amsg::net {
-namespace {
-
-std::optional<std::uint32_t> parse_rank(std::string_view text) {
-  std::uint32_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
-}  // namespace
+using cohort_text::parse_rank;
 
 std::uint32_t Cohort::State::add(const std::string& address, std::optional<std::uint32_t> rank) {
   std::unique_lock lock{mutex};
@@ -103,7 +94,7 @@ Cohort::~Cohort() {
     state_->stopped = true;
     serving_joins = state_->serving_joins;
   }
-  if (serving_joins) node_.manager().remove_handler(state_->options.join_type);
+  if (serving_joins) node_.manager().remove_handler(cohort_text::kJoinType);
   // The timer lives on the node's executor: cancel it there. The State outlives
   // this object in the posted function, and the watch stops at `stopped`.
   asio::post(node_.executor(), [state = state_] { state->timer.cancel(); });
@@ -124,7 +115,7 @@ void Cohort::accept_joins() {
   // The announcement's payload: "<rank or *> <address>"; the answer: the rank.
   std::weak_ptr<State> weak = state_;
   node_.manager().register_handler(
-      state_->options.join_type, make_handler([weak](Message& msg) -> asio::awaitable<void> {
+      std::string{cohort_text::kJoinType}, make_handler([weak](Message& msg) -> asio::awaitable<void> {
         auto state = weak.lock();
         if (!state) throw std::runtime_error("amsg: this cohort is gone");
         const std::string_view text = msg.payload.as_string_view();
@@ -197,8 +188,8 @@ void Cohort::on_change(std::function<void(const CohortEvent&)> callback) {
 std::uint32_t Cohort::join(Node& worker, const std::string& leader_address, const std::string& own_address,
                            std::optional<std::uint32_t> rank, std::chrono::milliseconds timeout) {
   const PeerId leader = worker.connect(leader_address);
-  const std::string text = fmt::format("{} {}", rank ? std::to_string(*rank) : std::string{"*"}, own_address);
-  auto answer = worker.call(leader, CohortOptions{}.join_type, Payload::copy_of(text),
+  auto answer = worker.call(leader, std::string{cohort_text::kJoinType},
+                            Payload::copy_of(cohort_text::join_payload(rank, own_address)),
                             CallOptions{"cohort-join", timeout}, asio::use_future);
   // The call has the deadline: it ends by then (a little later at most).
   if (answer.wait_for(timeout + std::chrono::seconds{5}) != std::future_status::ready) {

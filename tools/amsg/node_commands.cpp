@@ -4,7 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <amsg/amsg.hpp>
-#include <amsg/net/cohort.hpp>
+#include <amsg/net/cohort_membership.hpp>
 #include <amsg/net/node.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -154,10 +154,18 @@ int run_serve(const ServeOptions& o) {
       std::printf("CURVE: public key %s, %zu allowed clients\n", opts.curve.keys->public_key.c_str(),
                   opts.curve.allowed_clients.size());
     }
+    // A standing membership: announced again whenever the leader restarts or comes back.
+    std::optional<net::CohortMembership> membership;
     if (!o.join.empty()) {
       const std::string own = o.advertise.empty() ? node.endpoints().front() : o.advertise;
-      const std::uint32_t rank = net::Cohort::join(node, o.join, own, o.rank);
-      std::printf("joined the cohort at %s as rank %u (the leader dials %s)\n", o.join.c_str(), rank, own.c_str());
+      membership.emplace(node, o.join, own, o.rank);
+      if (!membership->wait_joined(std::chrono::seconds{10})) {
+        const std::string why = membership->last_error();
+        throw std::runtime_error(
+            fmt::format("joining the cohort at '{}' failed: {}", o.join, why.empty() ? "no answer within 10 s" : why));
+      }
+      std::printf("joined the cohort at %s as rank %u (the leader dials %s)\n", o.join.c_str(), *membership->rank(),
+                  own.c_str());
     }
 #ifdef AMSG_WITH_METRICS
     std::optional<prometheus::Exposer> exposer;

@@ -77,8 +77,6 @@ struct CohortOptions {
   /// How often the members' connections are looked at (joins and leaves are
   /// seen within this, after the node itself noticed them).
   std::chrono::milliseconds watch_interval{50};
-  /// The message type of announcements (accept_joins(), join()).
-  std::string join_type = "amsg.cohort.join";
 };
 
 /// A leader's workers, by rank, and the operations that reach them all.
@@ -98,7 +96,7 @@ class AMSG_EXPORT Cohort {
   std::uint32_t add(const std::string& address, std::optional<std::uint32_t> rank = std::nullopt);
   /// Removes the member of `rank` (its connection stays open); false if there is none.
   bool remove(std::uint32_t rank);
-  /// Serves announcements (CohortOptions::join_type) on the leader's manager:
+  /// Serves announcements (message type `amsg.cohort.join`) on the leader's manager:
   /// a worker that calls join() is add()ed, and the call's answer is its rank.
   void accept_joins();
 
