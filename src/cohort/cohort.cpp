@@ -76,8 +76,7 @@ void Cohort::State::look() {
   schedule_look();
 }
 
-Cohort::Cohort(Node& leader, CohortOptions options)
-    : node_{leader}, state_{std::make_shared<State>(leader, std::move(options))} {
+Cohort::Cohort(Node& leader, CohortOptions options) : node_{leader}, state_{std::make_shared<State>(leader, options)} {
   asio::post(node_.executor(), [state = state_] {
     std::unique_lock lock{state->mutex};
     if (!state->stopped) {

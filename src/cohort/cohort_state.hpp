@@ -22,7 +22,7 @@
 namespace amsg::net {
 
 struct Cohort::State : std::enable_shared_from_this<Cohort::State> {
-  State(Node& leader, CohortOptions opts) : node{leader}, options{std::move(opts)}, timer{leader.executor()} {}
+  State(Node& leader, CohortOptions opts) : node{leader}, options{opts}, timer{leader.executor()} {}
 
   struct Entry {
     std::string address;

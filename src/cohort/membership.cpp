@@ -14,7 +14,7 @@
 namespace amsg::net {
 
 struct CohortMembership::State : std::enable_shared_from_this<CohortMembership::State> {
-  State(Node& worker, PeerId leader_peer, std::string own, std::optional<std::uint32_t> asked,
+  State(Node& worker, PeerId leader_peer, const std::string& own, std::optional<std::uint32_t> asked,
         std::chrono::milliseconds retry_after)
       : node{worker},
         leader{leader_peer},
@@ -80,9 +80,9 @@ struct CohortMembership::State : std::enable_shared_from_this<CohortMembership::
   std::string last_error;
 };
 
-CohortMembership::CohortMembership(Node& worker, const std::string& leader_address, std::string own_address,
+CohortMembership::CohortMembership(Node& worker, const std::string& leader_address, const std::string& own_address,
                                    std::optional<std::uint32_t> rank, std::chrono::milliseconds retry)
-    : state_{std::make_shared<State>(worker, worker.connect(leader_address), std::move(own_address), rank, retry)} {
+    : state_{std::make_shared<State>(worker, worker.connect(leader_address), own_address, rank, retry)} {
   asio::post(worker.executor(), [state = state_] { state->look(); });
 }
 

@@ -32,7 +32,7 @@ class AMSG_EXPORT CohortMembership {
   /// at once. The announcement is repeated each `retry` while it fails, and
   /// made again whenever the hello exchange with the leader is a new one.
   /// Throws NetworkError for a leader address no link serves.
-  CohortMembership(Node& worker, const std::string& leader_address, std::string own_address,
+  CohortMembership(Node& worker, const std::string& leader_address, const std::string& own_address,
                    std::optional<std::uint32_t> rank = std::nullopt,
                    std::chrono::milliseconds retry = std::chrono::milliseconds{500});
   ~CohortMembership();  ///< stops announcing (the leader keeps the member until it loses it)
