@@ -289,6 +289,7 @@ TEST(Process, APeerSpeakingAnotherVersionFailsCallsWithIncompatibleVersion) {
 // ends peer lost, the others ok), restarted on the same address, and rejoins
 // with its rank without anything else restarting.
 TEST(Process, ServeJoinsACohortAndAKilledWorkerRejoinsWithItsRank) {
+  std::atomic<int> rejoined{0};  // outlives the cohort whose callback counts
   IpcPath leader_path;
   NodeOptions lo = client_options("proc-cohort");
   lo.listen = {leader_path.address()};
@@ -313,7 +314,6 @@ TEST(Process, ServeJoinsACohortAndAKilledWorkerRejoinsWithItsRank) {
   EXPECT_EQ(r.ok_count(), 3u);
   for (const auto& n : r.outcomes) EXPECT_EQ(n.payload.as_string_view(), "hello");
 
-  std::atomic<int> rejoined{0};
   cohort.on_change([&](const net::CohortEvent& e) {
     if (e.rank == 11 && e.kind == net::CohortEvent::Kind::joined) rejoined.fetch_add(1);
   });

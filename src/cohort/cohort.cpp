@@ -20,6 +20,7 @@ using cohort_text::parse_rank;
 
 std::uint32_t Cohort::State::add(const std::string& address, std::optional<std::uint32_t> rank) {
   std::unique_lock lock{mutex};
+  if (stopped) throw std::runtime_error("amsg: this cohort is gone");
   for (const auto& [r, entry] : members) {
     if (entry.address != address) continue;
     if (rank && *rank != r) {
@@ -69,10 +70,14 @@ void Cohort::State::look() {
     }
     if (!events.empty()) to_call = callbacks;
   }
-  changed.notify_all();
-  for (const auto& event : events) {
-    for (const auto& callback : to_call) callback(event);
+  if (!events.empty()) {
+    std::lock_guard calling{callback_mutex};
+    if (std::lock_guard lock{mutex}; stopped) return;
+    for (const auto& event : events) {
+      for (const auto& callback : to_call) callback(event);
+    }
   }
+  changed.notify_all();  // after the callbacks: wait_ready() returns once its joins were reported
   schedule_look();
 }
 
@@ -94,6 +99,7 @@ Cohort::~Cohort() {
     serving_joins = state_->serving_joins;
   }
   if (serving_joins) node_.manager().remove_handler(cohort_text::kJoinType);
+  { std::lock_guard wait_for_callbacks{state_->callback_mutex}; }  // none runs after this returns
   // The timer lives on the node's executor: cancel it there. The State outlives
   // this object in the posted function, and the watch stops at `stopped`.
   asio::post(node_.executor(), [state = state_] { state->timer.cancel(); });
@@ -154,8 +160,10 @@ std::vector<CohortMember> Cohort::members() const {
 }
 
 std::size_t Cohort::ready_count() const {
+  // As the watch last saw them, so that it agrees with the joins on_change() reported.
+  std::lock_guard lock{state_->mutex};
   std::size_t n = 0;
-  for (const auto& m : members()) n += (m.state == PeerState::ready || m.state == PeerState::local) ? 1 : 0;
+  for (const auto& [rank, entry] : state_->members) n += entry.ready ? 1 : 0;
   return n;
 }
 
@@ -186,6 +194,8 @@ void Cohort::on_change(std::function<void(const CohortEvent&)> callback) {
 
 std::uint32_t Cohort::join(Node& worker, const std::string& leader_address, const std::string& own_address,
                            std::optional<std::uint32_t> rank, std::chrono::milliseconds timeout) {
+  if (timeout <= std::chrono::milliseconds{0})
+    throw std::invalid_argument("amsg: Cohort::join needs a positive timeout");
   const PeerId leader = worker.connect(leader_address);
   auto answer = worker.call(leader, std::string{cohort_text::kJoinType},
                             Payload::copy_of(cohort_text::join_payload(rank, own_address)),

@@ -44,6 +44,8 @@ struct Cohort::State : std::enable_shared_from_this<Cohort::State> {
   std::vector<std::function<void(const CohortEvent&)>> callbacks;
   asio::steady_timer timer;  // used on the node's executor only
   bool stopped = false;
+  // Held while on_change() callbacks run, so that ~Cohort() waits for them.
+  std::mutex callback_mutex;
   bool serving_joins = false;
   std::atomic<std::uint64_t> next_fanout{1};
 };

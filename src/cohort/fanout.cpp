@@ -30,7 +30,9 @@ class Collector {
 
   [[nodiscard]] std::string id_of(std::size_t index) const { return fmt::format("{}#{}", id_, ranks_[index]); }
 
-  void record(std::size_t index, Notification outcome) {
+  // `in_initiation`: called from within the operation's initiating function,
+  // where the handler must not run inline (Asio's rule).
+  void record(std::size_t index, Notification outcome, bool in_initiation = false) {
     std::unique_ptr<detail::Completion<FanoutResult>> done;
     FanoutResult result;
     {
@@ -43,7 +45,11 @@ class Collector {
       result = take_result();
       done = std::move(done_);
     }
-    done->complete(std::move(result));
+    if (in_initiation) {
+      done->complete_later(std::move(result));
+    } else {
+      done->complete(std::move(result));
+    }
   }
 
   // For a fan-out to nobody: completes at once (through the handler's executor).
@@ -99,16 +105,58 @@ std::string fanout_id(const FanoutOptions& options, std::atomic<std::uint64_t>& 
   return options.id.empty() ? fmt::format("fanout-{}", next.fetch_add(1)) : options.id;
 }
 
+// A worker's outcome for a call that was never sent.
+Notification not_sent(std::string id, const std::string& why) {
+  return Notification{std::move(id), Outcome::error, why, {}, {}, make_error_code(errc::bad_address)};
+}
+
 // Starts one call per (rank, peer, payload); each outcome goes to the collector.
-void start_calls(Node& node, const std::string& type, std::vector<std::pair<PeerId, Payload>> targets,
+// Never throws (it runs inside an Asio initiation): a call that cannot start
+// is that rank's outcome.
+void start_calls(Node& node, const std::string& type, std::vector<std::pair<std::optional<PeerId>, Payload>> targets,
                  const std::shared_ptr<Collector>& collector, std::chrono::milliseconds timeout) {
   for (std::size_t i = 0; i < targets.size(); ++i) {
-    node.call(targets[i].first, type, std::move(targets[i].second), CallOptions{collector->id_of(i), timeout},
-              [collector, i](Notification n) { collector->record(i, std::move(n)); });
+    if (!targets[i].first) {
+      collector->record(i, not_sent(collector->id_of(i), "not a member of the cohort"), true);
+      continue;
+    }
+    try {
+      node.call(*targets[i].first, type, std::move(targets[i].second), CallOptions{collector->id_of(i), timeout},
+                [collector, i](Notification n) { collector->record(i, std::move(n)); });
+    } catch (const std::exception& e) {
+      collector->record(i, not_sent(collector->id_of(i), e.what()), true);
+    }
   }
 }
 
 }  // namespace
+
+void Cohort::check(const std::string& type, const FanoutOptions& options,
+                   const std::map<std::uint32_t, Payload>* payloads) const {
+  constexpr std::size_t kMaxType = 255;  // the wire's limits (docs/wire-protocol.md, "Limits")
+  constexpr std::size_t kMaxId = 1024;
+  constexpr std::size_t kRankDigits = 11;  // "#" and up to 10 digits
+  if (type.empty() || type.size() > kMaxType) {
+    throw std::invalid_argument(fmt::format("amsg: a message type has 1 to {} bytes, not {}", kMaxType, type.size()));
+  }
+  if (options.id.size() + kRankDigits > kMaxId) {
+    throw std::invalid_argument(
+        fmt::format("amsg: a fan-out id has at most {} bytes, not {}", kMaxId - kRankDigits, options.id.size()));
+  }
+  std::lock_guard lock{state_->mutex};
+  if (payloads != nullptr) {
+    for (const auto& [rank, payload] : *payloads) {
+      if (!state_->members.contains(rank)) {
+        throw std::invalid_argument(fmt::format("amsg: scatter to rank {}, which is not a member", rank));
+      }
+    }
+  }
+  const std::size_t targets = payloads != nullptr ? payloads->size() : state_->members.size();
+  if (options.policy == FanoutPolicy::quorum && options.quorum > targets) {
+    throw std::invalid_argument(
+        fmt::format("amsg: a quorum of {} out of {} workers can never be reached", options.quorum, targets));
+  }
+}
 
 std::size_t FanoutResult::ok_count() const noexcept {
   return static_cast<std::size_t>(
@@ -124,7 +172,7 @@ const Notification* FanoutResult::find(std::uint32_t rank) const noexcept {
 void Cohort::start_broadcast(const std::string& type, Payload payload, const FanoutOptions& options,
                              std::unique_ptr<detail::Completion<FanoutResult>> done) {
   std::vector<std::uint32_t> ranks;
-  std::vector<std::pair<PeerId, Payload>> targets;
+  std::vector<std::pair<std::optional<PeerId>, Payload>> targets;
   {
     std::lock_guard lock{state_->mutex};
     ranks.reserve(state_->members.size());
@@ -146,16 +194,14 @@ void Cohort::start_broadcast(const std::string& type, Payload payload, const Fan
 void Cohort::start_scatter(const std::string& type, std::map<std::uint32_t, Payload>&& payloads,
                            const FanoutOptions& options, std::unique_ptr<detail::Completion<FanoutResult>> done) {
   std::vector<std::uint32_t> ranks;
-  std::vector<std::pair<PeerId, Payload>> targets;
+  std::vector<std::pair<std::optional<PeerId>, Payload>> targets;
   {
     std::lock_guard lock{state_->mutex};
     for (auto& [rank, payload] : payloads) {
-      auto it = state_->members.find(rank);
-      if (it == state_->members.end()) {
-        throw std::invalid_argument(fmt::format("amsg: scatter to rank {}, which is not a member", rank));
-      }
+      auto it = state_->members.find(rank);  // checked before; removed since: not sent
       ranks.push_back(rank);
-      targets.emplace_back(it->second.peer, std::move(payload));
+      targets.emplace_back(it == state_->members.end() ? std::nullopt : std::optional{it->second.peer},
+                           std::move(payload));
     }
   }
   auto collector =

@@ -158,6 +158,9 @@ int run_serve(const ServeOptions& o) {
     std::optional<net::CohortMembership> membership;
     if (!o.join.empty()) {
       const std::string own = o.advertise.empty() ? node.endpoints().front() : o.advertise;
+      if (own.find("://*") != std::string::npos || own.find("://0.0.0.0") != std::string::npos) {
+        throw std::runtime_error(fmt::format("--join: the leader cannot dial '{}': give --advertise ADDRESS", own));
+      }
       membership.emplace(node, o.join, own, o.rank);
       if (!membership->wait_joined(std::chrono::seconds{10})) {
         const std::string why = membership->last_error();

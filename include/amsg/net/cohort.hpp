@@ -22,8 +22,9 @@
 /// announce themselves (accept_joins() on the leader, Cohort::join() on the
 /// worker). Either way the leader dials each worker: a worker must listen. A
 /// member is ready once the leader's hello exchange with it completed; it
-/// leaves when the leader loses it (no PING for heartbeat_timeout) and joins
-/// again when the connection is back. Every fan-out goes to the members of the
+/// leaves when the leader loses it (no PING for heartbeat_timeout) or sees a
+/// new connection (a reconnect, or a restarted process), and joins again when
+/// the connection is back. Every fan-out goes to the members of the
 /// moment, ready or not: one that is still connecting gets the message once it
 /// is ready, or ends `peer unreachable`; one that dies ends `peer lost`.
 ///
@@ -63,13 +64,14 @@ struct CohortMember {
 
 /// A change of membership, as seen by Cohort::on_change() callbacks.
 struct CohortEvent {
+  /// What happened to the member.
   enum class Kind : std::uint8_t {
     joined,  ///< the member became ready (first, or again after it left)
     left,    ///< the member stopped being ready: lost, restarted, or shutting down
   };
-  Kind kind = Kind::joined;
-  std::uint32_t rank = 0;
-  std::string address;
+  Kind kind = Kind::joined;  ///< joined or left
+  std::uint32_t rank = 0;    ///< the member's rank
+  std::string address;       ///< where the leader dials it
 };
 
 /// How a cohort watches its members.
@@ -106,16 +108,22 @@ class AMSG_EXPORT Cohort {
   [[nodiscard]] std::size_t ready_count() const;
   /// The leader's connection to the member of `rank`; nullopt if there is none.
   [[nodiscard]] std::optional<PeerId> peer(std::uint32_t rank) const;
-  /// Waits until at least `count` members are ready; false if `timeout` passes first.
+  /// Waits until at least `count` members are ready (and their joins were
+  /// reported to on_change()); false if `timeout` passes first. Blocks: not
+  /// from the node's own pool.
   bool wait_ready(std::size_t count, std::chrono::milliseconds timeout);
-  /// Calls `callback` on each join and leave (from the node's executor; keep it short).
+  /// Calls `callback` on each join and leave (from the node's executor; keep it
+  /// short, and do not destroy the cohort from it). None runs once ~Cohort() returned.
   void on_change(std::function<void(const CohortEvent&)> callback);
 
   /// One message to every member. Completion signature: void(FanoutResult), with
   /// one outcome per member in rank order (the responses of all: a gather).
+  /// Throws std::invalid_argument, before anything is sent, for a type or id
+  /// over the wire's limits, or a quorum larger than the cohort.
   template <typename CompletionToken = const asio::use_awaitable_t<>&>
   auto broadcast(std::string type, Payload payload, FanoutOptions options = {},
                  CompletionToken&& token = asio::use_awaitable) {
+    check(type, options, nullptr);  // throws here, never inside the initiation (a coroutine's would terminate)
     return asio::async_initiate<CompletionToken, void(FanoutResult)>(
         // NOLINTNEXTLINE(performance-unnecessary-value-param): moved on; Asio passes them as rvalues
         [this](auto handler, std::string t, Payload p, FanoutOptions o) {
@@ -125,10 +133,13 @@ class AMSG_EXPORT Cohort {
   }
   /// A different payload per rank (a par_map): each rank in `payloads` gets
   /// its own. Completion signature: void(FanoutResult), in rank order. Throws
-  /// std::invalid_argument for a rank that is not a member.
+  /// std::invalid_argument, before anything is sent, for a rank that is not a
+  /// member (and as broadcast()). A member removed between that check and the
+  /// sending ends `bad_address` (not run).
   template <typename CompletionToken = const asio::use_awaitable_t<>&>
   auto scatter(std::string type, std::map<std::uint32_t, Payload> payloads, FanoutOptions options = {},
                CompletionToken&& token = asio::use_awaitable) {
+    check(type, options, &payloads);
     return asio::async_initiate<CompletionToken, void(FanoutResult)>(
         // NOLINTNEXTLINE(performance-unnecessary-value-param): moved on; Asio passes them as rvalues
         [this](auto handler, std::string t, std::map<std::uint32_t, Payload> p, FanoutOptions o) {
@@ -147,7 +158,9 @@ class AMSG_EXPORT Cohort {
   /// and asks to be added as the member at `own_address` (an address the leader
   /// can dial, on which `worker` listens) with `rank` (or any free rank).
   /// Returns the rank; throws NetworkError when the leader refused or did not
-  /// answer within `timeout`.
+  /// answer within `timeout` (which must be positive), std::invalid_argument for
+  /// a timeout that is not. Blocks: not from the node's own pool. It joins once;
+  /// CohortMembership joins again whenever the leader restarts.
   static std::uint32_t join(Node& worker, const std::string& leader_address, const std::string& own_address,
                             std::optional<std::uint32_t> rank = std::nullopt,
                             std::chrono::milliseconds timeout = std::chrono::seconds{10});
@@ -160,6 +173,8 @@ class AMSG_EXPORT Cohort {
         std::forward<Handler>(handler), node_.executor(), &Cohort::never_inline, nullptr);
   }
   static bool never_inline(const void* /*unused*/) { return false; }
+  void check(const std::string& type, const FanoutOptions& options,
+             const std::map<std::uint32_t, Payload>* payloads) const;
   void start_broadcast(const std::string& type, Payload payload, const FanoutOptions& options,
                        std::unique_ptr<detail::Completion<FanoutResult>> done);
   void start_scatter(const std::string& type, std::map<std::uint32_t, Payload>&& payloads, const FanoutOptions& options,

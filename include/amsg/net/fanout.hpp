@@ -46,10 +46,10 @@ class AMSG_EXPORT FanoutOptions {
     return *this;
   }
 
-  std::string id{};                      ///< the prefix of the outcomes' ids
-  std::chrono::milliseconds timeout{0};  ///< each worker's call's deadline (0: none)
-  FanoutPolicy policy = FanoutPolicy::all;
-  std::size_t quorum = 0;  ///< ok outcomes that complete a quorum fan-out
+  std::string id{};                         ///< the prefix of the outcomes' ids
+  std::chrono::milliseconds timeout{0};     ///< each worker's call's deadline (0: none)
+  FanoutPolicy policy = FanoutPolicy::all;  ///< when the fan-out completes
+  std::size_t quorum = 0;                   ///< ok outcomes that complete a quorum fan-out
 };
 
 /// One outcome per worker the fan-out went to, in rank order.
