@@ -1,5 +1,5 @@
 # Install rules: libraries, public headers, the CMake package (amsg::amsg,
-# amsg::net, amsg::cohort, amsg::typed) and pkg-config files (amsg.pc, amsg-net.pc).
+# amsg::net, amsg::cohort, amsg::etcd, amsg::typed) and pkg-config files (amsg.pc, amsg-net.pc).
 include(CMakePackageConfigHelpers)
 
 set(AMSG_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/amsg)
@@ -15,6 +15,11 @@ if(TARGET amsg_metrics)
   install(TARGETS amsg_metrics EXPORT amsgMetricsTargets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(EXPORT amsgMetricsTargets NAMESPACE amsg:: FILE amsgMetricsTargets.cmake DESTINATION ${AMSG_CMAKE_DIR})
+endif()
+if(TARGET amsg_etcd)
+  install(TARGETS amsg_etcd EXPORT amsgEtcdTargets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(EXPORT amsgEtcdTargets NAMESPACE amsg:: FILE amsgEtcdTargets.cmake DESTINATION ${AMSG_CMAKE_DIR})
 endif()
 if(TARGET amsg_typed)
   install(TARGETS amsg_typed EXPORT amsgTypedTargets)

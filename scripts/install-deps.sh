@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev
   prometheus-cpp-dev prometheus doxygen
   clang-14 libclang-rt-14-dev
+  libcurl4-openssl-dev nlohmann-json3-dev etcd-server etcd-client
   iproute2 nftables
 )
 missing=()

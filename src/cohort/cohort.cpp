@@ -58,6 +58,7 @@ void Cohort::State::look() {
   {
     std::lock_guard lock{mutex};
     if (stopped) return;
+    events.swap(removed);  // ready members that remove() took out: they left
     for (auto& [rank, entry] : members) {
       const auto info = node.peer_info(entry.peer);
       const bool ready = info && (info->state == PeerState::ready || info->state == PeerState::local);
@@ -111,7 +112,11 @@ std::uint32_t Cohort::add(const std::string& address, std::optional<std::uint32_
 
 bool Cohort::remove(std::uint32_t rank) {
   std::lock_guard lock{state_->mutex};
-  return state_->members.erase(rank) == 1;
+  const auto it = state_->members.find(rank);
+  if (it == state_->members.end()) return false;
+  if (it->second.ready) state_->removed.push_back({CohortEvent::Kind::left, rank, it->second.address});
+  state_->members.erase(it);
+  return true;
 }
 
 void Cohort::accept_joins() {

@@ -41,6 +41,7 @@ struct Cohort::State : std::enable_shared_from_this<Cohort::State> {
   mutable std::mutex mutex;
   std::condition_variable changed;  // after each look
   std::map<std::uint32_t, Entry> members;
+  std::vector<CohortEvent> removed;  // leaves of ready members remove()d, reported at the next look
   std::vector<std::function<void(const CohortEvent&)>> callbacks;
   asio::steady_timer timer;  // used on the node's executor only
   bool stopped = false;

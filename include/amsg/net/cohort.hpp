@@ -96,7 +96,8 @@ class AMSG_EXPORT Cohort {
   /// another address or the address is already there with another rank, and
   /// NetworkError for an address no link serves.
   std::uint32_t add(const std::string& address, std::optional<std::uint32_t> rank = std::nullopt);
-  /// Removes the member of `rank` (its connection stays open); false if there is none.
+  /// Removes the member of `rank` (its connection stays open; a ready member's
+  /// leave is reported to on_change()); false if there is none.
   bool remove(std::uint32_t rank);
   /// Serves announcements (message type `amsg.cohort.join`) on the leader's manager:
   /// a worker that calls join() is add()ed, and the call's answer is its rank.
