@@ -56,8 +56,9 @@ class EtcdServer {
 
   static bool available() { return ::access(kEtcdBinary, X_OK) == 0; }
 
-  // Starts it and waits until it answers (true), or 30 s.
-  bool start() {
+  // Starts it and waits until it answers (true), or 30 s; `wait` false: does
+  // not wait (a test in another namespace than etcd's cannot ask it).
+  bool start(bool wait = true) {
     const std::string client = "http://" + host_ + ":" + std::to_string(client_port_);
     const std::string peer = "http://" + host_ + ":" + std::to_string(peer_port_);
     std::vector<std::string> argv = wrapper_;
@@ -69,6 +70,7 @@ class EtcdServer {
       argv.push_back(a);
     std::filesystem::create_directories(dir_);
     process_.emplace(argv);
+    if (!wait) return true;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
     while (std::chrono::steady_clock::now() < deadline) {
       try {

@@ -46,6 +46,18 @@ CLI::Validator address_check() {
       "ADDRESS"};
 }
 
+// A cohort's address: a leader's node address, or etcd://HOST:PORT[,HOST:PORT...]/PREFIX.
+CLI::Validator cohort_address_check() {
+  return {[](std::string& address) -> std::string {
+            if (!address.starts_with("etcd://")) return address_check()(address);
+            const auto hosts = address.substr(7, address.find('/', 7) - 7);
+            return hosts.empty() || hosts.find(':') == std::string::npos
+                       ? "'" + address + "' is not an etcd address: use etcd://HOST:PORT/PREFIX"
+                       : "";
+          },
+          "ADDRESS"};
+}
+
 // HOST:PORT, for the metrics endpoint.
 CLI::Validator host_port_check() {
   return CLI::Validator(
@@ -176,15 +188,21 @@ int main(int argc, char** argv) {
                         "Append the id of every message a handler starts to FILE, one per line, before it runs");
   auto* join_opt = serve_cmd
                        ->add_option("--join", serve.join,
-                                    "Announce this node to the cohort leader at ADDRESS, which then dials it and "
-                                    "sends it fan-outs (docs/wire-protocol.md, Cohorts)")
-                       ->check(address_check());
+                                    "Join a cohort: announce this node to the leader at ADDRESS, which then dials "
+                                    "it and sends it fan-outs, or register it in etcd at etcd://HOST:PORT/PREFIX "
+                                    "(docs/wire-protocol.md, Cohorts)")
+                       ->check(cohort_address_check());
   serve_cmd->add_option("--rank", serve.rank, "With --join: the rank asked for (default: any free rank)")
       ->needs(join_opt);
   serve_cmd
       ->add_option("--advertise", serve.advertise,
                    "With --join: the address the leader dials (default: the first address listened on)")
       ->check(address_check())
+      ->needs(join_opt);
+  serve_cmd
+      ->add_option("--lease-ttl", serve.lease_ttl_s,
+                   "With --join etcd://...: the lease's time to live in seconds (a killed node leaves within it)")
+      ->check(CLI::Range(1, 3600))
       ->needs(join_opt);
   serve_cmd->add_flag("--insecure", serve.insecure,
                       "Listen without CURVE on addresses other than loopback (anyone reaching them can run handlers)");
@@ -215,6 +233,17 @@ int main(int argc, char** argv) {
   keygen_cmd->add_option("name", keygen_path, "Path of the public certificate; the secret one gets _secret appended")
       ->required();
   common(keygen_cmd);
+
+  std::string cohort_address;
+  bool cohort_json = false;
+  auto* cohort_cmd = app.add_subcommand("cohort", "Look at a cohort's membership");
+  cohort_cmd->require_subcommand(1);
+  auto* status_cmd = cohort_cmd->add_subcommand("status", "List the members registered in etcd, by rank");
+  status_cmd->add_option("address", cohort_address, "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")
+      ->required()
+      ->check(cohort_address_check());
+  status_cmd->add_flag("--json", cohort_json, "One JSON object per member (fields: docs/cli.md)");
+  common(status_cmd);
 
   amsg::tool::DemoOptions demo;
   auto* demo_cmd = app.add_subcommand("demo", "KV-cache leader + worker processes over ipc: the main job");
@@ -286,6 +315,7 @@ int main(int argc, char** argv) {
     if (serve_cmd->parsed()) return amsg::tool::run_serve(serve);
     if (send_cmd->parsed()) return amsg::tool::run_send(send);
     if (keygen_cmd->parsed()) return amsg::tool::run_keygen(keygen_path);
+    if (status_cmd->parsed()) return amsg::tool::run_cohort_status(cohort_address, cohort_json);
   } catch (const std::exception& e) {  // a subcommand that did not catch its own
     std::fprintf(stderr, "amsg: %s\n", e.what());
     return amsg::tool::kExitFailure;

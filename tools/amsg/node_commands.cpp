@@ -5,6 +5,7 @@
 
 #include <amsg/amsg.hpp>
 #include <amsg/net/cohort_membership.hpp>
+#include <amsg/net/etcd_membership.hpp>
 #include <amsg/net/node.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -156,19 +157,30 @@ int run_serve(const ServeOptions& o) {
     }
     // A standing membership: announced again whenever the leader restarts or comes back.
     std::optional<net::CohortMembership> membership;
+    std::optional<net::EtcdRegistration> registration;
     if (!o.join.empty()) {
       const std::string own = o.advertise.empty() ? node.endpoints().front() : o.advertise;
       if (own.find("://*") != std::string::npos || own.find("://0.0.0.0") != std::string::npos) {
         throw std::runtime_error(fmt::format("--join: the leader cannot dial '{}': give --advertise ADDRESS", own));
       }
-      membership.emplace(node, o.join, own, o.rank);
-      if (!membership->wait_joined(std::chrono::seconds{10})) {
-        const std::string why = membership->last_error();
+      std::optional<std::uint32_t> rank;
+      std::string why;
+      if (o.join.starts_with("etcd://")) {
+        net::EtcdOptions etcd;
+        etcd.lease_ttl = std::chrono::seconds{o.lease_ttl_s};
+        registration.emplace(node, o.join, own, o.rank, etcd);
+        if (registration->wait_registered(std::chrono::seconds{10})) rank = registration->rank();
+        why = registration->last_error();
+      } else {
+        membership.emplace(node, o.join, own, o.rank);
+        if (membership->wait_joined(std::chrono::seconds{10})) rank = membership->rank();
+        why = membership->last_error();
+      }
+      if (!rank) {
         throw std::runtime_error(
             fmt::format("joining the cohort at '{}' failed: {}", o.join, why.empty() ? "no answer within 10 s" : why));
       }
-      std::printf("joined the cohort at %s as rank %u (the leader dials %s)\n", o.join.c_str(), *membership->rank(),
-                  own.c_str());
+      std::printf("joined the cohort at %s as rank %u (the leader dials %s)\n", o.join.c_str(), *rank, own.c_str());
     }
 #ifdef AMSG_WITH_METRICS
     std::optional<prometheus::Exposer> exposer;
@@ -281,6 +293,39 @@ int run_keygen(const std::string& path) {
     return kExitOk;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "amsg keygen: %s\n", e.what());
+    return kExitFailure;
+  }
+}
+
+}  // namespace amsg::tool
+
+namespace amsg::tool {
+
+int run_cohort_status(const std::string& address, bool json) {
+  default_log_level(spdlog::level::warn);
+  try {
+    const auto members = net::etcd_members(address);
+    for (const auto& m : members) {
+      std::string handlers;
+      for (const auto& h : m.handlers) {
+        if (json) {
+          handlers += (handlers.empty() ? "" : ",") + json_string(h);
+        } else {
+          handlers += (handlers.empty() ? "" : " ") + h;
+        }
+      }
+      if (json) {
+        std::printf("{\"rank\":%u,\"address\":%s,\"identity\":%s,\"handlers\":[%s],\"lease\":%lld}\n", m.rank,
+                    json_string(m.address).c_str(), json_string(m.identity).c_str(), handlers.c_str(),
+                    static_cast<long long>(m.lease));
+      } else {
+        std::printf("rank %u  %s  %s  handlers: %s\n", m.rank, m.address.c_str(), m.identity.c_str(), handlers.c_str());
+      }
+    }
+    if (!json) std::printf("%zu member%s\n", members.size(), members.size() == 1 ? "" : "s");
+    return kExitOk;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "amsg cohort status: %s\n", e.what());
     return kExitFailure;
   }
 }

@@ -27,6 +27,7 @@ struct ServeOptions {
   std::string join;                   // a cohort leader's address to announce this node to; empty: none
   std::optional<std::uint32_t> rank;  // with join: the rank asked for; none: any
   std::string advertise;              // with join: the address the leader dials; empty: the first endpoint
+  long lease_ttl_s = 5;               // with join etcd://...: the lease's time to live
 };
 
 struct SendOptions {
@@ -45,5 +46,7 @@ int run_serve(const ServeOptions& options);
 int run_send(const SendOptions& options);
 // `amsg keygen NAME`: writes NAME and NAME_secret; prints the public key.
 int run_keygen(const std::string& path);
+// `amsg cohort status etcd://...`: the members registered there.
+int run_cohort_status(const std::string& address, bool json);
 
 }  // namespace amsg::tool
