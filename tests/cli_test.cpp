@@ -173,7 +173,7 @@ TEST(Cli, DemoJsonPrintsOnlyItsSummaryObject) {
   const CliRun r = run({"demo", "--messages", "300", "--json"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(lines(r.output), 1U) << r.output;
-  EXPECT_TRUE(r.output.starts_with(R"({"messages":300,"workers":2,)")) << r.output;
+  EXPECT_TRUE(r.output.starts_with(R"({"messages":300,"worker_messages":600,"workers":2,)")) << r.output;
   EXPECT_NE(r.output.find(R"("exactly_once":true,"workers_ok":true})"), std::string::npos) << r.output;
 }
 

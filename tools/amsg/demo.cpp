@@ -13,12 +13,15 @@
 #include <spdlog/spdlog.h>
 #include <algorithm>
 #include <amsg/amsg.hpp>
+#include <amsg/net/cohort.hpp>
 #include <amsg/net/node.hpp>
 #include <amsg/net/typed.hpp>
 #include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
+#include <map>
 #include <csignal>
 #include <cstring>
 #include <mutex>
@@ -166,58 +169,88 @@ int run_demo(const DemoOptions& o) {
 
   net::NodeOptions opts;
   opts.manager.threads = 1;
-  opts.max_outstanding_calls = o.window;
   net::Node leader{opts};
   leader.start();
-  std::vector<net::PeerId> peers;
-  for (auto& w : workers) {
-    peers.push_back(leader.connect(w->address()));
-    if (!leader.wait_ready(peers.back(), std::chrono::seconds{10})) {
-      std::fprintf(stderr, "amsg demo: no hello from %s\n", w->address().c_str());
-      return kExitFailure;
-    }
+  net::Cohort cohort{leader};
+  for (auto& w : workers) cohort.add(w->address());  // ranks 0, 1, ... in order
+  if (!cohort.wait_ready(workers.size(), std::chrono::seconds{10})) {
+    std::fprintf(stderr, "amsg demo: only %zu of %zu workers answered the hello\n", cohort.ready_count(),
+                 workers.size());
+    return kExitFailure;
   }
-  say("  leader %s connected to %zu workers\n\n", leader.identity().c_str(), peers.size());
+  const std::size_t ranks = workers.size();
+  say("  leader %s: a cohort of %zu workers; offloads are broadcasts, onboards scatters\n\n",
+      leader.identity().c_str(), ranks);
 
+  // Command i reaches every rank: outcome (i, rank) is slot i * ranks + rank.
   const std::size_t n = o.messages;
   std::vector<Clock::time_point> sent_at(n);
-  std::vector<std::uint8_t> seen(n, 0);
+  std::vector<std::uint8_t> seen(n * ranks, 0);
+  std::vector<std::uint32_t> pending(n, static_cast<std::uint32_t>(ranks));  // outcomes still to come per command
   std::vector<double> latency_us;
-  latency_us.reserve(n);
+  latency_us.reserve(n * ranks);
   std::size_t ok = 0;
   std::size_t err = 0;
   std::size_t err_expected = 0;
   std::size_t unexpected = 0;
   std::size_t duplicates = 0;
+  std::size_t arrived = 0;
   std::uint64_t bytes = 0;
   std::string sample_err;
-  std::optional<Progress> progress{std::in_place, o.progress, "demo", n};
+  std::optional<Progress> progress{std::in_place, o.progress, "demo", n * ranks};
+  // Commands in flight at once: the window, in worker messages.
+  const std::size_t window = std::max<std::size_t>(1, o.window / ranks);
+  std::size_t in_flight = 0;
+  std::mutex mutex;  // the accounting: the reader thread and the scatters' completions
+  std::condition_variable room;
 
-  // Notifications arrive on the leader's channel, in the seed's format.
+  // One outcome of command i at `rank` (under the mutex).
+  auto account = [&](std::size_t i, std::uint32_t rank, const Notification& note) {
+    if (i >= n || rank >= ranks) {
+      ++unexpected;
+      return;
+    }
+    ++arrived;
+    progress->count.store(arrived, std::memory_order_relaxed);
+    if (seen[i * ranks + rank]++ != 0) {
+      ++duplicates;
+      return;
+    }
+    latency_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent_at[i]).count());
+    const bool meant_to_fail = o.fail_every != 0 && i % o.fail_every == o.fail_every - 1;
+    if (note.is_success()) {
+      ++ok;
+      if (meant_to_fail) ++unexpected;
+    } else {
+      ++err;
+      ++(meant_to_fail ? err_expected : unexpected);
+      if (sample_err.empty()) sample_err = note.text();
+    }
+    if (--pending[i] == 0) {
+      --in_flight;
+      room.notify_one();
+    }
+  };
+
+  // The broadcasts' outcomes arrive on the leader's channel, in the seed's
+  // format, with the ids "kv-{i}#{rank}".
+  const std::size_t on_channel = (n + 1) / 2 * ranks;  // the even commands are broadcasts
   std::thread reader{[&] {
-    for (std::size_t got = 0; got < n;) {
+    for (std::size_t got = 0; got < on_channel; ++got) {
       auto note = leader.manager().receive_for(std::chrono::seconds{30});
       if (!note) break;
-      ++got;
-      progress->count.store(got, std::memory_order_relaxed);
       std::size_t i = 0;
+      std::uint32_t rank = 0;
       const std::string_view id = note->id;
-      if (!id.starts_with("kv-") || std::from_chars(id.data() + 3, id.data() + id.size(), i).ec != std::errc{} ||
-          i >= n) {
+      const auto hash = id.find('#');
+      std::lock_guard lock{mutex};
+      if (!id.starts_with("kv-") || hash == std::string_view::npos ||
+          std::from_chars(id.data() + 3, id.data() + hash, i).ec != std::errc{} ||
+          std::from_chars(id.data() + hash + 1, id.data() + id.size(), rank).ec != std::errc{}) {
         ++unexpected;
         continue;
       }
-      if (seen[i]++ != 0) ++duplicates;
-      latency_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent_at[i]).count());
-      const bool meant_to_fail = o.fail_every != 0 && i % o.fail_every == o.fail_every - 1;
-      if (note->is_success()) {
-        ++ok;
-        if (meant_to_fail) ++unexpected;
-      } else {
-        ++err;
-        ++(meant_to_fail ? err_expected : unexpected);
-        if (sample_err.empty()) sample_err = note->text();
-      }
+      account(i, rank, *note);
     }
   }};
 
@@ -226,19 +259,40 @@ int run_demo(const DemoOptions& o) {
   for (std::size_t i = 0; i < n; ++i) {
     const bool fail = o.fail_every != 0 && i % o.fail_every == o.fail_every - 1;
     const auto count = static_cast<std::uint32_t>(1 + i % 8);
-    BlockRange range{static_cast<std::uint32_t>((i * 8) % (o.blocks - 8)), count};
-    if (fail) range.first = static_cast<std::uint32_t>(o.blocks + i % 7);  // outside the pool, on purpose
-    if (!fail) bytes += std::uint64_t{count} * o.block_kib * 1024;
-    const bool offload = (i / o.workers) % 2 == 0;
+    // Rank r's range: `first` shifted by 8 r blocks (a scatter gives each its own).
+    auto range_of = [&](std::uint32_t rank) {
+      BlockRange range{static_cast<std::uint32_t>((i * 8 + std::size_t{rank} * 8) % (o.blocks - 8)), count};
+      if (fail) range.first = static_cast<std::uint32_t>(o.blocks + i % 7);  // outside the pool, on purpose
+      return range;
+    };
+    if (!fail) bytes += std::uint64_t{count} * o.block_kib * 1024 * ranks;
+    const bool offload = i % 2 == 0;
     offloads += offload ? 1 : 0;
-    sent_at[i] = Clock::now();
-    if (leader.send(peers[i % peers.size()], offload ? "offload" : "onboard", net::encode(range),
-                    {fmt::format("kv-{}", i)}) != SendStatus::ok) {
-      std::fprintf(stderr, "amsg demo: the leader refused a send\n");
-      break;
+    {
+      std::unique_lock lock{mutex};
+      room.wait(lock, [&] { return in_flight < window; });
+      ++in_flight;
+      sent_at[i] = Clock::now();
+    }
+    if (offload) {
+      if (cohort.broadcast_notified("offload", net::encode(range_of(0)), fmt::format("kv-{}", i)).size() != ranks) {
+        std::fprintf(stderr, "amsg demo: the leader refused a send\n");
+        break;
+      }
+    } else {
+      std::map<std::uint32_t, Payload> parts;
+      for (std::uint32_t r = 0; r < ranks; ++r) parts.emplace(r, net::encode(range_of(r)));
+      cohort.scatter("onboard", std::move(parts), {fmt::format("kv-{}", i)}, [&, i](net::FanoutResult result) {
+        std::lock_guard lock{mutex};
+        for (std::size_t k = 0; k < result.outcomes.size(); ++k) account(i, result.ranks[k], result.outcomes[k]);
+      });
     }
   }
   reader.join();
+  {
+    std::unique_lock lock{mutex};  // the last scatters' completions
+    room.wait_for(lock, std::chrono::seconds{30}, [&] { return in_flight == 0; });
+  }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   progress.reset();
 
@@ -246,37 +300,39 @@ int run_demo(const DemoOptions& o) {
   for (auto& w : workers) workers_ok = w->stop(std::chrono::seconds{10}) && workers_ok;
   leader.shutdown(std::chrono::seconds{1});
 
+  std::lock_guard lock{mutex};  // the scatters' completions are all in (or never come: missing)
   std::sort(latency_us.begin(), latency_us.end());
-  const std::size_t arrived = ok + err;
   const std::size_t missing = static_cast<std::size_t>(std::count(seen.begin(), seen.end(), 0));
-  const std::size_t planned_failures = o.fail_every == 0 ? 0 : n / o.fail_every;
+  const std::size_t planned_failures = o.fail_every == 0 ? 0 : n / o.fail_every * ranks;
+  const std::size_t outcomes = n * ranks;
   const bool all_arrived =
-      arrived == n && missing == 0 && duplicates == 0 && unexpected == 0 && err_expected == planned_failures;
+      arrived == outcomes && missing == 0 && duplicates == 0 && unexpected == 0 && err_expected == planned_failures;
   const double p50 = percentile(latency_us, 0.50);
   const double p90 = percentile(latency_us, 0.90);
   const double p99 = percentile(latency_us, 0.99);
   const double max = latency_us.empty() ? 0.0 : latency_us.back();
   if (o.json) {
     std::printf(
-        R"({"messages":%zu,"workers":%zu,"ok":%zu,"err":%zu,"err_on_purpose":%zu,"msgs_per_s":%.1f,"gb_per_s":%.4f,)"
+        R"({"messages":%zu,"worker_messages":%zu,"workers":%zu,"ok":%zu,"err":%zu,"err_on_purpose":%zu,"msgs_per_s":%.1f,"gb_per_s":%.4f,)"
         R"("secs":%.3f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"max_us":%.1f,"arrived":%zu,"missing":%zu,)"
         R"("duplicated":%zu,"unexpected":%zu,"exactly_once":%s,"workers_ok":%s})"
         "\n",
-        n, peers.size(), ok, err, err_expected, static_cast<double>(n) / secs, static_cast<double>(bytes) / secs / 1e9,
+        n, outcomes, ranks, ok, err, err_expected, static_cast<double>(outcomes) / secs, static_cast<double>(bytes) / secs / 1e9,
         secs, p50, p90, p99, max, arrived, missing, duplicates, unexpected, all_arrived ? "true" : "false",
         workers_ok ? "true" : "false");
   } else {
-    std::printf("  messages sent      %zu (offload %zu, onboard %zu) to %zu workers\n", n, offloads, n - offloads,
-                peers.size());
+    std::printf("  commands sent      %zu (offload %zu as broadcasts, onboard %zu as scatters) to %zu workers: %zu "
+                "worker messages\n",
+                n, offloads, n - offloads, ranks, outcomes);
     std::printf("  outcomes           %zu ok, %zu err (%zu failed on purpose: block ranges outside the pool)\n", ok,
                 err, err_expected);
     std::printf("  throughput         %.0f msg/s, %.2f GB/s of blocks copied, %.2f s in all\n",
-                static_cast<double>(n) / secs, static_cast<double>(bytes) / secs / 1e9, secs);
+                static_cast<double>(outcomes) / secs, static_cast<double>(bytes) / secs / 1e9, secs);
     std::printf("  latency (send to notification)  p50 %.0f us  p90 %.0f us  p99 %.0f us  max %.0f us\n", p50, p90, p99,
                 max);
     if (!sample_err.empty()) std::printf("  an error, as sent  %s\n", sample_err.c_str());
     std::printf("  notifications      %zu of %zu arrived, %zu missing, %zu duplicated, %zu unexpected: %s\n", arrived,
-                n, missing, duplicates, unexpected,
+                outcomes, missing, duplicates, unexpected,
                 all_arrived ? "every notification arrived, exactly once" : "MISMATCH");
     std::printf("  workers            %s\n", workers_ok ? "drained and exited 0 on SIGTERM" : "did NOT exit cleanly");
   }

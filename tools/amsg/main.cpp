@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
   amsg::tool::DemoOptions demo;
   auto* demo_cmd = app.add_subcommand("demo", "KV-cache leader + worker processes over ipc: the main job");
   demo_cmd->add_option("--messages", demo.messages, "Commands to send")->check(positive());
-  demo_cmd->add_option("--workers", demo.workers, "Worker processes")->check(CLI::Range(1, 16));
+  demo_cmd->add_option("--workers", demo.workers, "Worker processes: the cohort's ranks")->check(CLI::Range(1, 32));
   demo_cmd->add_option("--blocks", demo.blocks, "Blocks per pool")->check(CLI::Range(16, 1 << 20));
   demo_cmd->add_option("--block-kib", demo.block_kib, "Block size in KiB")->check(CLI::Range(1, 1024));
   demo_cmd->add_option("--fail-every", demo.fail_every, "Every n-th command fails on purpose (0: none)");
