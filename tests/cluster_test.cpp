@@ -164,8 +164,8 @@ class Leader {
 };
 
 std::size_t count(const FanoutResult& r, std::error_code code) {
-  return static_cast<std::size_t>(std::count_if(r.outcomes.begin(), r.outcomes.end(),
-                                                [&](const Notification& n) { return n.code == code; }));
+  return static_cast<std::size_t>(
+      std::count_if(r.outcomes.begin(), r.outcomes.end(), [&](const Notification& n) { return n.code == code; }));
 }
 
 TEST(Cluster, ThirtyTwoWorkersOnFourHostsThroughEtcdSurviveACutAKillAndEtcdsDeath) {

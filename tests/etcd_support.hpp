@@ -62,11 +62,10 @@ class EtcdServer {
     const std::string client = "http://" + host_ + ":" + std::to_string(client_port_);
     const std::string peer = "http://" + host_ + ":" + std::to_string(peer_port_);
     std::vector<std::string> argv = wrapper_;
-    for (const std::string& a : std::vector<std::string>{kEtcdBinary, "--name=amsg-test", "--data-dir=" + dir_ + "/data",
-                                "--listen-client-urls=" + client, "--advertise-client-urls=" + client,
-                                "--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
-                                "--initial-cluster=amsg-test=" + peer, "--logger=zap",
-                                "--log-outputs=" + dir_ + "/etcd.log"})
+    for (const std::string& a : std::vector<std::string>{
+             kEtcdBinary, "--name=amsg-test", "--data-dir=" + dir_ + "/data", "--listen-client-urls=" + client,
+             "--advertise-client-urls=" + client, "--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
+             "--initial-cluster=amsg-test=" + peer, "--logger=zap", "--log-outputs=" + dir_ + "/etcd.log"})
       argv.push_back(a);
     std::filesystem::create_directories(dir_);
     process_.emplace(argv);

@@ -7,8 +7,8 @@
 
 #include <gtest/gtest.h>
 
-#include <asio/use_future.hpp>
 #include <algorithm>
+#include <asio/use_future.hpp>
 #include <mutex>
 #include <set>
 
@@ -96,6 +96,7 @@ TEST_F(EtcdCohort, WorkersRegisterWithRanksAndTheLeaderFollowsThePrefix) {
   Cohort cohort{*leader_};
   EtcdDirectory directory{cohort, etcd_.address("/etcd-test"), fast()};
   std::vector<std::unique_ptr<EtcdRegistration>> regs;
+  regs.reserve(3);
   for (int i = 0; i < 3; ++i) regs.push_back(registration(i));
   ASSERT_TRUE(cohort.wait_ready(3, 20s)) << directory.last_error();
   EXPECT_TRUE(directory.connected());
@@ -140,9 +141,8 @@ TEST_F(EtcdCohort, AStoppedWorkerLeavesAtOnceAndARestartedOneGetsItsRankBack) {
   ASSERT_TRUE(eventually(
       [&] {
         std::lock_guard lock{mutex};
-        return std::any_of(events.begin(), events.end(), [&](const CohortEvent& e) {
-          return e.kind == CohortEvent::Kind::left && e.rank == rank1;
-        });
+        return std::any_of(events.begin(), events.end(),
+                           [&](const CohortEvent& e) { return e.kind == CohortEvent::Kind::left && e.rank == rank1; });
       },
       5s))
       << "remove() reports the leave of a ready member";

@@ -21,9 +21,9 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
-#include <map>
 #include <csignal>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -179,8 +179,8 @@ int run_demo(const DemoOptions& o) {
     return kExitFailure;
   }
   const std::size_t ranks = workers.size();
-  say("  leader %s: a cohort of %zu workers; offloads are broadcasts, onboards scatters\n\n",
-      leader.identity().c_str(), ranks);
+  say("  leader %s: a cohort of %zu workers; offloads are broadcasts, onboards scatters\n\n", leader.identity().c_str(),
+      ranks);
 
   // Command i reaches every rank: outcome (i, rank) is slot i * ranks + rank.
   const std::size_t n = o.messages;
@@ -317,13 +317,14 @@ int run_demo(const DemoOptions& o) {
         R"("secs":%.3f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"max_us":%.1f,"arrived":%zu,"missing":%zu,)"
         R"("duplicated":%zu,"unexpected":%zu,"exactly_once":%s,"workers_ok":%s})"
         "\n",
-        n, outcomes, ranks, ok, err, err_expected, static_cast<double>(outcomes) / secs, static_cast<double>(bytes) / secs / 1e9,
-        secs, p50, p90, p99, max, arrived, missing, duplicates, unexpected, all_arrived ? "true" : "false",
-        workers_ok ? "true" : "false");
+        n, outcomes, ranks, ok, err, err_expected, static_cast<double>(outcomes) / secs,
+        static_cast<double>(bytes) / secs / 1e9, secs, p50, p90, p99, max, arrived, missing, duplicates, unexpected,
+        all_arrived ? "true" : "false", workers_ok ? "true" : "false");
   } else {
-    std::printf("  commands sent      %zu (offload %zu as broadcasts, onboard %zu as scatters) to %zu workers: %zu "
-                "worker messages\n",
-                n, offloads, n - offloads, ranks, outcomes);
+    std::printf(
+        "  commands sent      %zu (offload %zu as broadcasts, onboard %zu as scatters) to %zu workers: %zu "
+        "worker messages\n",
+        n, offloads, n - offloads, ranks, outcomes);
     std::printf("  outcomes           %zu ok, %zu err (%zu failed on purpose: block ranges outside the pool)\n", ok,
                 err, err_expected);
     std::printf("  throughput         %.0f msg/s, %.2f GB/s of blocks copied, %.2f s in all\n",

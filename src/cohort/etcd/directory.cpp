@@ -96,7 +96,8 @@ struct EtcdDirectory::State {
   }
   void failed(const std::string& why) {
     std::lock_guard lock{mutex};
-    if (error.empty()) amsg::logger()->warn("amsg etcd: cannot follow {}: {} (retried)", prefix, why);  // once per outage
+    if (error.empty())
+      amsg::logger()->warn("amsg etcd: cannot follow {}: {} (retried)", prefix, why);  // once per outage
     error = why;
     watching = false;
   }

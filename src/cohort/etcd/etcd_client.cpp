@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <fmt/format.h>
 #include <array>
 #include <exception>
 #include <mutex>
@@ -113,9 +114,9 @@ int on_socket(void* /*user*/, curl_socket_t fd, curlsocktype /*purpose*/) {
 }  // namespace
 
 Address parse_address(const std::string& address) {
-  constexpr std::string_view scheme = "etcd://";
-  if (address.rfind(scheme, 0) != 0) throw std::invalid_argument("amsg: not an etcd address: " + address);
-  const auto rest = address.substr(scheme.size());
+  constexpr std::string_view kScheme = "etcd://";
+  if (address.rfind(kScheme, 0) != 0) throw std::invalid_argument("amsg: not an etcd address: " + address);
+  const auto rest = address.substr(kScheme.size());
   const auto slash = rest.find('/');
   const auto hosts = rest.substr(0, slash);
   Address out;
@@ -203,7 +204,7 @@ std::string Client::perform(const std::string& path, const std::string& body, bo
       const std::string message = parsed.is_object() && parsed.contains("message")
                                       ? parsed["message"].get<std::string>()
                                       : transfer.body.substr(0, 200);
-      throw EtcdError{"etcd " + url + ": HTTP " + std::to_string(status) + ": " + message};
+      throw EtcdError{fmt::format("etcd {}: HTTP {}: {}", url, status, message)};
     }
     return std::move(transfer.body);
   }
@@ -248,8 +249,8 @@ std::optional<KeyValue> Client::get(const std::string& key) {
 }
 
 std::vector<KeyValue> Client::range(const std::string& prefix, std::int64_t& revision) {
-  const auto answer = parse(
-      post("/v3/kv/range", json{{"key", base64(prefix + "/")}, {"range_end", base64(range_end(prefix))}}.dump()));
+  const auto answer =
+      parse(post("/v3/kv/range", json{{"key", base64(prefix + "/")}, {"range_end", base64(range_end(prefix))}}.dump()));
   revision = answer.contains("header") ? number(answer["header"], "revision") : 0;
   std::vector<KeyValue> out;
   if (answer.contains("kvs")) {

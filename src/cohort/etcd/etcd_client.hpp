@@ -63,8 +63,7 @@ class Client {
   void revoke(std::int64_t lease);
   // Puts `key` only if it does not exist (expected_mod_revision 0) or was last
   // modified at `expected_mod_revision`; false if it changed meanwhile.
-  bool put_if(const std::string& key, const std::string& value, std::int64_t lease,
-              std::int64_t expected_mod_revision);
+  bool put_if(const std::string& key, const std::string& value, std::int64_t lease, std::int64_t expected_mod_revision);
   std::optional<KeyValue> get(const std::string& key);
   // Every key under `prefix` + "/", and the store's revision at that moment.
   std::vector<KeyValue> range(const std::string& prefix, std::int64_t& revision);
