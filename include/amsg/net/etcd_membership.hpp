@@ -31,10 +31,11 @@
 #include <vector>
 
 #include "amsg/export.hpp"
-#include "amsg/net/cohort.hpp"
-#include "amsg/net/node.hpp"
 
 namespace amsg::net {
+
+class Node;
+class Cohort;
 
 /// How a registration or a directory talks to etcd.
 struct EtcdOptions {

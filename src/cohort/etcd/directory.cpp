@@ -10,6 +10,7 @@
 
 #include "amsg/errors.hpp"
 #include "amsg/log.hpp"
+#include "amsg/net/cohort.hpp"
 #include "amsg/net/etcd_membership.hpp"
 #include "cohort/etcd/etcd_client.hpp"
 #include "cohort/etcd/member_record.hpp"

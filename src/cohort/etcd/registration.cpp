@@ -8,6 +8,7 @@
 
 #include "amsg/log.hpp"
 #include "amsg/net/etcd_membership.hpp"
+#include "amsg/net/node.hpp"
 #include "cohort/etcd/etcd_client.hpp"
 #include "cohort/etcd/member_record.hpp"
 
