@@ -3,7 +3,8 @@
 # --transport ipc --scenario fanout`) and raw ZeroMQ (../shared/anchors/fanout-raw),
 # interleaved per round and per W, then medians and ratios.
 # Usage: ROUNDS=3 WORKERS="1 2 4 8 16 32" bench/compare_fanout.sh
-# Output: a table on stdout; raw lines in $OUT/raw.txt (default /tmp/amsg-compare-fanout).
+# Output: a table on stdout; raw lines in $OUT/raw.txt (default /tmp/amsg-compare-fanout);
+# $OUT/fanout.svg plots both against W (docs/img/fanout.svg; needs python3-matplotlib).
 # Both: 64-byte echoes over ipc; broadcast latency one at a time (2000), then
 # worker-messages per second with 16 broadcasts in flight. Library defaults.
 set -euo pipefail
@@ -50,4 +51,43 @@ for w in sorted(set(raw) & set(ours)):
     a, b = raw[w], ours[w]
     print(f"| {w} | {md(a,0):.0f} | {md(b,0):.0f} | {md(b,0)/md(a,0):.2f}x | {md(a,1):.0f} | {md(b,1):.0f} "
           f"| {md(a,2):,.0f} | {md(b,2):,.0f} | {md(b,2)/md(a,2):.2f}x |")
+PY
+
+# The plot: p50 and p99 broadcast latency, and the pipelined rate, against W.
+/usr/bin/python3 - "$RAW" "$OUT/fanout.svg" <<'PY' || echo "(no plot: install python3-matplotlib)" >&2
+import json, re, statistics, sys
+import matplotlib
+matplotlib.use("Agg")
+matplotlib.rcParams["svg.fonttype"] = "none"
+import matplotlib.pyplot as plt
+raw, ours = {}, {}
+for line in open(sys.argv[1]):
+    if line.startswith("system=zmq"):
+        kv = dict(re.findall(r"(\w+)=([0-9.]+)", line))
+        raw.setdefault(int(kv["workers"]), []).append(
+            (float(kv["bcast_us_p50"]), float(kv["bcast_us_p99"]), float(kv["pipelined_worker_msgs_per_s"])))
+    elif line.startswith("system=amsg"):
+        j = json.loads(line[len("system=amsg "):])
+        ours.setdefault(int(j["workers"]), []).append((j["p50_us"], j["p99_us"], j["worker_msgs_per_s"]))
+ws = sorted(set(raw) & set(ours))
+md = lambda d, w, i: statistics.median(r[i] for r in d[w])
+fig, (lat, rate) = plt.subplots(1, 2, figsize=(11, 4))
+for name, d, style in (("raw ZeroMQ", raw, "o-"), ("amsg Cohort", ours, "s-")):
+    lat.plot(ws, [md(d, w, 0) for w in ws], style, label=f"{name} p50")
+    lat.plot(ws, [md(d, w, 1) for w in ws], style, alpha=0.4, label=f"{name} p99")
+    rate.plot(ws, [md(d, w, 2) / 1000 for w in ws], style, label=name)
+for ax in (lat, rate):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ws)
+    ax.set_xticklabels([str(w) for w in ws])
+    ax.set_xlabel("workers (processes, 2 vCPUs)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+lat.set_yscale("log")
+lat.set_ylabel("broadcast completion, µs (one at a time)")
+rate.set_ylabel("k worker-messages/s (16 broadcasts in flight)")
+fig.suptitle(f"A leader and W workers over ipc: medians of {len(next(iter(ours.values())))} interleaved rounds")
+fig.tight_layout()
+fig.savefig(sys.argv[2])
+print(f"plot: {sys.argv[2]}", file=sys.stderr)
 PY
