@@ -41,9 +41,10 @@ class EtcdServer {
  public:
   // `host` and ports: where it listens; `wrapper`: a command it runs under
   // (e.g. {"/usr/sbin/ip", "netns", "exec", NS}).
-  explicit EtcdServer(std::string host = "127.0.0.1", int client_port = free_port(), int peer_port = free_port(),
+  explicit EtcdServer(std::string host = "127.0.0.1", int client_port = free_port(), int peer_port = 0,
                       std::vector<std::string> wrapper = {})
       : host_{std::move(host)}, client_port_{client_port}, peer_port_{peer_port}, wrapper_{std::move(wrapper)} {
+    while (peer_port_ == 0 || peer_port_ == client_port_) peer_port_ = free_port();
     dir_ = "/tmp/amsg-etcd-" + std::to_string(::getpid()) + "-" + std::to_string(client_port_);
     std::filesystem::remove_all(dir_);
   }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <asio/use_future.hpp>
+#include <csignal>
 #include <mutex>
 #include <set>
 
@@ -74,8 +75,15 @@ class EtcdCohort : public ::testing::Test {
     }
     return *workers_[static_cast<std::size_t>(i)];
   }
-  std::unique_ptr<EtcdRegistration> registration(int i, std::optional<std::uint32_t> rank = std::nullopt) {
-    return std::make_unique<EtcdRegistration>(worker(i), etcd_.address("/etcd-test"), address(i), rank, fast());
+  std::unique_ptr<EtcdRegistration> registration(int i, std::optional<std::uint32_t> rank = std::nullopt,
+                                                 EtcdOptions options = fast()) {
+    return std::make_unique<EtcdRegistration>(worker(i), etcd_.address("/etcd-test"), address(i), rank, options);
+  }
+  // A lease that outlives the test: a key that goes, went by a revoke.
+  static EtcdOptions long_lease() {
+    EtcdOptions o = fast();
+    o.lease_ttl = std::chrono::seconds{60};
+    return o;
   }
   FanoutResult broadcast(Cohort& cohort, const std::string& body) {
     auto f = cohort.broadcast("echo", bytes(body), {"b", 5s}, asio::use_future);
@@ -113,6 +121,7 @@ TEST_F(EtcdCohort, WorkersRegisterWithRanksAndTheLeaderFollowsThePrefix) {
 
   const auto listed = net::etcd_members(etcd_.address("/etcd-test"));
   ASSERT_EQ(listed.size(), 3u);
+  ASSERT_EQ(cohort.members().size(), 3u);
   for (const auto& m : listed) {
     EXPECT_EQ(cohort.members()[m.rank].address, m.address);
     EXPECT_EQ(m.identity, workers_[static_cast<std::size_t>(m.address.back() - '0')]->identity());
@@ -132,11 +141,11 @@ TEST_F(EtcdCohort, AStoppedWorkerLeavesAtOnceAndARestartedOneGetsItsRankBack) {
     events.push_back(e);
   });
   EtcdDirectory directory{cohort, etcd_.address("/etcd-test"), fast()};
-  auto r0 = registration(0);
-  auto r1 = registration(1);
+  auto r0 = registration(0, std::nullopt, long_lease());
+  auto r1 = registration(1, std::nullopt, long_lease());
   ASSERT_TRUE(cohort.wait_ready(2, 20s));
   const auto rank1 = *r1->rank();
-  r1.reset();  // revokes its lease: the key goes now, not at the lease's expiry
+  r1.reset();  // revokes its lease: the key goes now, not at the lease's expiry (60 s)
   ASSERT_TRUE(eventually([&] { return cohort.members().size() == 1; }, 5s)) << "the leader saw the key's delete";
   ASSERT_TRUE(eventually(
       [&] {
@@ -146,7 +155,7 @@ TEST_F(EtcdCohort, AStoppedWorkerLeavesAtOnceAndARestartedOneGetsItsRankBack) {
       },
       5s))
       << "remove() reports the leave of a ready member";
-  r1 = registration(1);  // the same worker (same address) registers again
+  r1 = registration(1, std::nullopt, long_lease());  // the same worker (same address) registers again
   ASSERT_TRUE(r1->wait_registered(5s)) << r1->last_error();
   EXPECT_EQ(*r1->rank(), rank1) << "the lowest free rank is its own again";
   ASSERT_TRUE(cohort.wait_ready(2, 10s));
@@ -156,14 +165,14 @@ TEST_F(EtcdCohort, AStoppedWorkerLeavesAtOnceAndARestartedOneGetsItsRankBack) {
 TEST_F(EtcdCohort, AWantedRankHeldByAnotherWorkerIsRetriedUntilItIsFree) {
   Cohort cohort{*leader_};
   EtcdDirectory directory{cohort, etcd_.address("/etcd-test"), fast()};
-  auto holder = registration(0, 5);
+  auto holder = registration(0, 5, long_lease());
   ASSERT_TRUE(holder->wait_registered(5s)) << holder->last_error();
   EXPECT_EQ(*holder->rank(), 5u);
   auto wanting = registration(1, 5);
   ASSERT_TRUE(eventually([&] { return wanting->last_error().find("held by mem://w0") != std::string::npos; }, 5s))
       << wanting->last_error();
   EXPECT_FALSE(wanting->rank());
-  holder.reset();
+  holder.reset();  // revoked: free now, not in 60 s
   ASSERT_TRUE(wanting->wait_registered(5s)) << wanting->last_error();
   EXPECT_EQ(*wanting->rank(), 5u);
   ASSERT_TRUE(eventually(
@@ -173,6 +182,52 @@ TEST_F(EtcdCohort, AWantedRankHeldByAnotherWorkerIsRetriedUntilItIsFree) {
       },
       5s));
 }
+
+TEST_F(EtcdCohort, WorkersStartingTogetherGetDistinctRanksQuickly) {
+  Cohort cohort{*leader_};
+  EtcdDirectory directory{cohort, etcd_.address("/etcd-test"), fast()};
+  for (int i = 0; i < 8; ++i) (void)worker(i);  // the nodes first: the registrations then start together
+  std::vector<std::unique_ptr<EtcdRegistration>> regs;
+  regs.reserve(8);
+  for (int i = 0; i < 8; ++i) regs.push_back(registration(i));
+  std::set<std::uint32_t> ranks;
+  for (auto& r : regs) {
+    ASSERT_TRUE(r->wait_registered(10s)) << r->last_error();
+    ranks.insert(*r->rank());
+  }
+  EXPECT_EQ(ranks.size(), 8u);
+  EXPECT_EQ(*ranks.rbegin(), 7u) << "ranks 0-7, one each";
+  ASSERT_TRUE(cohort.wait_ready(8, 20s));
+  EXPECT_EQ(broadcast(cohort, "all").ok_count(), 8u);
+}
+
+#ifdef AMSG_CLI_PATH
+// A serve process killed (its lease lives on) and restarted at once at the
+// same address takes its own key over: the same rank, though a lower one is free.
+TEST_F(EtcdCohort, AKilledServeRestartedAtOnceTakesItsKeyOverAndKeepsItsRank) {
+  auto low = registration(0, std::nullopt, long_lease());  // rank 0
+  ASSERT_TRUE(low->wait_registered(5s)) << low->last_error();
+  const std::string listen = "tcp://127.0.0.1:" + std::to_string(free_port());
+  const std::vector<std::string> argv{AMSG_CLI_PATH, "serve", "--listen", listen, "--join", etcd_.address("/etcd-test"),
+                                      "--lease-ttl", "60"};
+  auto serve = std::make_unique<Process>(argv);
+  ASSERT_TRUE(serve->wait_for_line("joined the cohort", 20s)) << serve->output();
+  EXPECT_NE(serve->output().find("as rank 1 "), std::string::npos) << serve->output();
+  low.reset();  // rank 0 is free now
+  serve->signal(SIGKILL);
+  ASSERT_TRUE(serve->wait_exit(10s));
+  serve = std::make_unique<Process>(argv);  // within its lease of 60 s
+  ASSERT_TRUE(serve->wait_for_line("joined the cohort", 20s)) << serve->output();
+  EXPECT_NE(serve->output().find("as rank 1 "), std::string::npos) << "its own key, taken over: " << serve->output();
+  const auto listed = net::etcd_members(etcd_.address("/etcd-test"));
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].rank, 1u);
+  EXPECT_EQ(listed[0].address, listen);
+  EXPECT_TRUE(serve->stop(10s));
+  ASSERT_TRUE(eventually([&] { return net::etcd_members(etcd_.address("/etcd-test")).empty(); }, 5s))
+      << "a serve stopped by SIGTERM revokes its lease";
+}
+#endif
 
 TEST_F(EtcdCohort, MessagesFlowWhileEtcdIsDownAndMembershipResumesWhenItReturns) {
   Cohort cohort{*leader_};

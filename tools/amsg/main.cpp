@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
   serve_cmd
       ->add_option("--lease-ttl", serve.lease_ttl_s,
                    "With --join etcd://...: the lease's time to live in seconds (a killed node leaves within it)")
-      ->check(CLI::Range(1, 3600))
+      ->check(CLI::Range(2, 3600))
       ->needs(join_opt);
   serve_cmd->add_flag("--insecure", serve.insecure,
                       "Listen without CURVE on addresses other than loopback (anyone reaching them can run handlers)");

@@ -205,6 +205,8 @@ int run_serve(const ServeOptions& o) {
     while (sigwait(&signals, &sig) == 0 && sig == SIGUSR1) print_stats("stats", node.stats());
     std::printf("amsg serve: %s, draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
+    registration.reset();  // leaves the cohort first (its lease revoked): no fan-out reaches a draining node
+    membership.reset();
     const ShutdownReport r = node.shutdown(std::chrono::milliseconds{o.drain_ms});
     std::printf("amsg serve: stopped after %.1f ms (%s)\n", static_cast<double>(r.took.count()) / 1e6,
                 r.drained ? "drained" : "cancelled the rest");

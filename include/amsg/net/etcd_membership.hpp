@@ -39,8 +39,9 @@ class Cohort;
 
 /// How a registration or a directory talks to etcd.
 struct EtcdOptions {
-  /// The lease's time to live: a worker that dies leaves within this (and is
-  /// kept alive every third of it).
+  /// The lease's time to live, at least 2 s: a worker that dies leaves within
+  /// this. It is kept alive every third of it, and a registration's requests
+  /// are bounded by a third of it too.
   std::chrono::seconds lease_ttl{5};
   /// Between attempts while etcd does not answer (or a wanted rank is taken).
   std::chrono::milliseconds retry{500};
@@ -64,8 +65,11 @@ class AMSG_EXPORT EtcdRegistration {
   /// prefix of `etcd_address`, with `rank`, or its rank of before (a key that
   /// already holds `own_address`), or the lowest free one; returns at once. A
   /// wanted rank held by another address is retried each EtcdOptions::retry
-  /// (until that member's lease expires). Throws std::invalid_argument for an
-  /// address that is not `etcd://...`.
+  /// (until that member's lease expires); a claim lost to a worker starting at
+  /// the same moment is tried again at once. Once registered, its other keys
+  /// (a stale one under another rank) are deleted. Throws
+  /// std::invalid_argument for an address that is not `etcd://...` or a lease
+  /// shorter than 2 s.
   EtcdRegistration(Node& worker, const std::string& etcd_address, const std::string& own_address,
                    std::optional<std::uint32_t> rank = std::nullopt, EtcdOptions options = {});
   /// Revokes the lease (the leader sees the worker leave at once) and stops.
@@ -93,8 +97,9 @@ class AMSG_EXPORT EtcdDirectory {
  public:
   /// Lists the prefix of `etcd_address`, add()s each member to `cohort` with
   /// its rank, then watches: a put adds (or moves) a member, a delete removes
-  /// it. Members that were not added through etcd are left alone. Returns at
-  /// once. Throws std::invalid_argument for an address that is not `etcd://...`.
+  /// it. Members that were not added through etcd are left alone (a key that
+  /// names one of their ranks or addresses is ignored, with a warning). Returns
+  /// at once. Throws std::invalid_argument for an address that is not `etcd://...`.
   EtcdDirectory(Cohort& cohort, const std::string& etcd_address, EtcdOptions options = {});
   /// Stops following (the cohort keeps its members). Destroy it before the cohort.
   ~EtcdDirectory();

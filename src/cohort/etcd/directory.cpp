@@ -64,13 +64,22 @@ struct EtcdDirectory::State {
   void put(std::uint32_t rank, const std::string& address) {
     const auto held = owned.find(rank);
     if (held != owned.end() && held->second == address) return;
-    if (held != owned.end()) cohort.remove(rank);
-    for (const auto& member : cohort.members()) {  // the same address under another rank: it moved
+    if (held != owned.end()) {
+      cohort.remove(rank);
+      owned.erase(held);
+    }
+    for (const auto& member : cohort.members()) {
+      const bool ours = owned.contains(member.rank);
       if (member.address == address && member.rank != rank) {
-        cohort.remove(member.rank);
+        if (!ours) {  // a member added otherwise (static, announced) is left alone
+          amsg::logger()->warn("amsg etcd: {} is rank {} of the cohort already; its key for rank {} is ignored",
+                               address, member.rank, rank);
+          return;
+        }
+        cohort.remove(member.rank);  // it moved to another rank
         owned.erase(member.rank);
-      } else if (member.rank == rank && held == owned.end()) {
-        amsg::logger()->warn("amsg etcd: rank {} ({}) is a static member of the cohort; {} is not added", rank,
+      } else if (member.rank == rank && !ours) {
+        amsg::logger()->warn("amsg etcd: rank {} ({}) is a member added otherwise; {} is not added", rank,
                              member.address, address);
         return;
       }
@@ -161,7 +170,7 @@ std::vector<EtcdMember> etcd_members(const std::string& etcd_address, std::chron
     for (const auto& kv : client.range(where.prefix, revision)) {
       if (auto m = etcd::parse_member(where.prefix, kv)) out.push_back(std::move(*m));
     }
-  } catch (const etcd::EtcdError& e) {
+  } catch (const std::exception& e) {  // etcd's errors, and answers that are not what the v3 API says
     throw NetworkError{e.what()};
   }
   // etcd returns keys sorted as bytes ("10" before "2")

@@ -64,8 +64,12 @@ std::string unbase64(std::string_view in) {
 std::int64_t number(const json& object, const char* name) {
   const auto it = object.find(name);
   if (it == object.end()) return 0;
-  if (it->is_string()) return std::stoll(it->get<std::string>());
-  return it->get<std::int64_t>();
+  try {
+    if (it->is_string()) return std::stoll(it->get<std::string>());
+    return it->get<std::int64_t>();
+  } catch (const std::exception&) {
+    throw EtcdError{std::string{"etcd: not a number: "} + name};
+  }
 }
 
 KeyValue key_value(const json& kv) {
@@ -162,6 +166,9 @@ std::string Client::perform(const std::string& path, const std::string& body, bo
     if (streaming) transfer.stream = &stream;
     CURL* easy = curl_easy_init();
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+    // etcd's WithRequireLeader: a member cut off from its cluster's leader
+    // ends the request (a watch there would otherwise stay open and silent).
+    headers = curl_slist_append(headers, "Grpc-Metadata-hasleader: true");
     curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
     curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");  // etcd is dialled directly, whatever http_proxy says
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
@@ -196,6 +203,11 @@ std::string Client::perform(const std::string& path, const std::string& body, bo
     if (transfer.failure) std::rethrow_exception(transfer.failure);
     if (result != CURLE_OK) {
       failures += (failures.empty() ? "" : "; ") + url + ": " + curl_easy_strerror(result);
+      current_ = (current_ + 1) % endpoints_.size();
+      continue;
+    }
+    if (status >= 500) {  // this member cannot serve now (no leader, shutting down): try the next
+      failures += (failures.empty() ? "" : "; ") + fmt::format("{}: HTTP {}", url, status);
       current_ = (current_ + 1) % endpoints_.size();
       continue;
     }
@@ -239,6 +251,14 @@ bool Client::put_if(const std::string& key, const std::string& value, std::int64
                  {"mod_revision", std::to_string(expected_mod_revision)}};
   const json put{{"key", base64(key)}, {"value", base64(value)}, {"lease", std::to_string(lease)}};
   const json txn{{"compare", json::array({compare})}, {"success", json::array({json{{"request_put", put}}})}};
+  return parse(post("/v3/kv/txn", txn.dump())).value("succeeded", false);
+}
+
+bool Client::erase_if(const std::string& key, std::int64_t mod_revision) {
+  const json compare{
+      {"key", base64(key)}, {"target", "MOD"}, {"result", "EQUAL"}, {"mod_revision", std::to_string(mod_revision)}};
+  const json txn{{"compare", json::array({compare})},
+                 {"success", json::array({json{{"request_delete_range", json{{"key", base64(key)}}}}})}};
   return parse(post("/v3/kv/txn", txn.dump())).value("succeeded", false);
 }
 

@@ -65,6 +65,8 @@ class Client {
   // modified at `expected_mod_revision`; false if it changed meanwhile.
   bool put_if(const std::string& key, const std::string& value, std::int64_t lease, std::int64_t expected_mod_revision);
   std::optional<KeyValue> get(const std::string& key);
+  // Deletes `key` if it was last modified at `mod_revision`; false if it changed.
+  bool erase_if(const std::string& key, std::int64_t mod_revision);
   // Every key under `prefix` + "/", and the store's revision at that moment.
   std::vector<KeyValue> range(const std::string& prefix, std::int64_t& revision);
   // Streams the changes under `prefix` + "/" from `start_revision` into

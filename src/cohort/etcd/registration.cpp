@@ -2,8 +2,12 @@
 // keeps the lease alive; a lease that expired (etcd was out of reach for
 // longer than its TTL) or a key that vanished is registered again.
 
+#include <algorithm>
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <random>
+#include <stdexcept>
 #include <thread>
 
 #include "amsg/log.hpp"
@@ -20,7 +24,8 @@ struct EtcdRegistration::State {
       : prefix{where.prefix},
         wanted{asked},
         options{opts},
-        client{where.endpoints, opts.request_timeout},
+        client{where.endpoints, std::min(opts.request_timeout,
+                                         std::chrono::duration_cast<std::chrono::milliseconds>(opts.lease_ttl) / 3)},
         record{0, own, worker.identity(), worker.manager().handlers().types(), 0} {}
 
   void run() {
@@ -33,7 +38,7 @@ struct EtcdRegistration::State {
           lease = client.grant(options.lease_ttl);
           kept = std::chrono::steady_clock::now();
           written = false;
-        } else if (std::chrono::steady_clock::now() - kept >= options.lease_ttl / 3) {
+        } else if (std::chrono::steady_clock::now() - kept >= interval()) {
           // Kept alive whatever else fails (a claim that waits for its rank, say).
           if (client.keepalive(lease) <= 0) {
             amsg::logger()->warn("amsg etcd: the lease of {} expired; registering again", record.address);
@@ -49,7 +54,7 @@ struct EtcdRegistration::State {
           written = true;
         }
         succeeded();
-        if (pause(options.lease_ttl / 3)) break;
+        if (pause(interval())) break;
       } catch (const etcd::EtcdInterrupted&) {
         break;
       } catch (const std::exception& e) {
@@ -59,7 +64,7 @@ struct EtcdRegistration::State {
     }
     if (lease != 0) {
       try {
-        etcd::Client last{endpoints, options.request_timeout};
+        etcd::Client last{endpoints, std::min(options.request_timeout, interval())};
         last.revoke(lease);  // the leader sees the worker leave now, not at the lease's expiry
       } catch (const std::exception& e) {
         amsg::logger()->info("amsg etcd: lease not revoked ({}); it expires in {} s", e.what(),
@@ -68,42 +73,71 @@ struct EtcdRegistration::State {
     }
   }
 
+  // A third of the lease's TTL: how often it is kept alive, and the bound of
+  // each request (a slow etcd cannot make it miss its keepalive).
+  [[nodiscard]] std::chrono::milliseconds interval() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(options.lease_ttl) / 3;
+  }
+
   // Writes the key of the wanted rank, of this address's rank of before, or of
-  // the lowest free rank, bound to `lease`.
+  // the lowest free rank, bound to `lease`; then deletes any other key that
+  // holds this address (a stale one of a restart under another rank). A
+  // transaction lost to another worker is tried again at once with a fresh
+  // listing (workers starting together), after a short random pause.
   void claim(std::int64_t lease) {
-    std::int64_t revision = 0;
-    const auto keys = client.range(prefix, revision);
-    std::optional<std::uint32_t> rank = wanted;
+    for (int attempt = 0;; ++attempt) {
+      std::int64_t revision = 0;
+      const auto keys = client.range(prefix, revision);
+      const auto choice = choose(keys);
+      auto value = record;
+      value.rank = choice.rank;
+      if (client.put_if(etcd::member_key(prefix, choice.rank), etcd::member_value(value), lease, choice.expected)) {
+        for (const auto& kv : keys) {  // our other keys, if any
+          const auto m = etcd::parse_member(prefix, kv);
+          if (m && m->address == record.address && m->rank != choice.rank)
+            (void)client.erase_if(kv.key, kv.mod_revision);
+        }
+        std::lock_guard lock{mutex};
+        registered_rank = choice.rank;
+        ++registrations;
+        changed.notify_all();
+        return;
+      }
+      if (attempt >= 100) throw etcd::EtcdError{"rank claims kept losing to other workers"};
+      std::uniform_int_distribution<int> jitter{1, 20};
+      if (pause(std::chrono::milliseconds{jitter(random)})) throw etcd::EtcdInterrupted{};
+    }
+  }
+
+  struct Choice {
+    std::uint32_t rank = 0;
     std::int64_t expected = 0;  // the key's mod revision (0: it must not exist)
-    std::vector<bool> taken;
+  };
+  // Which key to write, from a listing: see claim().
+  Choice choose(const std::vector<etcd::KeyValue>& keys) {
+    std::map<std::uint32_t, std::pair<std::string, std::int64_t>> held;  // rank -> (address, mod revision)
     for (const auto& kv : keys) {
-      const auto member = etcd::parse_member(prefix, kv);
-      if (!member) continue;
-      if (member->address == record.address && (!wanted || *wanted == member->rank)) {
-        rank = member->rank;  // ours (this worker before a restart): take it over
-        expected = kv.mod_revision;
-        break;
-      }
-      if (wanted && *wanted == member->rank)
-        throw etcd::EtcdError{"rank " + std::to_string(member->rank) + " is held by " + member->address};
-      if (member->rank < 4096) {
-        if (taken.size() <= member->rank) taken.resize(member->rank + 1);
-        taken[member->rank] = true;
-      }
+      if (const auto m = etcd::parse_member(prefix, kv)) held[m->rank] = {m->address, kv.mod_revision};
     }
-    if (!rank) {
-      std::uint32_t free = 0;
-      while (free < taken.size() && taken[free]) ++free;
-      rank = free;
+    auto take = [&](std::uint32_t rank) -> std::optional<Choice> {
+      const auto it = held.find(rank);
+      if (it == held.end()) return Choice{rank, 0};
+      if (it->second.first == record.address) return Choice{rank, it->second.second};  // ours: take it over
+      return std::nullopt;
+    };
+    if (wanted) {
+      if (auto c = take(*wanted)) return *c;
+      throw etcd::EtcdError{"rank " + std::to_string(*wanted) + " is held by " + held[*wanted].first};
     }
-    auto value = record;
-    value.rank = *rank;
-    if (!client.put_if(etcd::member_key(prefix, *rank), etcd::member_value(value), lease, expected))
-      throw etcd::EtcdError{"rank " + std::to_string(*rank) + " was taken meanwhile"};
-    std::lock_guard lock{mutex};
-    registered_rank = rank;
-    ++registrations;
-    changed.notify_all();
+    for (const auto& [rank, holder] : held) {  // this address's rank of before (a restarted worker)
+      if (holder.first == record.address) return Choice{rank, holder.second};
+    }
+    if (const auto before = current_rank_if_any()) {  // the rank it had (its lease expired meanwhile)
+      if (auto c = take(*before)) return *c;
+    }
+    std::uint32_t free = 0;
+    while (held.contains(free)) ++free;
+    return Choice{free, 0};
   }
 
   // True when stopping (the wait was cut short).
@@ -119,9 +153,14 @@ struct EtcdRegistration::State {
     std::lock_guard lock{mutex};
     return registered_rank.value_or(0);
   }
+  std::optional<std::uint32_t> current_rank_if_any() {
+    std::lock_guard lock{mutex};
+    return registered_rank;
+  }
   void failed(const std::string& why) {
     std::lock_guard lock{mutex};
-    if (error.empty()) amsg::logger()->warn("amsg etcd: registration failing: {} (retried)", why);  // once per outage
+    // Once per outage, at error level: `amsg serve` shows errors by default.
+    if (error.empty()) amsg::logger()->error("amsg etcd: registration failing: {} (retried)", why);
     error = why;
   }
   void succeeded() {
@@ -136,6 +175,7 @@ struct EtcdRegistration::State {
   std::vector<std::string> endpoints;
   etcd::Client client;
   const EtcdMember record;
+  std::minstd_rand random{std::random_device{}()};
   mutable std::mutex mutex;
   std::condition_variable changed;
   bool stop = false;
@@ -147,6 +187,8 @@ struct EtcdRegistration::State {
 
 EtcdRegistration::EtcdRegistration(Node& worker, const std::string& etcd_address, const std::string& own_address,
                                    std::optional<std::uint32_t> rank, EtcdOptions options) {
+  if (options.lease_ttl < std::chrono::seconds{2})
+    throw std::invalid_argument("amsg: an etcd lease lives at least 2 s (EtcdOptions::lease_ttl)");
   const auto where = etcd::parse_address(etcd_address);
   state_ = std::make_shared<State>(worker, where, own_address, rank, options);
   state_->endpoints = where.endpoints;
