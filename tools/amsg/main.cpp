@@ -252,7 +252,10 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--blocks", demo.blocks, "Blocks per pool")->check(CLI::Range(16, 1 << 20));
   demo_cmd->add_option("--block-kib", demo.block_kib, "Block size in KiB")->check(CLI::Range(1, 1024));
   demo_cmd->add_option("--fail-every", demo.fail_every, "Every n-th command fails on purpose (0: none)");
-  demo_cmd->add_option("--window", demo.window, "Commands outstanding at once")->check(positive());
+  demo_cmd
+      ->add_option("--window", demo.window,
+                   "Worker messages outstanding at once (commands in flight: window / workers, at least 1)")
+      ->check(positive());
   demo_cmd->add_flag("!--no-progress", demo.progress, "Never draw a progress bar (drawn only on a terminal)");
   demo_cmd->add_flag("--json", demo.json, "Print the summary as one JSON object (fields: docs/cli.md)");
   common(demo_cmd);

@@ -63,10 +63,11 @@ class AMSG_EXPORT EtcdRegistration {
  public:
   /// Starts registering `worker` (which must listen at `own_address`) under the
   /// prefix of `etcd_address`, with `rank`, or its rank of before (a key that
-  /// already holds `own_address`), or the lowest free one; returns at once. A
+  /// already holds `own_address`, or the rank it held before its lease
+  /// expired), or the lowest free one; returns at once. A
   /// wanted rank held by another address is retried each EtcdOptions::retry
   /// (until that member's lease expires); a claim lost to a worker starting at
-  /// the same moment is tried again at once. Once registered, its other keys
+  /// the same moment is tried again after a random 1-20 ms pause. Once registered, its other keys
   /// (a stale one under another rank) are deleted. Throws
   /// std::invalid_argument for an address that is not `etcd://...` or a lease
   /// shorter than 2 s.
@@ -106,7 +107,8 @@ class AMSG_EXPORT EtcdDirectory {
   EtcdDirectory(const EtcdDirectory&) = delete;
   EtcdDirectory& operator=(const EtcdDirectory&) = delete;
 
-  /// True while the watch is established (false while etcd cannot be reached).
+  /// True once the prefix was listed and until the watch breaks (false while
+  /// etcd cannot be reached).
   [[nodiscard]] bool connected() const;
   /// How many times the prefix was listed (1, plus one per reconnection to etcd).
   [[nodiscard]] std::uint64_t syncs() const;

@@ -117,7 +117,11 @@ struct EtcdRegistration::State {
   Choice choose(const std::vector<etcd::KeyValue>& keys) {
     std::map<std::uint32_t, std::pair<std::string, std::int64_t>> held;  // rank -> (address, mod revision)
     for (const auto& kv : keys) {
-      if (const auto m = etcd::parse_member(prefix, kv)) held[m->rank] = {m->address, kv.mod_revision};
+      if (const auto m = etcd::parse_member(prefix, kv)) {
+        held[m->rank] = {m->address, kv.mod_revision};
+      } else if (const auto rank = etcd::rank_of(prefix, kv.key)) {
+        held[*rank] = {"an unreadable value", kv.mod_revision};  // its rank is taken all the same
+      }
     }
     auto take = [&](std::uint32_t rank) -> std::optional<Choice> {
       const auto it = held.find(rank);
