@@ -32,34 +32,10 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$RAW" <<'PY'
+# One script: the table, then the plot (p50 and p99 broadcast latency, and the
+# pipelined rate, against W) when Debian's python3-matplotlib is there.
+/usr/bin/python3 - "$RAW" "$OUT/fanout.svg" <<'PY'
 import json, re, statistics, sys
-raw, ours = {}, {}
-for line in open(sys.argv[1]):
-    if line.startswith("system=zmq"):
-        kv = dict(re.findall(r"(\w+)=([0-9.]+)", line))
-        raw.setdefault(int(kv["workers"]), []).append(
-            (float(kv["bcast_us_p50"]), float(kv["bcast_us_p99"]), float(kv["pipelined_worker_msgs_per_s"])))
-    elif line.startswith("system=amsg"):
-        j = json.loads(line[len("system=amsg "):])
-        ours.setdefault(int(j["workers"]), []).append((j["p50_us"], j["p99_us"], j["worker_msgs_per_s"]))
-md = lambda rows, i: statistics.median(r[i] for r in rows)
-print("| workers | raw p50 µs | amsg p50 µs | p50 ratio (target ≤ 1.25) | raw p99 µs | amsg p99 µs "
-      "| raw worker-msg/s | amsg worker-msg/s | rate ratio (target ≥ 0.8) |")
-print("|---|---|---|---|---|---|---|---|---|")
-for w in sorted(set(raw) & set(ours)):
-    a, b = raw[w], ours[w]
-    print(f"| {w} | {md(a,0):.0f} | {md(b,0):.0f} | {md(b,0)/md(a,0):.2f}x | {md(a,1):.0f} | {md(b,1):.0f} "
-          f"| {md(a,2):,.0f} | {md(b,2):,.0f} | {md(b,2)/md(a,2):.2f}x |")
-PY
-
-# The plot: p50 and p99 broadcast latency, and the pipelined rate, against W.
-/usr/bin/python3 - "$RAW" "$OUT/fanout.svg" <<'PY' || echo "(no plot: install python3-matplotlib)" >&2
-import json, re, statistics, sys
-import matplotlib
-matplotlib.use("Agg")
-matplotlib.rcParams["svg.fonttype"] = "none"
-import matplotlib.pyplot as plt
 raw, ours = {}, {}
 for line in open(sys.argv[1]):
     if line.startswith("system=zmq"):
@@ -70,12 +46,26 @@ for line in open(sys.argv[1]):
         j = json.loads(line[len("system=amsg "):])
         ours.setdefault(int(j["workers"]), []).append((j["p50_us"], j["p99_us"], j["worker_msgs_per_s"]))
 ws = sorted(set(raw) & set(ours))
-md = lambda d, w, i: statistics.median(r[i] for r in d[w])
+md = lambda rows, i: statistics.median(r[i] for r in rows)
+print("| workers | raw p50 µs | amsg p50 µs | p50 ratio (target ≤ 1.25) | raw p99 µs | amsg p99 µs "
+      "| raw worker-msg/s | amsg worker-msg/s | rate ratio (target ≥ 0.8) |")
+print("|---|---|---|---|---|---|---|---|---|")
+for w in ws:
+    a, b = raw[w], ours[w]
+    print(f"| {w} | {md(a,0):.0f} | {md(b,0):.0f} | {md(b,0)/md(a,0):.2f}x | {md(a,1):.0f} | {md(b,1):.0f} "
+          f"| {md(a,2):,.0f} | {md(b,2):,.0f} | {md(b,2)/md(a,2):.2f}x |")
+try:
+    import matplotlib
+except ImportError:
+    sys.exit(print("(no plot: install python3-matplotlib)", file=sys.stderr))
+matplotlib.use("Agg")
+matplotlib.rcParams["svg.fonttype"] = "none"
+import matplotlib.pyplot as plt
 fig, (lat, rate) = plt.subplots(1, 2, figsize=(11, 4))
 for name, d, style in (("raw ZeroMQ", raw, "o-"), ("amsg Cohort", ours, "s-")):
-    lat.plot(ws, [md(d, w, 0) for w in ws], style, label=f"{name} p50")
-    lat.plot(ws, [md(d, w, 1) for w in ws], style, alpha=0.4, label=f"{name} p99")
-    rate.plot(ws, [md(d, w, 2) / 1000 for w in ws], style, label=name)
+    lat.plot(ws, [md(d[w], 0) for w in ws], style, label=f"{name} p50")
+    lat.plot(ws, [md(d[w], 1) for w in ws], style, alpha=0.4, label=f"{name} p99")
+    rate.plot(ws, [md(d[w], 2) / 1000 for w in ws], style, label=name)
 for ax in (lat, rate):
     ax.set_xscale("log", base=2)
     ax.set_xticks(ws)

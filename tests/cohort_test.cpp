@@ -15,6 +15,7 @@
 #include "amsg/net/cohort_membership.hpp"
 #include "amsg/net/node.hpp"
 #include "link/memory_link.hpp"
+#include "memory_node_support.hpp"
 #include "net_test_support.hpp"
 #include "test_support.hpp"
 
@@ -29,19 +30,6 @@ using net::MemoryLink;
 using net::MemoryNetwork;
 using net::Node;
 using net::NodeOptions;
-
-NodeOptions mem_node(const std::shared_ptr<MemoryNetwork>& net, const std::string& name, const std::string& listen) {
-  NodeOptions o;
-  o.links = {std::make_shared<MemoryLink>(net)};
-  o.manager.logger_name = quiet_logger(name);
-  o.manager.threads = 1;
-  // Loss is seen within 1 s: short enough for the tests that cut a link, long
-  // enough that a sanitizer's stall does not make a healthy peer look lost.
-  o.heartbeat_interval = 100ms;
-  o.heartbeat_timeout = 1s;
-  if (!listen.empty()) o.listen = {listen};
-  return o;
-}
 
 // A leader (listening on mem://leader, for joins) and `n` workers on
 // mem://w0.., each serving echo, fail, sleep and count, and "work": fails on

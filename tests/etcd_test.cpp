@@ -18,6 +18,7 @@
 #include "amsg/net/node.hpp"
 #include "etcd_support.hpp"
 #include "link/memory_link.hpp"
+#include "memory_node_support.hpp"
 #include "net_test_support.hpp"
 #include "test_support.hpp"
 
@@ -55,16 +56,7 @@ class EtcdCohort : public ::testing::Test {
   void TearDown() override {
     for (auto& w : workers_) w->shutdown();
   }
-  NodeOptions node(const std::string& name, const std::string& listen) {
-    NodeOptions o;
-    o.links = {std::make_shared<MemoryLink>(net_)};
-    o.manager.logger_name = quiet_logger(name);
-    o.manager.threads = 1;
-    o.heartbeat_interval = 100ms;
-    o.heartbeat_timeout = 1s;
-    if (!listen.empty()) o.listen = {listen};
-    return o;
-  }
+  NodeOptions node(const std::string& name, const std::string& listen) { return mem_node(net_, name, listen); }
   static std::string address(int i) { return "mem://w" + std::to_string(i); }
   Node& worker(int i) {
     while (static_cast<int>(workers_.size()) <= i) {
