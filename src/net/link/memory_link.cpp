@@ -20,6 +20,7 @@ std::vector<std::byte> copy_of(std::span<const std::byte> bytes) { return {bytes
 
 // The listening side of one MemoryLink (and the home of its executor).
 struct MemoryNetwork::Port {
+  std::mutex mutex;  // other nodes post to the executor while close() lets go of it
   asio::any_io_executor executor;
   ListenerEvents* events = nullptr;
   std::atomic<bool> closed{false};
@@ -35,7 +36,7 @@ struct MemoryNetwork::ChannelState {
   std::string address;
   std::string key;  // how the listener names this connection
   std::atomic<bool> closed{false};
-  std::mutex mutex;
+  std::mutex mutex;                            // also held while a delivery posts to the executor
   bool connected = false;                      // a listener was there once: frames go straight out
   std::vector<std::vector<std::byte>> unsent;  // until then
 };
@@ -93,7 +94,11 @@ class MemoryLink::MemoryChannel final : public Channel {
  public:
   MemoryChannel(std::shared_ptr<MemoryNetwork> network, std::shared_ptr<MemoryNetwork::ChannelState> state)
       : network_{std::move(network)}, state_{std::move(state)} {}
-  ~MemoryChannel() override { state_->closed = true; }
+  ~MemoryChannel() override {
+    std::lock_guard lock{state_->mutex};  // a delivery from another node may be posting to the executor
+    state_->closed = true;
+    state_->executor = asio::any_io_executor{};
+  }
   MemoryChannel(const MemoryChannel&) = delete;
   MemoryChannel& operator=(const MemoryChannel&) = delete;
 
@@ -123,7 +128,9 @@ class MemoryLink::MemoryChannel final : public Channel {
     network.route(state->address, true, bytes, [port, from, key = state->key](std::vector<std::byte> b) {
       return [port, from, key, b = std::move(b)]() mutable {
         auto p = port.lock();
-        if (!p || p->closed) return;
+        if (!p) return;
+        std::lock_guard lock{p->mutex};
+        if (p->closed) return;
         asio::post(p->executor, [port, from, key, b = std::move(b)] {
           auto target = port.lock();
           if (!target || target->closed) return;
@@ -222,7 +229,9 @@ LinkSend MemoryLink::send_to_client(std::string_view client, Payload& frame) {
   network_->route(channel->address, false, frame.bytes(), [to](std::vector<std::byte> b) {
     return [to, b = std::move(b)]() mutable {
       auto c = to.lock();
-      if (!c || c->closed) return;
+      if (!c) return;
+      std::lock_guard lock{c->mutex};
+      if (c->closed) return;
       asio::post(c->executor, [to, b = std::move(b)] {
         auto target = to.lock();
         if (target && !target->closed) target->events->on_frame(b, 1);
@@ -249,7 +258,9 @@ void MemoryLink::resume_reading() {
 // session (NodeOptions::links is the user's): it lets go of the executor now,
 // which must not outlive its io_context.
 void MemoryLink::close(std::chrono::milliseconds /*linger*/) {
+  std::unique_lock port_lock{port_->mutex};
   if (port_->closed.exchange(true)) return;
+  port_lock.unlock();
   {
     std::lock_guard lock{network_->mutex_};
     for (const auto& address : port_->addresses) {
@@ -262,6 +273,7 @@ void MemoryLink::close(std::chrono::milliseconds /*linger*/) {
   port_->pending.clear();
   port_->clients.clear();
   port_->events = nullptr;
+  port_lock.lock();
   port_->executor = asio::any_io_executor{};
 }
 
