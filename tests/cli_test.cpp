@@ -74,6 +74,16 @@ TEST(Cli, UsageErrorsExitTwoWithOneLineNamingTheBadTokenAndPointingToHelp) {
       {{"bench", "--scenario", "fastest"}, {}, "fastest", "'amsg bench --help'"},
       {{"demo", "--log-level", "loud"}, {}, "'loud'", "'amsg demo --help'"},
       {{"demo"}, {"AMSG_LOG_LEVEL=noisy"}, "'noisy'", "'amsg demo --help'"},
+      {{"cohort", "status", "etcd://127.0.0.1:2379,,127.0.0.1:2380/kv"},
+       {},
+       "'etcd://127.0.0.1:2379,,127.0.0.1:2380/kv'",
+       "'amsg cohort status --help'"},
+      {{"cohort", "status", "etcd://127.0.0.1:0/kv"}, {}, "'etcd://127.0.0.1:0/kv'", "'amsg cohort status --help'"},
+      {{"cohort", "status", "etcd://127.0.0.1:2379/kv", "--bogus"}, {}, "'--bogus'", "'amsg cohort status --help'"},
+      {{"serve", "--listen", "ipc:///tmp/x", "--join", "etcd://:2379/kv"},
+       {},
+       "'etcd://:2379/kv'",
+       "'amsg serve --help'"},
   };
   for (const auto& c : cases) {
     const CliRun r = run(c.args, c.env);

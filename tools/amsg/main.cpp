@@ -50,10 +50,24 @@ CLI::Validator address_check() {
 CLI::Validator cohort_address_check() {
   return {[](std::string& address) -> std::string {
             if (!address.starts_with("etcd://")) return address_check()(address);
-            const auto hosts = address.substr(7, address.find('/', 7) - 7);
-            return hosts.empty() || hosts.find(':') == std::string::npos
-                       ? "'" + address + "' is not an etcd address: use etcd://HOST:PORT/PREFIX"
-                       : "";
+            const std::string bad =
+                "'" + address + "' is not an etcd address: use etcd://HOST:PORT[,HOST:PORT...]/PREFIX";
+            const std::string hosts = address.substr(7, address.find('/', 7) - 7);
+            // Every endpoint HOST:PORT, with a port of 1..65535 (so "a:1,,b:2" is refused here, not later).
+            std::size_t from = 0;
+            for (;;) {
+              const std::size_t comma = hosts.find(',', from);
+              const std::string endpoint = hosts.substr(from, comma == std::string::npos ? comma : comma - from);
+              const std::size_t colon = endpoint.rfind(':');
+              if (colon == std::string::npos || colon == 0) return bad;
+              const std::string port = endpoint.substr(colon + 1);
+              if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+                  std::stoi(port) == 0 || std::stoi(port) > 65535) {
+                return bad;
+              }
+              if (comma == std::string::npos) return "";
+              from = comma + 1;
+            }
           },
           "ADDRESS"};
 }
@@ -285,9 +299,12 @@ int main(int argc, char** argv) {
     // One line: what is wrong (CLI11 names the token) and where the usage is.
     std::string command = "amsg";
     std::vector<std::string> unexpected = app.remaining();
-    for (const auto* sub : app.get_subcommands()) {
+    // The deepest subcommand given ("amsg cohort status"), with what each level left.
+    for (auto subs = app.get_subcommands(); !subs.empty();) {
+      const CLI::App* sub = subs.front();
       command += " " + sub->get_name();
       for (auto& r : sub->remaining()) unexpected.push_back(r);
+      subs = sub->get_subcommands();
     }
     // CLI11 checks required options before unknown ones: name the unknown token first.
     std::string what = unexpected.empty() ? std::string{e.what()} : "unexpected argument '" + unexpected.front() + "'";
