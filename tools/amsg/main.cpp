@@ -50,8 +50,7 @@ CLI::Validator address_check() {
 CLI::Validator cohort_address_check() {
   return {[](std::string& address) -> std::string {
             if (!address.starts_with("etcd://")) return address_check()(address);
-            const std::string bad =
-                "'" + address + "' is not an etcd address: use etcd://HOST:PORT[,HOST:PORT...]/PREFIX";
+            std::string bad = "'" + address + "' is not an etcd address: use etcd://HOST:PORT[,HOST:PORT...]/PREFIX";
             const std::string hosts = address.substr(7, address.find('/', 7) - 7);
             // Every endpoint HOST:PORT, with a port of 1..65535 (so "a:1,,b:2" is refused here, not later).
             std::size_t from = 0;
