@@ -38,6 +38,8 @@ class Category final : public std::error_category {
         return "overloaded";
       case errc::abandoned:
         return "abandoned";
+      case errc::disconnected:
+        return "disconnected";
     }
     return "unknown amsg error " + std::to_string(value);
   }

@@ -35,6 +35,7 @@ enum class errc : int {
   bad_address,           ///< the peer's address is malformed or names no supported link
   overloaded,            ///< the receiver refused the message: its sender was over its budget there (not run)
   abandoned,             ///< a cohort fan-out completed by its policy before this worker's outcome came (may have run)
+  disconnected,          ///< Node::disconnect() came before the message was sent (not run)
 };
 
 /// amsg's error category (name "amsg"); its messages are the texts of the outcomes.

@@ -100,6 +100,10 @@ Cohort::~Cohort() {
     serving_joins = state_->serving_joins;
   }
   if (serving_joins) node_.manager().remove_handler(cohort_text::kJoinType);
+  {
+    std::lock_guard lock{state_->mutex};
+    for (const auto& [rank, entry] : state_->members) node_.disconnect(entry.peer);  // the cohort's uses end
+  }
   { std::lock_guard wait_for_callbacks{state_->callback_mutex}; }  // none runs after this returns
   // The timer lives on the node's executor: cancel it there. The State outlives
   // this object in the posted function, and the watch stops at `stopped`.
@@ -115,6 +119,7 @@ bool Cohort::remove(std::uint32_t rank) {
   const auto it = state_->members.find(rank);
   if (it == state_->members.end()) return false;
   if (it->second.ready) state_->removed.push_back({CohortEvent::Kind::left, rank, it->second.address});
+  node_.disconnect(it->second.peer);  // the cohort's use of it ends (add() was one)
   state_->members.erase(it);
   return true;
 }

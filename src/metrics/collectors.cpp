@@ -122,6 +122,9 @@ void add_node(Families& f, const net::NodeStats& s) {
             d(s.dial_handshakes_failed));
   f.counter("amsg_node_unsent_unreachable_total", "Fire-and-forget messages never sent: their peer was unreachable.",
             d(s.unsent_unreachable));
+  f.counter("amsg_node_unsent_disconnected_total",
+            "Fire-and-forget messages never sent: the node disconnected from their peer first.",
+            d(s.unsent_disconnected));
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_shutting_down),
             {{"reason", "shutting_down"}});
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_too_large),

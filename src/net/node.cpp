@@ -21,6 +21,8 @@ const char* to_string(PeerState state) noexcept {
       return "incompatible";
     case PeerState::local:
       return "local";
+    case PeerState::disconnected:
+      return "disconnected";
   }
   return "unknown";
 }
@@ -62,6 +64,7 @@ ShutdownReport Node::shutdown(std::chrono::milliseconds drain) { return impl_->s
 const std::string& Node::identity() const noexcept { return impl_->identity; }
 std::vector<std::string> Node::endpoints() const { return impl_->endpoints; }
 PeerId Node::connect(const std::string& address) { return impl_->connect(address); }
+void Node::disconnect(PeerId peer) { impl_->disconnect(peer); }
 PeerId Node::self() const noexcept { return PeerId{0}; }
 bool Node::wait_ready(PeerId peer, std::chrono::milliseconds timeout) { return impl_->wait_ready(peer, timeout); }
 std::optional<PeerInfo> Node::peer_info(PeerId peer) const { return impl_->peer_info(peer); }

@@ -86,6 +86,7 @@ class AMSG_EXPORT Cohort {
  public:
   /// A cohort of `leader`'s peers; it starts watching at once (before or after leader.start()).
   explicit Cohort(Node& leader, CohortOptions options = {});
+  /// Ends the cohort's use of its members' peers, as remove() does.
   ~Cohort();
   Cohort(const Cohort&) = delete;
   Cohort& operator=(const Cohort&) = delete;
@@ -96,8 +97,10 @@ class AMSG_EXPORT Cohort {
   /// another address or the address is already there with another rank, and
   /// NetworkError for an address no link serves.
   std::uint32_t add(const std::string& address, std::optional<std::uint32_t> rank = std::nullopt);
-  /// Removes the member of `rank` (its connection stays open; a ready member's
-  /// leave is reported to on_change()); false if there is none.
+  /// Removes the member of `rank` (a ready member's leave is reported to
+  /// on_change()); false if there is none. The cohort's use of its peer ends
+  /// (Node::disconnect()): the connection closes, once the calls already sent
+  /// on it have ended, unless the node uses it otherwise too.
   bool remove(std::uint32_t rank);
   /// Serves announcements (message type `amsg.cohort.join`) on the leader's manager:
   /// a worker that calls join() is add()ed, and the call's answer is its rank.

@@ -97,6 +97,16 @@ class AMSG_EXPORT Node {
   /// be this node's becomes local. Throws NetworkError naming a malformed address
   /// or one no link serves.
   PeerId connect(const std::string& address);
+  /// Ends one use of `peer`: each connect() is one use, and when the last one
+  /// ends the peer is disconnected (returns at once; the rest runs on the
+  /// node's executor): messages still queued for it, and what is sent to it
+  /// from then on, end err(disconnected), never sent, never run; calls already
+  /// sent keep the connection and its heartbeats until each has ended as it
+  /// would have (its REPLY, timeout, peer lost...), and then it closes.
+  /// connect() with its address reopens it under the same PeerId (while it
+  /// still drains, as it was). No effect on self(), on an unknown PeerId, or on
+  /// a peer with no use left.
+  void disconnect(PeerId peer);
   /// This node itself: messages skip the socket.
   [[nodiscard]] PeerId self() const noexcept;
   /// Waits until the hello exchange with `peer` has completed (or it is local).

@@ -33,9 +33,10 @@ struct NodeStats {
       0;  ///< clients refused during the handshake (CURVE: no keys, wrong key, not allowed)
   std::uint64_t dial_handshakes_failed =
       0;  ///< handshakes of this node's own connections that failed (CURVE: its key refused, a wrong server key)
-  std::uint64_t unsent_unreachable = 0;  ///< fire-and-forget messages never sent: their peer was unreachable
-  std::uint64_t outstanding_calls = 0;   ///< calls waiting for an outcome now
-  Stats manager;                         ///< the node's manager
+  std::uint64_t unsent_unreachable = 0;   ///< fire-and-forget messages never sent: their peer was unreachable
+  std::uint64_t unsent_disconnected = 0;  ///< fire-and-forget messages never sent: Node::disconnect() came first
+  std::uint64_t outstanding_calls = 0;    ///< calls waiting for an outcome now
+  Stats manager;                          ///< the node's manager
 };
 
 /// One peer this node connected to: its state and the calls sent to it (calls

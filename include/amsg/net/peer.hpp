@@ -24,6 +24,7 @@ enum class PeerState : std::uint8_t {
   closing,       ///< the peer said it is shutting down
   incompatible,  ///< the peer speaks another protocol version
   local,         ///< this node itself: sends skip the link
+  disconnected,  ///< Node::disconnect() ended its last use: sends end err(disconnected) until connect() reopens it
 };
 /// The state's name ("connecting", "ready", ...).
 [[nodiscard]] AMSG_EXPORT const char* to_string(PeerState state) noexcept;

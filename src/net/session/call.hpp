@@ -97,6 +97,7 @@ inline constexpr const char* kPeerLost = "peer lost";
 inline constexpr const char* kPeerUnreachable = "peer unreachable";
 inline constexpr const char* kRemoteShuttingDown = "remote shutting down";
 inline constexpr const char* kNodeShuttingDown = "node shutting down";
+inline constexpr const char* kDisconnected = "disconnected";
 inline constexpr const char* kTimeout = "timeout";
 
 }  // namespace amsg::net

@@ -62,16 +62,31 @@ PeerId Connector::connect(const std::string& address) {
   std::lock_guard lock{connect_mutex_};
   const std::uint32_t count = count_.load();
   for (std::uint32_t i = 1; i < count; ++i) {
-    if (peers_[i]->address == address) return PeerId{i};
+    Peer& known = *peers_[i];
+    if (known.address != address) continue;
+    // Its uses had all ended: open it again (after the close(), posted before).
+    if (known.uses.fetch_add(1) == 0 && started_.load()) asio::post(executor_.get(), [this, &known] { reopen(known); });
+    return PeerId{i};
   }
   if (count == kMaxPeers) throw NetworkError(fmt::format("amsg: cannot connect to '{}': too many peers", address));
   auto p = std::make_unique<Peer>(*this, count, address, options_.peer_queue_capacity);
   p->info.address = address;
+  p->uses.store(1);
   Peer* raw = p.get();
   peers_[count] = std::move(p);
   count_.store(count + 1, std::memory_order_release);
   if (started_.load()) asio::post(executor_.get(), [this, raw] { open(*raw); });  // else start() dials it
   return PeerId{count};
+}
+
+void Connector::disconnect(PeerId id) {
+  if (id.value == kSelf) return;
+  std::lock_guard lock{connect_mutex_};
+  if (id.value >= count_.load()) return;
+  Peer& p = *peers_[id.value];
+  if (p.uses.load() == 0) return;  // more disconnects than connects: nothing left to end
+  // Before start() nothing is open: open_all() skips a peer with no use.
+  if (p.uses.fetch_sub(1) == 1 && started_.load()) asio::post(executor_.get(), [this, &p] { close(p); });
 }
 
 Connector::Peer* Connector::peer_at(PeerId id) const noexcept {
@@ -140,7 +155,14 @@ void Connector::start() {
 }
 
 void Connector::open_all(std::uint32_t count) {
-  for (std::uint32_t i = 1; i < count; ++i) open(*peers_[i]);
+  for (std::uint32_t i = 1; i < count; ++i) {
+    Peer& p = *peers_[i];
+    if (p.uses.load() != 0) {
+      open(p);
+    } else {
+      close(p);  // disconnected before the node started
+    }
+  }
   schedule_flush(*peers_[kSelf]);
 }
 
@@ -169,6 +191,11 @@ void Connector::open(Peer& p) {
 void Connector::flush(Peer& p) {
   p.flush_posted.store(false, std::memory_order_seq_cst);
   if (stopped_) return;
+  if (p.state == PeerState::disconnected) {
+    if (p.draining) (void)send_backlog(p);  // its calls were registered before: they go, and end as they would
+    end_queued(p);
+    return;
+  }
   if (p.index == kSelf || p.loopback) {
     local_.flush(p);
     return;
@@ -353,6 +380,10 @@ void Connector::on_frame(Peer& p, std::span<const std::byte> frame, std::size_t 
               break;
             }
             log_->info("peer {} is shutting down", p.address);
+            if (p.draining) {
+              p.state_before_close = PeerState::closing;  // if connect() reopens it while it drains
+              break;
+            }
             set_state(p, PeerState::closing);
             schedule_flush(p);  // what waits for it ends remote shutting down
             break;
@@ -417,7 +448,7 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
   // The link reconnected by itself, perhaps to a restarted node: replies to
   // what the old connection carried will never come.
   const bool relinked = (std::to_integer<std::uint8_t>(frame[3]) & wire::kFlagNewConnection) != 0 &&
-                        (p.state == PeerState::ready || p.state == PeerState::closing);
+                        (p.state == PeerState::ready || p.state == PeerState::closing || p.draining);
   if (relinked) {
     if (h.identity != p.info.identity) {
       log_->warn("peer {} restarted (was {}, now {}): calls in flight end peer lost", p.address, p.info.identity,
@@ -442,6 +473,10 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
     p.call_counters.lost_events.add();
     p.backlog.clear();  // its calls end below: what they carried is not sent after that
     calls_.fail_peer(p.index, errc::peer_lost, kPeerLost, Clock::time_point::max());
+    if (p.draining) {  // disconnected: nothing is left to wait for
+      finish_close(p);
+      return;
+    }
     // The new connection starts with a HELLO like any other, so the peer knows
     // our limits and heartbeats us; a node that restarted is not closing. One
     // refused at the high-water mark goes again with the next heartbeat.
@@ -492,6 +527,11 @@ void Connector::set_state(Peer& p, PeerState state) {
 void Connector::set_incompatible(Peer& p, errc code, std::string reason) {
   p.incompatible_code = code;
   p.incompatible_reason = std::move(reason);
+  if (p.draining) {  // disconnected: its calls end so, and it closes (still disconnected)
+    calls_.fail_peer(p.index, code, p.incompatible_reason, Clock::time_point::max());
+    finish_close(p);
+    return;
+  }
   set_state(p, PeerState::incompatible);
   calls_.fail_peer(p.index, code, p.incompatible_reason, Clock::time_point::max());
   schedule_flush(p);  // and so does what waits in its queue
@@ -504,6 +544,10 @@ void Connector::set_incompatible(Peer& p, errc code, std::string reason) {
 void Connector::query_handlers(Peer& p, std::promise<std::vector<std::string>> promise) {
   if (p.state == PeerState::incompatible) {
     promise.set_exception(std::make_exception_ptr(NetworkError(p.incompatible_reason)));
+    return;
+  }
+  if (p.state == PeerState::disconnected) {
+    promise.set_exception(std::make_exception_ptr(NetworkError(kDisconnected)));
     return;
   }
   p.handler_queries.emplace_back(std::move(promise), Clock::now());

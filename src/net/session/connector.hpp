@@ -82,6 +82,7 @@ class Connector {
     amsg::detail::BoundedQueue<OutItem> queue;
     std::atomic<bool> flush_posted{false};
     std::atomic<std::size_t> held_count{0};  // held.size(), for senders: the queue's bound covers both
+    std::atomic<std::uint32_t> uses{0};      // connect()s not ended by disconnect() (changed under connect_mutex_)
 
     // On the executor only.
     std::unique_ptr<Channel> channel;
@@ -94,6 +95,10 @@ class Connector {
     std::uint32_t max_payload = 0;  // the largest body the peer accepts (its HELLO_ACK); 0: not known yet
     std::deque<Encoded> backlog;    // the one frame the link refused
     bool hello_unsent = false;      // a new connection's HELLO the link refused: the tick sends it
+    // Disconnected with calls in flight: the channel (and its heartbeats) stay
+    // until they end, so each ends as it would have (ok, peer lost, ...).
+    bool draining = false;
+    PeerState state_before_close = PeerState::connecting;
     // Taken from the queue while connecting (nothing is sent before the
     // HELLO_ACK), so that their deadlines are kept meanwhile.
     std::deque<OutItem> held;
@@ -113,8 +118,11 @@ class Connector {
   ~Connector();
 
   // --- any thread ---
-  // The same address gives the same peer. Throws NetworkError for a bad address.
+  // The same address gives the same peer (and one more use of it; a peer whose
+  // uses had all ended is opened again). Throws NetworkError for a bad address.
   PeerId connect(const std::string& address);
+  // Ends one use of the peer; after the last its connection closes (close()).
+  void disconnect(PeerId id);
   [[nodiscard]] Peer* peer_at(PeerId id) const noexcept;
   [[nodiscard]] std::uint32_t peer_count() const noexcept { return count_.load(std::memory_order_acquire); }
   [[nodiscard]] std::vector<PeerStats> peer_stats() const;
@@ -152,6 +160,11 @@ class Connector {
   void on_error_frame(Peer& p, std::span<const std::byte> frame);
   void set_state(Peer& p, PeerState state);
   void fail_unreachable(Peer& p);
+  void close(Peer& p);
+  void reopen(Peer& p);
+  void end_queued(Peer& p);  // disconnected: what waits ends unsent
+  void finish_close(Peer& p);
+  [[nodiscard]] static std::uint64_t calls_in_flight(const Peer& p) noexcept;
   void hold(Peer& p);
   void arm_held_timer(Clock::time_point deadline);
   void expire_held();

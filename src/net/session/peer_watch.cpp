@@ -43,6 +43,17 @@ void Connector::tick(Clock::time_point now) {
     Payload frame = p.state == PeerState::connecting ? make_hello() : Payload::copy_of(ping);
     (void)p.channel->send(frame);
     const bool silent = now - p.last_rx > options_.heartbeat_timeout;
+    if (p.draining) {  // disconnected: closes once its calls ended, or at once when the peer is lost
+      if (silent) {
+        counters_.peers_lost.add();
+        p.call_counters.lost_events.add();
+        log_->warn("peer {} ({}) lost while disconnecting: nothing heard for {} ms", p.address, p.info.identity,
+                   options_.heartbeat_timeout.count());
+        calls_.fail_peer(p.index, errc::peer_lost, kPeerLost, Clock::time_point::max());
+      }
+      if (silent || (calls_in_flight(p) == 0 && p.backlog.empty())) finish_close(p);
+      continue;
+    }
     if ((p.state == PeerState::ready || p.state == PeerState::closing) && silent) {
       declare_lost(p);
     } else if (p.state == PeerState::connecting && now - p.connecting_since > options_.heartbeat_timeout) {
@@ -116,6 +127,66 @@ void Connector::expire_held() {
   }
   arm_held_timer(next);
   if (n != 0) calls_.space().notify_waiting();
+}
+
+// Node::disconnect() ended the peer's last use (not when a connect() came in
+// between): what is queued ends "disconnected", unsent, and so does what is
+// sent from now on; calls already sent keep the connection, and its
+// heartbeats, until they end as they would have; then it closes.
+void Connector::close(Peer& p) {
+  if (stopped_ || p.uses.load() != 0 || p.state == PeerState::disconnected) return;
+  log_->info("peer {} ({}) disconnected", p.address, p.info.identity);
+  p.state_before_close = p.state;
+  set_state(p, PeerState::disconnected);
+  for (auto& [promise, at] : p.handler_queries) {
+    promise.set_exception(std::make_exception_ptr(NetworkError(kDisconnected)));
+  }
+  p.handler_queries.clear();
+  end_queued(p);
+  if (p.channel && !p.loopback && (calls_in_flight(p) != 0 || !p.backlog.empty())) {
+    p.draining = true;  // the tick closes it once they ended
+    return;
+  }
+  calls_.fail_peer(p.index, errc::disconnected, kDisconnected, Clock::time_point::max());  // the local way's
+  finish_close(p);
+}
+
+void Connector::finish_close(Peer& p) {
+  p.draining = false;
+  p.backlog.clear();
+  p.channel.reset();
+  p.loopback = false;  // reopened, it says HELLO again like a new peer
+  p.hello_unsent = false;
+}
+
+std::uint64_t Connector::calls_in_flight(const Peer& p) noexcept {
+  const auto& c = p.call_counters;
+  return c.sent.get() - c.ok.get() - c.failed.get();
+}
+
+// connect() named a disconnected peer again: still draining, it is as it was;
+// else it is dialed afresh.
+void Connector::reopen(Peer& p) {
+  if (stopped_ || p.state != PeerState::disconnected) return;  // close() did not run (a connect() came first)
+  if (p.draining) {
+    p.draining = false;
+    set_state(p, p.state_before_close);
+    schedule_flush(p);
+    return;
+  }
+  open(p);
+}
+
+// What waits for a disconnected peer (held or queued) ends here, never sent.
+void Connector::end_queued(Peer& p) {
+  std::vector<OutItem> ending;  // taken out first, as in fail_unreachable()
+  OutItem out;
+  while (p.take(out)) ending.push_back(std::move(out));
+  for (auto& item : ending) {
+    if (!item.notified) counters_.unsent_disconnected.add();
+    calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+  }
+  if (!ending.empty()) calls_.space().notify_waiting();
 }
 
 // No HELLO_ACK within heartbeat_timeout: what waits for this peer ends now,

@@ -351,6 +351,7 @@ NodeStats Session::stats() const {
   s.handshakes_failed = counters_.handshakes_failed.get();
   s.dial_handshakes_failed = counters_.dial_handshakes_failed.get();
   s.unsent_unreachable = counters_.unsent_unreachable.get();
+  s.unsent_disconnected = counters_.unsent_disconnected.get();
   s.refused_shutting_down = counters_.refused_shutting_down.get();
   s.refused_too_large = counters_.refused_too_large.get();
   s.refused_overloaded = counters_.refused_overloaded.get();

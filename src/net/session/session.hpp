@@ -47,6 +47,7 @@ class Session : public std::enable_shared_from_this<Session> {
   ShutdownReport shutdown(std::chrono::milliseconds drain);
 
   PeerId connect(const std::string& address) { return connector_.connect(address); }
+  void disconnect(PeerId peer) { connector_.disconnect(peer); }
   bool wait_ready(PeerId peer, std::chrono::milliseconds timeout) { return connector_.wait_ready(peer, timeout); }
   [[nodiscard]] std::optional<PeerInfo> peer_info(PeerId peer) const { return connector_.peer_info(peer); }
   std::future<std::vector<std::string>> query_handlers(PeerId peer);
