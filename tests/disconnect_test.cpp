@@ -142,6 +142,20 @@ TEST(Disconnect, APeerLostWhileDisconnectingEndsItsCallsPeerLostAndConnectReopen
   EXPECT_EQ(get(third).payload.as_string_view(), "third");
 }
 
+TEST(Disconnect, ACallThisNodeSentToItselfRunsToItsEndAfterADisconnect) {
+  auto net = std::make_shared<MemoryNetwork>();
+  Server node{net, "disc-self"};
+  const PeerId peer = node.node.connect(node.address);  // itself, found by its HELLO_ACK
+  ASSERT_TRUE(node.node.wait_ready(peer, 10s));
+  ASSERT_TRUE(in_state(node.node, peer, PeerState::local));
+  auto slow = node.node.call(peer, "sleep", bytes("200"), CallOptions{"slow"}, asio::use_future);
+  ASSERT_TRUE(eventually([&] { return node.runs.load() == 1; }));
+  node.node.disconnect(peer);
+  const Notification n = get(slow, 10s);
+  EXPECT_TRUE(n.is_success()) << "it ran: " << n.text();
+  EXPECT_TRUE(eventually([&] { return in_state(node.node, peer, PeerState::disconnected); }));
+}
+
 TEST(Disconnect, EachConnectIsOneUseAndTheLastDisconnectClosesIt) {
   auto net = std::make_shared<MemoryNetwork>();
   Server server{net, "disc-uses"};
