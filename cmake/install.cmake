@@ -33,7 +33,7 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/amsgConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/amsgConfig.cmake ${PROJECT_BINARY_DIR}/amsgConfigVersion.cmake
         DESTINATION ${AMSG_CMAKE_DIR})
 
-# pkg-config: a static libamsg_net needs libzmq on the consumer's link line, so
+# pkg-config: a static libamsg_net needs libzmq and UCX on the consumer's link line, so
 # it is a public requirement there and a private one for the shared library.
 list(JOIN AMSG_ASIO_DEFINITIONS " -D" AMSG_PC_DEFINITIONS)
 set(AMSG_PC_DEFINITIONS "-D${AMSG_PC_DEFINITIONS}")
@@ -42,9 +42,9 @@ if(NOT ASIO_INCLUDE_DIR STREQUAL "/usr/include")  # Asio outside the default sea
 endif()
 if(BUILD_SHARED_LIBS)
   set(AMSG_PC_NET_REQUIRES "amsg")
-  set(AMSG_PC_NET_REQUIRES_PRIVATE "libzmq")
+  set(AMSG_PC_NET_REQUIRES_PRIVATE "libzmq ucx")
 else()
-  set(AMSG_PC_NET_REQUIRES "amsg libzmq")
+  set(AMSG_PC_NET_REQUIRES "amsg libzmq ucx")
   set(AMSG_PC_NET_REQUIRES_PRIVATE "")
 endif()
 file(RELATIVE_PATH AMSG_PC_UP /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)  # the .pc files find the prefix from their own place

@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libasio-dev libspdlog-dev libfmt-dev libcli11-dev
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+  libucx-dev ucx-utils
   libgtest-dev libgmock-dev
   prometheus-cpp-dev prometheus doxygen
   clang-14 libclang-rt-14-dev

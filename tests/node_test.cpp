@@ -1,5 +1,6 @@
-// The ZeroMQ transport between two nodes in this process (ipc on /tmp, removed
-// afterwards): every send pattern, deadlines, self-sends, backpressure and
+// Two nodes in this process over each link between processes: ZeroMQ (ipc on
+// /tmp, removed afterwards) and UCX (ucx:// on loopback; shared memory carries
+// the AMs): every send pattern, deadlines, self-sends, backpressure and
 // shutdown accounting.
 
 #include <gtest/gtest.h>
@@ -28,7 +29,22 @@ using net::NodeOptions;
 using net::PeerId;
 using net::PeerState;
 
-NodeOptions server_options(const IpcPath& path, const std::string& log) {
+// The link under test: "ipc" (ZeroMQ) or "ucx".
+class NodeOverLink : public ::testing::TestWithParam<std::string> {};
+
+// Where a server listens: an ipc path (removed afterwards) or a fresh loopback
+// port. Clients connect to what the server says it listens on (endpoints()).
+class ListenAt {
+ public:
+  explicit ListenAt(std::string link) : link_{std::move(link)} {}
+  [[nodiscard]] std::string address() const { return link_ == "ucx" ? "ucx://127.0.0.1:0" : ipc_.address(); }
+
+ private:
+  std::string link_;
+  IpcPath ipc_;
+};
+
+NodeOptions server_options(const ListenAt& path, const std::string& log) {
   NodeOptions o;
   o.listen = {path.address()};
   o.manager.logger_name = quiet_logger(log);
@@ -39,21 +55,21 @@ NodeOptions server_options(const IpcPath& path, const std::string& log) {
 // A server with the handlers above on an ipc path, and a started client
 // connected to it: how most tests here begin.
 struct ServerAndClient {
-  explicit ServerAndClient(const std::string& name)
-      : server{server_options(path, name + "-s")}, client{client_options(name + "-c")} {
+  ServerAndClient(const std::string& name, const std::string& link)
+      : path{link}, server{server_options(path, name + "-s")}, client{client_options(name + "-c")} {
     add_handlers(server.manager());
     server.start();
     client.start();
-    peer = client.connect(path.address());
+    peer = client.connect(server.endpoints().front());
   }
-  IpcPath path;
+  ListenAt path;
   Node server;
   Node client;
   PeerId peer{};
 };
 
-TEST(Node, CallCarriesTheResponseBytesBack) {
-  ServerAndClient nodes{"node-call"};
+TEST_P(NodeOverLink, CallCarriesTheResponseBytesBack) {
+  ServerAndClient nodes{"node-call", GetParam()};
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
   auto f = client.call(peer, "echo", bytes("hello over ipc"), CallOptions{"c1"}, asio::use_future);
@@ -65,8 +81,8 @@ TEST(Node, CallCarriesTheResponseBytesBack) {
   EXPECT_EQ(n.text(), "c1:ok");
 }
 
-TEST(Node, PeerStatsCountCallsByOutcomeAndTheirRoundTrips) {
-  ServerAndClient nodes{"node-peer-stats"};
+TEST_P(NodeOverLink, PeerStatsCountCallsByOutcomeAndTheirRoundTrips) {
+  ServerAndClient nodes{"node-peer-stats", GetParam()};
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
   for (int i = 0; i < 5; ++i) {
@@ -93,8 +109,8 @@ TEST(Node, PeerStatsCountCallsByOutcomeAndTheirRoundTrips) {
   EXPECT_GT(s.round_trip.sum_s, 0.0);
 }
 
-TEST(Node, PeerStatsCountCallsEndedByTheNodesShutdown) {
-  ServerAndClient nodes{"node-peer-stats-shutdown"};
+TEST_P(NodeOverLink, PeerStatsCountCallsEndedByTheNodesShutdown) {
+  ServerAndClient nodes{"node-peer-stats-shutdown", GetParam()};
   Node& client = nodes.client;
   auto running = client.call(nodes.peer, "sleep", bytes("60000"), CallOptions{"long"}, asio::use_future);
   ASSERT_TRUE(eventually([&] { return nodes.server.manager().stats().in_flight == 1; }));
@@ -108,8 +124,8 @@ TEST(Node, PeerStatsCountCallsEndedByTheNodesShutdown) {
   EXPECT_EQ(all.front().round_trip.count, 0u);  // this node ended it: not a round trip
 }
 
-TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {
-  ServerAndClient nodes{"node-await"};
+TEST_P(NodeOverLink, AwaitableCallRunsOnTheNodesExecutor) {
+  ServerAndClient nodes{"node-await", GetParam()};
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
   auto fut = asio::co_spawn(
@@ -139,8 +155,8 @@ TEST(Node, AwaitableCallRunsOnTheNodesExecutor) {
 class ResumedCallers : public ::testing::TestWithParam<std::size_t> {};
 
 TEST_P(ResumedCallers, CallsFromResumedCallersReachEveryPeer) {
-  IpcPath path_a;
-  IpcPath path_b;
+  ListenAt path_a{"ipc"};
+  ListenAt path_b{"ipc"};
   Node a{server_options(path_a, "node-resumed-a")};
   Node b{server_options(path_b, "node-resumed-b")};
   add_handlers(a.manager());
@@ -151,8 +167,8 @@ TEST_P(ResumedCallers, CallsFromResumedCallersReachEveryPeer) {
   co.manager.threads = GetParam();
   Node client{co};
   client.start();
-  const PeerId pa = client.connect(path_a.address());
-  const PeerId pb = client.connect(path_b.address());
+  const PeerId pa = client.connect(a.endpoints().front());
+  const PeerId pb = client.connect(b.endpoints().front());
   constexpr int kCallers = 8;
   constexpr int kRounds = 50;
   std::vector<std::future<int>> callers;
@@ -187,8 +203,8 @@ INSTANTIATE_TEST_SUITE_P(PoolThreads, ResumedCallers, ::testing::Values(std::siz
 // The asynchronous operations take any completion token, and an operation that
 // completes at once never runs its handler inside the initiating call: a long
 // loop of co_await async_send does not grow the stack.
-TEST(Node, AsyncOperationsTakeAnyCompletionTokenAndNeverCompleteInline) {
-  ServerAndClient nodes{"node-tokens"};
+TEST_P(NodeOverLink, AsyncOperationsTakeAnyCompletionTokenAndNeverCompleteInline) {
+  ServerAndClient nodes{"node-tokens", GetParam()};
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
   auto looped = asio::co_spawn(
@@ -219,8 +235,8 @@ TEST(Node, AsyncOperationsTakeAnyCompletionTokenAndNeverCompleteInline) {
   EXPECT_EQ(got[0].text(), "by-future:ok");
 }
 
-TEST(Node, NotifiedSendsArriveOnTheChannelInTheSeedFormat) {
-  ServerAndClient nodes{"node-notified"};
+TEST_P(NodeOverLink, NotifiedSendsArriveOnTheChannelInTheSeedFormat) {
+  ServerAndClient nodes{"node-notified", GetParam()};
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
   ASSERT_EQ(client.send(peer, "echo", bytes("x"), {"request_123"}), SendStatus::ok);
@@ -236,15 +252,15 @@ TEST(Node, NotifiedSendsArriveOnTheChannelInTheSeedFormat) {
   EXPECT_FALSE(client.manager().try_receive());
 }
 
-TEST(Node, FireAndForgetRunsRemotelyAndNotifiesNobody) {
-  IpcPath path;
+TEST_P(NodeOverLink, FireAndForgetRunsRemotelyAndNotifiesNobody) {
+  ListenAt path{GetParam()};
   std::atomic<int> counter{0};
   Node server{server_options(path, "node-ff-s")};
   add_handlers(server.manager(), &counter);
   server.start();
   Node client{client_options("node-ff-c")};
   client.start();
-  const PeerId peer = client.connect(path.address());
+  const PeerId peer = client.connect(server.endpoints().front());
   for (int i = 0; i < 500; ++i) ASSERT_EQ(client.send(peer, "count", bytes("")), SendStatus::ok);
   ASSERT_TRUE(eventually([&] { return counter.load() == 500; }));
   ASSERT_EQ(client.send(peer, "echo", bytes(""), {"last"}), SendStatus::ok);
@@ -256,13 +272,12 @@ TEST(Node, FireAndForgetRunsRemotelyAndNotifiesNobody) {
   EXPECT_EQ(server.stats().replies_sent, 1u);
 }
 
-TEST(Node, HelloExchangesIdentityAndHandlerTypes) {
-  ServerAndClient nodes{"node-hello"};
+TEST_P(NodeOverLink, HelloExchangesIdentityAndHandlerTypes) {
+  ServerAndClient nodes{"node-hello", GetParam()};
   Node& server = nodes.server;
-  const IpcPath& path = nodes.path;
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
-  EXPECT_EQ(client.connect(path.address()), peer);  // one connection per address
+  EXPECT_EQ(client.connect(server.endpoints().front()), peer);  // one connection per address
   ASSERT_TRUE(client.wait_ready(peer, 10s));
   const auto info = client.peer_info(peer);
   ASSERT_TRUE(info);
@@ -276,15 +291,15 @@ TEST(Node, HelloExchangesIdentityAndHandlerTypes) {
   EXPECT_NE(server.identity(), client.identity());
 }
 
-TEST(Node, SendsToItselfSkipTheSocket) {
-  IpcPath path;
+TEST_P(NodeOverLink, SendsToItselfSkipTheSocket) {
+  ListenAt path{GetParam()};
   Node node{server_options(path, "node-self")};
   add_handlers(node.manager());
   node.start();
   auto f = node.call(node.self(), "echo", bytes("me"), {}, asio::use_future);
   EXPECT_EQ(get(f).payload.as_string_view(), "me");
   // Connecting to its own address finds out (by identity) that the peer is itself.
-  const PeerId own = node.connect(path.address());
+  const PeerId own = node.connect(node.endpoints().front());
   ASSERT_TRUE(node.wait_ready(own, 10s));
   EXPECT_EQ(node.peer_info(own)->state, PeerState::local);
   auto g = node.call(own, "fail", bytes("local err"), CallOptions{"L"}, asio::use_future);
@@ -314,8 +329,8 @@ TEST(Node, TypesAndIdsOverTheWireLimitsAreRefusedAtTheSender) {
   EXPECT_THROW(awaited.get(), std::invalid_argument);
 }
 
-TEST(Node, DeadlineEndsTheCallAndTheLateAnswerIsDiscarded) {
-  ServerAndClient nodes{"node-deadline"};
+TEST_P(NodeOverLink, DeadlineEndsTheCallAndTheLateAnswerIsDiscarded) {
+  ServerAndClient nodes{"node-deadline", GetParam()};
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
   const auto t0 = std::chrono::steady_clock::now();
@@ -334,8 +349,8 @@ TEST(Node, DeadlineEndsTheCallAndTheLateAnswerIsDiscarded) {
   EXPECT_FALSE(client.manager().try_receive());
 }
 
-TEST(Node, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
-  IpcPath path;
+TEST_P(NodeOverLink, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
+  ListenAt path{GetParam()};
   NodeOptions so = server_options(path, "node-bp-s");
   so.manager.concurrency = 1;
   so.manager.inbox_capacity = 2;
@@ -350,7 +365,7 @@ TEST(Node, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
   co.socket_hwm = 4;
   Node client{co};
   client.start();
-  const PeerId peer = client.connect(path.address());
+  const PeerId peer = client.connect(server.endpoints().front());
   ASSERT_TRUE(client.wait_ready(peer, 10s));
   // Offer messages for a while: the pipeline (peer queue, ZeroMQ pipes and kernel
   // buffers, the inbox) absorbs a bounded number, then try_send keeps saying full.
@@ -387,8 +402,8 @@ TEST(Node, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
   EXPECT_FALSE(client.manager().try_receive());
 }
 
-TEST(Node, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
-  ServerAndClient nodes{"node-shut"};
+TEST_P(NodeOverLink, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
+  ServerAndClient nodes{"node-shut", GetParam()};
   Node& server = nodes.server;
   Node& client = nodes.client;
   const PeerId peer = nodes.peer;
@@ -411,14 +426,14 @@ TEST(Node, ShutdownGivesEveryOutstandingCallExactlyOneOutcome) {
 // Once the manager has drained, the node stops its socket waits and timers, so
 // the pool stops at once instead of running out its grace period (every
 // `amsg send` and `amsg serve` shutdown used to spend it).
-TEST(Node, ShutdownDoesNotLeaveWorkOnThePoolForTheGracePeriod) {
+TEST_P(NodeOverLink, ShutdownDoesNotLeaveWorkOnThePoolForTheGracePeriod) {
   auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
   for (const char* name : {"node-stop-s", "node-stop-c"}) {
     auto log = std::make_shared<spdlog::logger>(name, sink);
     log->set_level(spdlog::level::debug);
     spdlog::register_logger(log);
   }
-  IpcPath path;
+  ListenAt path{GetParam()};
   NodeOptions so = server_options(path, "node-stop-s");
   so.manager.logger_name = "node-stop-s";
   NodeOptions co = client_options("node-stop-c");
@@ -429,7 +444,7 @@ TEST(Node, ShutdownDoesNotLeaveWorkOnThePoolForTheGracePeriod) {
     server.start();
     Node client{co};
     client.start();
-    const PeerId peer = client.connect(path.address());
+    const PeerId peer = client.connect(server.endpoints().front());
     auto f = client.call(peer, "echo", bytes("x"), CallOptions{"x"}, asio::use_future);
     EXPECT_TRUE(get(f).is_success());
     (void)client.shutdown();
@@ -445,8 +460,8 @@ TEST(Node, ShutdownDoesNotLeaveWorkOnThePoolForTheGracePeriod) {
   EXPECT_EQ(completed, 2);  // both managers logged here: the check above saw their shutdowns
 }
 
-TEST(Node, ARemoteThatIsShuttingDownRefusesNewMessages) {
-  IpcPath path;
+TEST_P(NodeOverLink, ARemoteThatIsShuttingDownRefusesNewMessages) {
+  ListenAt path{GetParam()};
   Node server{server_options(path, "node-remote-shut-s")};
   Gate gate{server.manager().executor()};
   server.manager().register_handler("gated",
@@ -455,7 +470,7 @@ TEST(Node, ARemoteThatIsShuttingDownRefusesNewMessages) {
   server.start();
   Node client{client_options("node-remote-shut-c")};
   client.start();
-  const PeerId peer = client.connect(path.address());
+  const PeerId peer = client.connect(server.endpoints().front());
   auto running = client.call(peer, "gated", bytes(""), CallOptions{"running"}, asio::use_future);
   ASSERT_TRUE(eventually([&] { return server.stats().manager.in_flight == 1; }));
   auto stopper = std::async(std::launch::async, [&] { return server.shutdown(20s); });
@@ -466,6 +481,9 @@ TEST(Node, ARemoteThatIsShuttingDownRefusesNewMessages) {
   EXPECT_EQ(get(running).text(), "running:ok");  // what was running finishes and is answered
   EXPECT_TRUE(stopper.get().drained);
 }
+
+INSTANTIATE_TEST_SUITE_P(Links, NodeOverLink, ::testing::Values("ipc", "ucx"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
 }  // namespace amsg::test

@@ -27,17 +27,18 @@ std::optional<spdlog::level::level_enum> parse_level(const std::string& name) {
   return std::nullopt;
 }
 
-// tcp://HOST:PORT (PORT 0-65535, or * to listen on any) or ipc://PATH.
+// tcp://HOST:PORT (PORT 0-65535, or * to listen on any), ipc://PATH or ucx://HOST:PORT.
 CLI::Validator address_check() {
   return {
       [](std::string& address) -> std::string {
-        std::string hint = "'" + address + "' is not an address: use tcp://HOST:PORT or ipc://PATH";
+        std::string hint = "'" + address + "' is not an address: use tcp://HOST:PORT, ipc://PATH or ucx://HOST:PORT";
         if (address.starts_with("ipc://")) return address.size() > 6 ? "" : hint;
-        if (!address.starts_with("tcp://")) return hint;
+        const bool ucx = address.starts_with("ucx://");
+        if (!address.starts_with("tcp://") && !ucx) return hint;
         const auto colon = address.rfind(':');
         if (colon <= 6 || colon + 1 >= address.size()) return hint;
         const std::string port = address.substr(colon + 1);
-        if (port == "*") return "";
+        if (port == "*" && !ucx) return "";
         if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoi(port) > 65535) {
           return hint;
         }
@@ -165,9 +166,10 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--json", bench.json, "One JSON object per measurement on stdout");
   bench_cmd->add_flag("!--no-progress", bench.progress, "Never draw a progress bar");
   bench_cmd
-      ->add_option("--transport", transport,
-                   "Where messages travel: inproc (one process), ipc or tcp (to an `amsg serve` child on loopback)")
-      ->check(CLI::IsMember({"inproc", "ipc", "tcp"}));
+      ->add_option(
+          "--transport", transport,
+          "Where messages travel: inproc (one process), ipc, tcp or ucx (to an `amsg serve` child on loopback)")
+      ->check(CLI::IsMember({"inproc", "ipc", "tcp", "ucx"}));
   common(bench_cmd);
 
   amsg::tool::ServeOptions serve;
@@ -175,7 +177,7 @@ int main(int argc, char** argv) {
       app.add_subcommand("serve", "Run a node with built-in handlers: echo, sleep (ms), fail (message), sink");
   serve_cmd
       ->add_option("--listen,-l", serve.listen,
-                   "Address to bind: tcp://127.0.0.1:5555, ipc:///tmp/amsg.ipc (repeatable)")
+                   "Address to bind: tcp://127.0.0.1:5555, ipc:///tmp/amsg.ipc, ucx://127.0.0.1:5556 (repeatable)")
       ->required()
       ->check(address_check());
   serve_cmd->add_option("--concurrency,-n", serve.concurrency, "Handlers running at once")->check(positive());
@@ -217,13 +219,15 @@ int main(int argc, char** argv) {
                    "With --join etcd://...: the lease's time to live in seconds (a killed node leaves within it)")
       ->check(CLI::Range(2, 3600))
       ->needs(join_opt);
-  serve_cmd->add_flag("--insecure", serve.insecure,
-                      "Listen without CURVE on addresses other than loopback (anyone reaching them can run handlers)");
+  serve_cmd->add_flag(
+      "--insecure", serve.insecure,
+      "Listen without CURVE (tcp://) or on ucx:// addresses other than loopback (anyone reaching them can run "
+      "handlers)");
   common(serve_cmd);
 
   amsg::tool::SendOptions send;
   auto* send_cmd = app.add_subcommand("send", "Send one message and print its notification or response");
-  send_cmd->add_option("--to", send.to, "The node's address: tcp://HOST:PORT or ipc://PATH")
+  send_cmd->add_option("--to", send.to, "The node's address: tcp://HOST:PORT, ipc://PATH or ucx://HOST:PORT")
       ->required()
       ->check(address_check());
   send_cmd->add_option("--type,-t", send.type, "Message type")->required();

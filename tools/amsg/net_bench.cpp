@@ -33,6 +33,7 @@ using Clock = std::chrono::steady_clock;
 
 std::string listen_address(const std::string& transport) {
   if (transport == "tcp") return "tcp://127.0.0.1:0";
+  if (transport == "ucx") return "ucx://127.0.0.1:0";
   return fmt::format("ipc:///tmp/amsg-bench-{}.ipc", ::getpid());
 }
 

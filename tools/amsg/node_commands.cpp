@@ -144,6 +144,7 @@ int run_serve(const ServeOptions& o) {
       throw std::runtime_error("--allow needs --curve-secret: without keys nobody is authenticated");
     }
     opts.curve.allow_insecure = o.insecure;
+    opts.ucx.allow_insecure = o.insecure;
     const Journal journal{o.journal};  // outlives the node and its handlers
     net::Node node{opts};
     register_builtin_handlers(node.manager(), journal);

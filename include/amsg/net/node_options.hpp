@@ -11,6 +11,7 @@
 
 #include "amsg/manager_options.hpp"
 #include "amsg/net/curve.hpp"
+#include "amsg/net/ucx_options.hpp"
 
 namespace amsg::net {
 
@@ -97,7 +98,10 @@ struct NodeOptions {
   std::size_t socket_buffer_bytes = std::size_t{64} << 20;
   /// At shutdown, how long replies still queued in ZeroMQ may take to leave.
   std::chrono::milliseconds linger{1000};
-  /// Links besides ZeroMQ's (tcp://, ipc://), each serving the addresses of its
+  /// The UCX link (ucx://HOST:PORT): transports, devices, polling, and whether
+  /// it may listen beyond loopback (amsg/net/ucx_options.hpp).
+  UcxOptions ucx{};
+  /// Links besides ZeroMQ's (tcp://, ipc://) and UCX's (ucx://), each serving the addresses of its
   /// own schemes; one instance per node. The library's in-memory link for tests
   /// (mem://, src/net/link/memory_link.hpp) is one.
   std::vector<std::shared_ptr<Link>> links{};

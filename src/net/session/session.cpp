@@ -21,6 +21,7 @@
 
 #include "amsg/errors.hpp"
 #include "amsg/log.hpp"
+#include "link/ucx_link.hpp"
 #include "link/zmq_link.hpp"
 #include "wire/codec.hpp"
 
@@ -64,6 +65,10 @@ Links make_links(const NodeOptions& o, ZmqSecurity::Report on_handshake_failed, 
       o.socket_hwm, static_cast<int>(per_client),
       static_cast<std::int64_t>(std::min<std::size_t>(max_frame, std::numeric_limits<std::int64_t>::max())), o.curve,
       std::move(on_handshake_failed), std::move(on_dial_failed)));
+  // A UCX link of the application's own (a test's, with settings of its own) takes ucx:// addresses instead.
+  if (std::none_of(o.links.begin(), o.links.end(), [](const auto& l) { return l->serves("ucx://"); })) {
+    links.add(std::make_shared<UcxLink>(o.ucx, max_frame, cap, per_client));
+  }
   for (const auto& link : o.links) links.add(link);
   return links;
 }

@@ -1,0 +1,87 @@
+#pragma once
+// UcxLink's inner records, shared by ucx_link.cpp and ucx_progress.cpp.
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include <asio/steady_timer.hpp>
+
+#include "link/ucx_link.hpp"
+
+namespace amsg::net {
+
+// AM ids (docs/wire-protocol.md, "UCX").
+inline constexpr unsigned kToListener = 0xA500;  // a frame from a dialing node to a listening one
+inline constexpr unsigned kToDialer = 0xA501;    // a frame from a listening node to one that dialed it
+inline constexpr unsigned kProbe = 0xA502;       // no data: a dialing node learns that its connection is up
+
+inline constexpr unsigned kProgressBatch = 64;  // events taken per turn before letting others run
+inline constexpr std::chrono::milliseconds kRedialFirst{100};
+inline constexpr std::chrono::milliseconds kRedialMost{1000};
+inline constexpr std::chrono::milliseconds kCloseBound{500};
+
+// Lives in the request UCX returns for a send that did not finish at once
+// (ucp_params_t::request_size): no allocation of ours per send.
+struct SendRequest {
+  Payload frame;
+  std::uint64_t key = 0;
+  bool probe = false;
+};
+
+struct UcxLink::Worker {
+  ucp_worker_h handle = nullptr;
+  std::unique_ptr<asio::posix::stream_descriptor> efd;
+  std::unique_ptr<asio::steady_timer> rest;  // the listening worker rests on it while paused
+  bool listening = false;
+  bool waiting = false;  // its progress loop is parked on efd
+  bool resting = false;  // ... or on rest
+};
+
+struct UcxLink::Conn {
+  std::uint64_t key = 0;  // one per endpoint made: callbacks for a closed one find nothing
+  Worker* worker = nullptr;
+  ucp_ep_h ep = nullptr;
+  bool dialed = false;
+  std::size_t sending = 0;  // sends UCX has not finished
+  bool want_out = false;    // a send said again: say when there is room
+};
+
+struct UcxLink::ChannelState : Conn {
+  enum class Up : std::uint8_t { connecting, up, down };
+  std::string address;
+  sockaddr_storage peer{};
+  socklen_t peer_length = 0;
+  ChannelEvents* events = nullptr;
+  Up up = Up::down;
+  std::deque<Payload> waiting;  // frames sent while the connection was not up
+  std::unique_ptr<asio::steady_timer> redial;
+  std::chrono::milliseconds backoff = kRedialFirst;
+  bool closed = false;
+};
+
+struct UcxLink::Client : Conn {
+  std::string name;
+};
+
+struct UcxLink::Inbound {
+  std::uint64_t key = 0;
+  bool to_listener = false;
+  ucp_worker_h worker = nullptr;
+  void* descriptor = nullptr;  // UCX's, released after delivery
+  const std::byte* data = nullptr;
+  std::size_t size = 0;
+  Payload owned;  // a frame received by rendezvous (or copied)
+};
+
+// A frame arriving by rendezvous, until its bytes are in.
+struct UcxLink::Rendezvous {
+  UcxLink* link;
+  Inbound in;
+};
+
+}  // namespace amsg::net

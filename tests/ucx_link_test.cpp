@@ -1,0 +1,233 @@
+// What the UCX link does beyond what every link does (node_test.cpp runs the
+// common tests over it): shared memory between nodes of one host, frames sent
+// before the listener exists, a restarted listener, large frames by
+// rendezvous, bad addresses, and garbage sent straight into its AM handler.
+
+#include <gtest/gtest.h>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "amsg/errors.hpp"
+#include "amsg/net/node.hpp"
+#include "link/ucx_link.hpp"
+#include "net_test_support.hpp"
+#include "test_support.hpp"
+
+namespace amsg::test {
+namespace {
+
+using net::CallOptions;
+using net::Node;
+using net::NodeOptions;
+using net::PeerId;
+using net::PeerState;
+using net::UcxLink;
+using net::UcxOptions;
+
+NodeOptions ucx_server(const std::string& log, std::string address = "ucx://127.0.0.1:0") {
+  NodeOptions o;
+  o.listen = {std::move(address)};
+  o.manager.logger_name = quiet_logger(log);
+  o.manager.threads = 2;
+  o.heartbeat_interval = 50ms;
+  o.heartbeat_timeout = 400ms;
+  return o;
+}
+
+NodeOptions ucx_client(const std::string& log) {
+  NodeOptions o = client_options(log);
+  o.heartbeat_interval = 50ms;
+  o.heartbeat_timeout = 400ms;
+  return o;
+}
+
+// A loopback port nobody listens on (a listener that was there and closed).
+std::string free_address() {
+  Node probe{ucx_server("ucx-free-port")};
+  probe.start();
+  std::string address = probe.endpoints().front();
+  probe.shutdown(0ms);
+  return address;
+}
+
+TEST(UcxLink, NodesOfOneHostTalkOverSharedMemory) {
+  Node server{ucx_server("ucx-shm-s")};
+  add_handlers(server.manager());
+  server.start();
+  auto link = std::make_shared<UcxLink>(UcxOptions{}, std::size_t{1} << 20, 1000, 8);
+  NodeOptions co = ucx_client("ucx-shm-c");
+  co.links = {link};
+  Node client{co};
+  client.start();
+  const PeerId peer = client.connect(server.endpoints().front());
+  auto f = client.call(peer, "echo", bytes("over shm"), CallOptions{"s"}, asio::use_future);
+  EXPECT_EQ(get(f).text(), "s:ok");
+  const auto info = link->connection_info();
+  ASSERT_EQ(info.size(), 1u);
+  // The AM lane: a silent fallback to tcp (UCX leaves shared memory out under
+  // peer-failure handling unless told otherwise) must fail here.
+  bool shared_memory = false;
+  std::istringstream lines{info.front()};
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(" am") != std::string::npos &&
+        (line.find("sysv") != std::string::npos || line.find("posix") != std::string::npos)) {
+      shared_memory = true;
+    }
+  }
+  EXPECT_TRUE(shared_memory) << info.front();
+}
+
+TEST(UcxLink, LargePayloadsArriveWholeByRendezvous) {
+  Node server{ucx_server("ucx-large-s")};
+  add_handlers(server.manager());
+  server.start();
+  Node client{ucx_client("ucx-large-c")};
+  client.start();
+  const PeerId peer = client.connect(server.endpoints().front());
+  for (const std::size_t size : {std::size_t{100}, std::size_t{64} << 10, std::size_t{4} << 20}) {
+    std::string body(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) body[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+    auto f = client.call(peer, "echo", bytes(body), CallOptions{"big"}, asio::use_future);
+    const Notification n = get(f);
+    ASSERT_TRUE(n.is_success()) << size << ": " << n.text();
+    EXPECT_TRUE(n.payload.as_string_view() == body) << size;
+  }
+}
+
+TEST(UcxLink, MessagesSentBeforeTheListenerExistsArriveWhenItDoes) {
+  const std::string address = free_address();
+  Node client{client_options("ucx-early-c")};  // default heartbeats: the peer is unreachable after 3 s
+  client.start();
+  const PeerId peer = client.connect(address);
+  auto early = client.call(peer, "echo", bytes("early"), CallOptions{"early", 20s}, asio::use_future);
+  // Redials every 100 ms doubling to 1 s: the server comes up after a few have failed.
+  ASSERT_EQ(early.wait_for(300ms), std::future_status::timeout);
+  Node server{ucx_server("ucx-early-s", address)};
+  add_handlers(server.manager());
+  server.start();
+  EXPECT_EQ(get(early).text(), "early:ok");
+}
+
+TEST(UcxLink, ARestartedListenerIsReconnectedWithoutRestartingTheSender) {
+  std::atomic<int> runs{0};
+  auto server = std::make_unique<Node>(ucx_server("ucx-restart-s1"));
+  add_handlers(server->manager(), nullptr, &runs);
+  server->start();
+  const std::string address = server->endpoints().front();
+  Node client{ucx_client("ucx-restart-c")};
+  client.start();
+  const PeerId peer = client.connect(address);
+  auto first = client.call(peer, "echo", bytes("1"), CallOptions{"1"}, asio::use_future);
+  EXPECT_EQ(get(first).text(), "1:ok");
+  auto held = client.call(peer, "sleep", bytes("60000"), CallOptions{"held"}, asio::use_future);
+  ASSERT_TRUE(eventually([&] { return runs.load() == 2; }));
+  server->shutdown(0ms);  // its running handler is abandoned: the caller learns it may have run
+  server.reset();
+  const Notification lost = get(held);
+  // Shutting down cancels its handler and says so, or the client finds the server gone first.
+  EXPECT_TRUE(lost.code == errc::cancelled || lost.code == errc::peer_lost || lost.code == errc::remote_shutting_down)
+      << lost.text();
+  Node again{ucx_server("ucx-restart-s2", address)};
+  add_handlers(again.manager());
+  again.start();
+  ASSERT_TRUE(eventually([&] { return client.peer_info(peer)->state == PeerState::ready; }, 10s));
+  auto after = client.call(peer, "echo", bytes("2"), CallOptions{"2"}, asio::use_future);
+  EXPECT_EQ(get(after).text(), "2:ok");
+  EXPECT_EQ(client.peer_info(peer)->identity, again.identity());
+}
+
+TEST(UcxLink, BadAddressesAreRefusedAtOnce) {
+  Node node{ucx_client("ucx-bad")};
+  node.start();
+  for (const char* bad : {"ucx://127.0.0.1", "ucx://127.0.0.1:70000", "ucx://:5", "ucx://[::1:5"}) {
+    EXPECT_THROW((void)node.connect(bad), NetworkError) << bad;
+  }
+  // A name that does not resolve is found out when the connection is made: its calls fail at once.
+  const PeerId nowhere = node.connect("ucx://no-such-host.invalid:5");
+  auto f = node.call(nowhere, "echo", bytes("x"), CallOptions{"n", 10s}, asio::use_future);
+  EXPECT_EQ(get(f, 5s).code, errc::bad_address);
+  NodeOptions wide = ucx_server("ucx-wide", "ucx://0.0.0.0:0");
+  try {
+    Node refused{wide};
+    refused.start();
+    ADD_FAILURE() << "listened beyond loopback without allow_insecure";
+  } catch (const NetworkError& e) {
+    EXPECT_NE(std::string{e.what()}.find("no authentication"), std::string::npos) << e.what();
+  }
+  wide.ucx.allow_insecure = true;
+  Node allowed{wide};
+  allowed.start();
+  EXPECT_TRUE(allowed.endpoints().front().starts_with("ucx://0.0.0.0:")) << allowed.endpoints().front();
+}
+
+// A raw peer: the link alone, on an io_context of its own.
+struct RawUcxPeer final : net::ChannelEvents, net::ListenerEvents {
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  UcxLink link{UcxOptions{}, std::size_t{1} << 20, 100, 8};
+  std::unique_ptr<net::Channel> channel;
+  std::atomic<int> frames{0};
+  std::thread runner;
+
+  explicit RawUcxPeer(const std::string& address) {
+    link.open(io.get_executor(), *this);
+    std::promise<void> dialed;
+    asio::post(io, [&] {
+      channel = link.dial(address, *this);
+      dialed.set_value();
+    });
+    runner = std::thread{[this] { io.run(); }};
+    dialed.get_future().wait();
+  }
+  ~RawUcxPeer() {
+    asio::post(io, [this] {
+      channel.reset();
+      link.stop_waiting();
+      work.reset();
+    });
+    runner.join();
+    link.close(0ms);
+  }
+  RawUcxPeer(const RawUcxPeer&) = delete;
+  RawUcxPeer& operator=(const RawUcxPeer&) = delete;
+  void send(std::string bytes) {
+    asio::post(io, [this, b = std::move(bytes)] {
+      Payload frame = Payload::copy_of(b);
+      (void)channel->send(frame);
+    });
+  }
+  void on_frame(std::span<const std::byte> /*frame*/, std::size_t /*parts*/) override { frames.fetch_add(1); }
+  void on_writable() override {}
+  bool accepting_frames() override { return true; }
+  void on_client_frame(std::string_view /*client*/, std::span<const std::byte> /*frame*/,
+                       std::size_t /*parts*/) override {}
+  bool on_clients_writable() override { return false; }
+};
+
+TEST(UcxLink, GarbageIntoTheAmHandlerIsAnsweredAndHarmsNobody) {
+  Node server{ucx_server("ucx-garbage-s")};
+  add_handlers(server.manager());
+  server.start();
+  const std::string address = server.endpoints().front();
+  {
+    RawUcxPeer raw{address};
+    raw.send("not a frame at all");
+    raw.send(std::string(3, '\xff'));
+    raw.send(std::string(5000, '\x01'));
+    // Each is answered with an ERROR frame (docs/wire-protocol.md), never ignored silently.
+    EXPECT_TRUE(eventually([&] { return raw.frames.load() >= 3; })) << raw.frames.load();
+  }
+  Node client{ucx_client("ucx-garbage-c")};
+  client.start();
+  const PeerId peer = client.connect(address);
+  auto f = client.call(peer, "echo", bytes("still fine"), CallOptions{"ok"}, asio::use_future);
+  EXPECT_EQ(get(f).text(), "ok:ok");
+}
+
+}  // namespace
+}  // namespace amsg::test
