@@ -1,4 +1,9 @@
 #pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 // Child processes for the multi-process tests: `amsg serve` started and ready
 // (tool::ChildProcess underneath), and unique loopback ipc paths that are
 // removed afterwards.
@@ -32,6 +37,35 @@ class IpcPath {
 
  private:
   std::string path_;
+};
+
+// An address for a test's server on one link: "ipc" (a path under /tmp,
+// removed afterwards) or "ucx" (a loopback port that was free a moment ago;
+// UCX's listener reuses addresses, so a restarted server binds it again).
+class TestAddress {
+ public:
+  explicit TestAddress(const std::string& link) {
+    if (link != "ucx") {
+      address_ = ipc_.address();
+      return;
+    }
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("no free loopback port");
+    }
+    ::close(fd);
+    address_ = "ucx://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  }
+  [[nodiscard]] const std::string& address() const { return address_; }
+
+ private:
+  IpcPath ipc_;
+  std::string address_;
 };
 
 // Child processes are the tool's: one implementation for the tool and the tests.

@@ -1,5 +1,6 @@
 // Multi-process tests: `amsg serve` in child processes, driven by a node (or a
-// raw ZeroMQ socket) in this one. Loopback ipc only; files removed afterwards.
+// raw ZeroMQ socket) in this one. Loopback only: ipc (files removed
+// afterwards), and the first tests also over UCX (ucx:// on loopback).
 
 #include <gtest/gtest.h>
 
@@ -27,8 +28,11 @@ using net::NodeOptions;
 using net::PeerId;
 using net::PeerState;
 
-TEST(Process, EverySendPatternAndRemoteFailureAgainstAmsgServe) {
-  IpcPath path;
+// The link under test: "ipc" (ZeroMQ) or "ucx".
+class ProcessOverLink : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ProcessOverLink, EverySendPatternAndRemoteFailureAgainstAmsgServe) {
+  TestAddress path{GetParam()};
   Server server{path.address(), {"--max-payload", "1024"}};
   Node client{client_options("proc-patterns")};
   client.start();
@@ -56,8 +60,8 @@ TEST(Process, EverySendPatternAndRemoteFailureAgainstAmsgServe) {
   EXPECT_FALSE(client.manager().try_receive());
 }
 
-TEST(Process, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) {
-  IpcPath path;
+TEST_P(ProcessOverLink, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) {
+  TestAddress path{GetParam()};
   std::optional<Server> server;
   server.emplace(path.address(), std::vector<std::string>{"--concurrency", "4"});
   Node client{client_options("proc-kill")};
@@ -94,8 +98,8 @@ TEST(Process, AKilledWorkerFailsOutstandingCallsWithPeerLostAndARestartResumes) 
 // SIGKILL and a restart on the same address at once, while traffic flows:
 // ZeroMQ reconnects by itself, the new process says so (an unasked HELLO_ACK),
 // and the call the old process was running ends peer lost instead of hanging.
-TEST(Process, AnImmediateRestartIsNoticedAndTheOldProcessesCallsEndPeerLost) {
-  IpcPath path;
+TEST_P(ProcessOverLink, AnImmediateRestartIsNoticedAndTheOldProcessesCallsEndPeerLost) {
+  TestAddress path{GetParam()};
   std::optional<Server> server;
   server.emplace(path.address());
   NodeOptions co = client_options("proc-fast-restart");
@@ -129,8 +133,8 @@ TEST(Process, AnImmediateRestartIsNoticedAndTheOldProcessesCallsEndPeerLost) {
   EXPECT_EQ(client.peer_info(peer)->state, PeerState::ready);
 }
 
-TEST(Process, AnUnreachablePeerFailsCallsInsteadOfHanging) {
-  IpcPath path;  // nobody listens here
+TEST_P(ProcessOverLink, AnUnreachablePeerFailsCallsInsteadOfHanging) {
+  TestAddress path{GetParam()};  // nobody listens here
   Node client{client_options("proc-unreachable")};
   client.start();
   const PeerId peer = client.connect(path.address());
@@ -138,8 +142,8 @@ TEST(Process, AnUnreachablePeerFailsCallsInsteadOfHanging) {
   EXPECT_EQ(get(f, 10s).text(), "x:err(peer unreachable)");
 }
 
-TEST(Process, SigtermDrainsRunningHandlersAndExitsZero) {
-  IpcPath path;
+TEST_P(ProcessOverLink, SigtermDrainsRunningHandlersAndExitsZero) {
+  TestAddress path{GetParam()};
   Server server{path.address()};
   Node client{client_options("proc-sigterm")};
   client.start();
@@ -333,6 +337,9 @@ TEST(Process, ServeJoinsACohortAndAKilledWorkerRejoinsWithItsRank) {
   EXPECT_EQ(again.get().ok_count(), 3u);
   EXPECT_EQ(cohort.members().size(), 3u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Links, ProcessOverLink, ::testing::Values("ipc", "ucx"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
 }  // namespace amsg::test
