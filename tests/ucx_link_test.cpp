@@ -10,6 +10,7 @@
 #include <asio/use_future.hpp>
 #include <atomic>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "amsg/errors.hpp"
@@ -97,6 +98,45 @@ TEST(UcxLink, LargePayloadsArriveWholeByRendezvous) {
     ASSERT_TRUE(n.is_success()) << size << ": " << n.text();
     EXPECT_TRUE(n.payload.as_string_view() == body) << size;
   }
+}
+
+// A large frame comes by rendezvous (over tcp: the receiver asks for its bytes
+// and they follow), so the small frame sent right behind it arrives whole
+// first: the session still sees them in the order they were sent.
+TEST(UcxLink, FramesOfOneConnectionArriveInOrderWhateverTheirSize) {
+  NodeOptions so = ucx_server("ucx-order-s");
+  so.manager.concurrency = 1;  // handlers start in the order the frames were read
+  so.ucx.transports = "tcp";
+  Node server{so};
+  std::mutex mutex;
+  std::vector<std::size_t> sizes;
+  server.manager().register_handler("record", make_handler([&](Message& m) -> asio::awaitable<void> {
+                                      std::lock_guard lock{mutex};
+                                      sizes.push_back(m.payload.size());
+                                      co_return;
+                                    }));
+  server.start();
+  NodeOptions co = ucx_client("ucx-order-c");
+  co.ucx.transports = "tcp";
+  Node client{co};
+  client.start();
+  const PeerId peer = client.connect(server.endpoints().front());
+  ASSERT_TRUE(client.wait_ready(peer, 10s));
+  std::vector<std::size_t> sent;
+  for (int round = 0; round < 20; ++round) {
+    // One frame each: the small one is queued only once the large one has left.
+    for (const std::size_t size : {std::size_t{1} << 20, std::size_t{10}}) {
+      sent.push_back(size);
+      ASSERT_EQ(client.send(peer, "record", Payload{size}), SendStatus::ok);
+      ASSERT_TRUE(eventually([&] { return client.stats().messages_sent == sent.size(); }));
+    }
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock{mutex};
+    return sizes.size() == sent.size();
+  }));
+  std::lock_guard lock{mutex};
+  EXPECT_EQ(sizes, sent);
 }
 
 TEST(UcxLink, MessagesSentBeforeTheListenerExistsArriveWhenItDoes) {

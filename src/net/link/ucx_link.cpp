@@ -318,6 +318,8 @@ void UcxLink::close_channel(ChannelState& channel) {
 // Drops the endpoint from the tables and closes it; its pending sends end with
 // an error (their frames are lost), and later callbacks naming its key are ignored.
 void UcxLink::forget(Conn& conn) {
+  for (auto& [sequence, in] : conn.early) release(in);
+  conn.early.clear();
   if (conn.ep == nullptr) return;
   conns_.erase(conn.key);
   by_endpoint_.erase(conn.ep);
@@ -419,15 +421,16 @@ ucs_status_t UcxLink::on_am(bool to_listener, void* data, std::size_t length, co
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) == 0) return UCS_OK;  // not from a peer of ours
   auto found = by_endpoint_.find(param->reply_ep);
   if (found == by_endpoint_.end() || found->second->dialed == to_listener) return UCS_OK;
-  const std::uint64_t key = found->second->key;
+  Conn& conn = *found->second;
   if (length > max_frame_bytes_) {
-    failed_keys_.push_back(key);  // never read: the connection closes
+    failed_keys_.push_back(conn.key);  // never read: the connection closes
     return UCS_OK;
   }
   Inbound in;
-  in.key = key;
+  in.key = conn.key;
+  in.sequence = conn.arrived++;
   in.to_listener = to_listener;
-  in.worker = found->second->worker->handle;
+  in.worker = conn.worker->handle;
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
     // Rendezvous: the bytes come straight into the buffer the session will read.
     auto* pending = new Rendezvous{this, std::move(in)};
@@ -438,11 +441,10 @@ ucs_status_t UcxLink::on_am(bool to_listener, void* data, std::size_t length, co
     p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     p.cb.recv_am = &on_received;
     p.user_data = pending;
-    void* r = ucp_am_recv_data_nbx(found->second->worker->handle, data, pending->in.owned.data(), length, &p);
-    if (r == nullptr) {
-      inbound_.push_back(std::move(pending->in));
-      delete pending;
-    } else if (UCS_PTR_IS_ERR(r)) {
+    void* r = ucp_am_recv_data_nbx(conn.worker->handle, data, pending->in.owned.data(), length, &p);
+    if (r == nullptr || UCS_PTR_IS_ERR(r)) {
+      pending->in.skip = UCS_PTR_IS_ERR(r);
+      in_order(std::move(pending->in));
       delete pending;
     }
     return UCS_OK;
@@ -451,18 +453,41 @@ ucs_status_t UcxLink::on_am(bool to_listener, void* data, std::size_t length, co
   in.size = length;
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_DATA) != 0 && length > 0) {
     in.descriptor = data;
-    inbound_.push_back(std::move(in));
+    in_order(std::move(in));
     return UCS_INPROGRESS;  // kept until delivered
   }
   in.owned = Payload::copy_of(std::span<const std::byte>{in.data, length});
   in.data = in.owned.data();
-  inbound_.push_back(std::move(in));
+  in_order(std::move(in));
   return UCS_OK;
+}
+
+// Frames reach the session in the order they arrived on their connection: one
+// whose bytes are still coming by rendezvous holds back those behind it.
+void UcxLink::in_order(Inbound in) {
+  auto it = conns_.find(in.key);
+  if (it == conns_.end()) {
+    release(in);
+    return;
+  }
+  Conn& conn = *it->second;
+  if (in.sequence != conn.ready) {
+    conn.early.emplace(in.sequence, std::move(in));
+    return;
+  }
+  ++conn.ready;
+  if (!in.skip) inbound_.push_back(std::move(in));
+  for (auto next = conn.early.begin(); next != conn.early.end() && next->first == conn.ready;
+       next = conn.early.erase(next)) {
+    ++conn.ready;
+    if (!next->second.skip) inbound_.push_back(std::move(next->second));
+  }
 }
 
 void UcxLink::on_received(void* request, ucs_status_t status, std::size_t /*length*/, void* user_data) {
   auto* pending = static_cast<Rendezvous*>(user_data);
-  if (status == UCS_OK) pending->link->inbound_.push_back(std::move(pending->in));
+  if (status != UCS_OK) pending->in.skip = true;  // lost with its connection, or cancelled
+  pending->link->in_order(std::move(pending->in));
   delete pending;
   ucp_request_free(request);
 }

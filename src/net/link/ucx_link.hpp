@@ -111,6 +111,7 @@ class UcxLink final : public Link {
   void drop_client(const std::string& name);
   void close_endpoint(Worker& w, ucp_ep_h ep);
   void forget(Conn& conn);
+  void in_order(Inbound in);
   void deliver(Inbound& in);
   void release(Inbound& in);
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -42,13 +43,28 @@ struct UcxLink::Worker {
   bool resting = false;  // ... or on rest
 };
 
+struct UcxLink::Inbound {
+  std::uint64_t key = 0;
+  std::uint64_t sequence = 0;  // its place among its connection's frames
+  bool to_listener = false;
+  bool skip = false;  // a rendezvous that failed: only its place counts
+  ucp_worker_h worker = nullptr;
+  void* descriptor = nullptr;  // UCX's, released after delivery
+  const std::byte* data = nullptr;
+  std::size_t size = 0;
+  Payload owned;  // a frame received by rendezvous (or copied)
+};
+
 struct UcxLink::Conn {
   std::uint64_t key = 0;  // one per endpoint made: callbacks for a closed one find nothing
   Worker* worker = nullptr;
   ucp_ep_h ep = nullptr;
   bool dialed = false;
-  std::size_t sending = 0;  // sends UCX has not finished
-  bool want_out = false;    // a send said again: say when there is room
+  std::size_t sending = 0;                 // sends UCX has not finished
+  bool want_out = false;                   // a send said again: say when there is room
+  std::uint64_t arrived = 0;               // frames that began to arrive
+  std::uint64_t ready = 0;                 // frames passed on, in order
+  std::map<std::uint64_t, Inbound> early;  // complete, behind one still arriving
 };
 
 struct UcxLink::ChannelState : Conn {
@@ -66,16 +82,6 @@ struct UcxLink::ChannelState : Conn {
 
 struct UcxLink::Client : Conn {
   std::string name;
-};
-
-struct UcxLink::Inbound {
-  std::uint64_t key = 0;
-  bool to_listener = false;
-  ucp_worker_h worker = nullptr;
-  void* descriptor = nullptr;  // UCX's, released after delivery
-  const std::byte* data = nullptr;
-  std::size_t size = 0;
-  Payload owned;  // a frame received by rendezvous (or copied)
 };
 
 // A frame arriving by rendezvous, until its bytes are in.
