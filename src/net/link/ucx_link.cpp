@@ -90,6 +90,19 @@ void UcxLink::open(const asio::any_io_executor& executor, ListenerEvents& listen
 
 void UcxLink::start_worker() {
   if (context_ != nullptr) return;
+  // Two settings UCX 1.13 takes from the environment only (ucp_config_modify
+  // does not pass them on to the transports), set there once unless the user
+  // has: with peer-failure handling UCX leaves its shared-memory transports out
+  // unless told they may be used with it, and would silently carry the AMs of
+  // two processes on one host over tcp (17x slower); and a node restarted on
+  // its port binds it again at once (sockets of the last run may be in
+  // TIME_WAIT), as over ZeroMQ.
+  static std::once_flag environment;
+  std::call_once(environment, [] {
+    (void)::setenv("UCX_MM_ERROR_HANDLING", "y", /*overwrite=*/0);
+    (void)::setenv("UCX_TCP_CM_REUSEADDR", "y", /*overwrite=*/0);
+  });
+
   ucp_config_t* config = nullptr;
   if (const ucs_status_t s = ucp_config_read(nullptr, nullptr, &config); s != UCS_OK) fail("reading its settings", s);
   auto set = [&](const char* name, const std::string& value) {
@@ -101,17 +114,6 @@ void UcxLink::start_worker() {
   };
   set("TLS", options_.transports);
   set("NET_DEVICES", options_.net_devices);
-  // With peer-failure handling, UCX 1.13 leaves out its shared-memory
-  // transports unless told they may be used with it: it would silently carry
-  // the AMs of two processes on one host over tcp (17x slower).
-  if (std::getenv("UCX_MM_ERROR_HANDLING") == nullptr) set("MM_ERROR_HANDLING", "y");
-  // A node restarted on its port binds it again at once (sockets of the last
-  // run may be in TIME_WAIT), as over ZeroMQ. UCX 1.13 reads its connection
-  // managers' settings from the environment only (ucp_config_modify accepts
-  // this one and ignores it): set it there, once, unless the user has.
-  static std::once_flag reuse_address;
-  std::call_once(reuse_address, [] { (void)::setenv("UCX_TCP_CM_REUSEADDR", "y", /*overwrite=*/0); });
-
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_REQUEST_SIZE;
   params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
