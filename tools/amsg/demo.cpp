@@ -99,8 +99,15 @@ class Worker {
   }
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
+  // Waits for the worker's "listening on ADDRESS" line; its address is then
+  // the one it bound (a port chosen by the system for tcp:// or ucx:// ...:0).
   bool wait_listening(std::chrono::milliseconds timeout) {
-    return child_.wait_for_line("listening on", timeout).has_value();
+    const auto line = child_.wait_for_line("listening on ", timeout);
+    if (!line) return false;
+    std::string bound = line->substr(line->find("listening on ") + 13);
+    while (!bound.empty() && (bound.back() == '\n' || bound.back() == '\r')) bound.pop_back();
+    if (!bound.empty()) address_ = std::move(bound);
+    return true;
   }
   bool stop(std::chrono::milliseconds timeout) { return child_.stop(timeout); }
   [[nodiscard]] const std::string& address() const { return address_; }
@@ -153,12 +160,14 @@ int run_demo(const DemoOptions& o) {
   auto say = [&](auto&&... args) {
     if (!o.json) std::printf(args...);
   };
-  say("amsg demo: a KV-cache leader and %zu worker processes on loopback ipc\n", o.workers);
+  say("amsg demo: a KV-cache leader and %zu worker processes on loopback %s\n", o.workers, o.transport.c_str());
   say("  each worker: device and host pools of %zu blocks x %zu KiB; commands offload/onboard block ranges\n", o.blocks,
       o.block_kib);
   std::vector<std::unique_ptr<Worker>> workers;
   for (std::size_t w = 0; w < o.workers; ++w) {
-    workers.push_back(std::make_unique<Worker>(fmt::format("ipc://{}-w{}.ipc", base, w), o.blocks, o.block_kib));
+    const std::string address =
+        o.transport == "ipc" ? fmt::format("ipc://{}-w{}.ipc", base, w) : fmt::format("{}://127.0.0.1:0", o.transport);
+    workers.push_back(std::make_unique<Worker>(address, o.blocks, o.block_kib));
   }
   for (auto& w : workers) {
     if (!w->wait_listening(std::chrono::seconds{20})) {

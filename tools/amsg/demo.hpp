@@ -1,5 +1,5 @@
 #pragma once
-// `amsg demo`: a KV-cache leader and worker processes on loopback ipc.
+// `amsg demo`: a KV-cache leader and worker processes on loopback (ipc, tcp or UCX).
 
 #include <cstddef>
 #include <string>
@@ -13,6 +13,7 @@ struct DemoOptions {
   std::size_t block_kib = 16;     // block size
   std::size_t fail_every = 1000;  // every n-th command names blocks outside the pool
   std::size_t window = 64;        // commands outstanding at once
+  std::string transport = "ipc";  // ipc, tcp or ucx: how the leader reaches its workers
   bool progress = true;
   bool json = false;
 };

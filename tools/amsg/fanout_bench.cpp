@@ -27,18 +27,21 @@ constexpr std::size_t kInFlight = 16;  // broadcasts in flight in the pipelined 
 
 std::string worker_address(const std::string& transport, std::size_t i) {
   if (transport == "tcp") return "tcp://127.0.0.1:0";
+  if (transport == "ucx") return "ucx://127.0.0.1:0";
   return fmt::format("ipc:///tmp/amsg-bench-fanout-{}-{}.ipc", ::getpid(), i);
 }
 
 Result run_one(const BenchOptions& o, const std::string& transport, std::size_t workers) {
   std::vector<std::unique_ptr<ServeChild>> children;
   for (std::size_t i = 0; i < workers; ++i) {
-    children.push_back(std::make_unique<ServeChild>(worker_address(transport, i), 4, o.threads, o.spin_us));
+    children.push_back(
+        std::make_unique<ServeChild>(worker_address(transport, i), 4, o.threads, o.spin_us, o.busy_poll));
   }
   net::NodeOptions opts;
   opts.manager.threads = o.threads;  // the library's default unless --threads says otherwise
   opts.manager.logger_name = "amsg.bench";
   opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
+  opts.ucx.busy_poll = o.busy_poll;
   net::Node leader{opts};
   net::Cohort cohort{leader};
   for (const auto& c : children) cohort.add(c->address());

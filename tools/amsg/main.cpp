@@ -146,6 +146,8 @@ int main(int argc, char** argv) {
       ->check(positive());
   bench_cmd->add_option("--messages", bench.messages, "Messages in the thr scenario")->check(positive());
   bench_cmd->add_option("--pingpong-messages", bench.pingpong_messages, "Round trips in pingpong")->check(positive());
+  bench_cmd->add_option("--gap-us", bench.gap_us, "Across processes: pause before each pingpong call, in microseconds")
+      ->check(non_negative());
   bench_cmd->add_option("--rate", bench.rate, "Offered rate of the rate scenario (messages/s)")->check(positive());
   bench_cmd->add_option("--secs", bench.rate_secs, "Duration of the rate scenario (s)")->check(positive());
   bench_cmd->add_option("--payload", bench.payload, "Payload bytes");
@@ -156,6 +158,8 @@ int main(int argc, char** argv) {
       ->check(positive());
   bench_cmd->add_option("--threads", bench.threads,
                         "Pool threads of every node and manager in the run (0 = hardware threads)");
+  bench_cmd->add_flag("--busy-poll", bench.busy_poll,
+                      "--transport ucx: both sides poll UCX without sleeping (each holds one CPU at 100 %)");
   bench_cmd->add_option("--spin-us", bench.spin_us, "Idle spin before sleeping, in microseconds (default 0)")
       ->check(non_negative());
   bench_cmd
@@ -185,6 +189,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--max-payload", serve.max_payload, "Largest payload accepted, in bytes");
   serve_cmd->add_option("--identity", serve.identity, "Node identity (default: host-pid-random)");
   serve_cmd->add_option("--spin-us", serve.spin_us, "I/O and worker idle spin, in microseconds")->check(non_negative());
+  serve_cmd->add_flag("--busy-poll", serve.busy_poll,
+                      "ucx:// only: poll UCX without ever sleeping (lowest latency; one thread at 100 % CPU)");
   serve_cmd->add_option("--drain-ms", serve.drain_ms, "On SIGINT/SIGTERM, how long running handlers may finish")
       ->check(non_negative());
   serve_cmd
@@ -263,7 +269,8 @@ int main(int argc, char** argv) {
   common(status_cmd);
 
   amsg::tool::DemoOptions demo;
-  auto* demo_cmd = app.add_subcommand("demo", "KV-cache leader + worker processes over ipc: the main job");
+  auto* demo_cmd =
+      app.add_subcommand("demo", "KV-cache leader + worker processes on loopback (ipc by default): the main job");
   demo_cmd->add_option("--messages", demo.messages, "Commands to send")->check(positive());
   demo_cmd->add_option("--workers", demo.workers, "Worker processes: the cohort's ranks")->check(CLI::Range(1, 32));
   demo_cmd->add_option("--blocks", demo.blocks, "Blocks per pool")->check(CLI::Range(16, 1 << 20));
@@ -273,6 +280,10 @@ int main(int argc, char** argv) {
       ->add_option("--window", demo.window,
                    "Worker messages outstanding at once (commands in flight: window / workers, at least 1)")
       ->check(positive());
+  demo_cmd
+      ->add_option("--transport", demo.transport,
+                   "How the leader reaches its workers on loopback: ipc, tcp (ZeroMQ) or ucx (UCX: shared memory)")
+      ->check(CLI::IsMember({"ipc", "tcp", "ucx"}));
   demo_cmd->add_flag("!--no-progress", demo.progress, "Never draw a progress bar (drawn only on a terminal)");
   demo_cmd->add_flag("--json", demo.json, "Print the summary as one JSON object (fields: docs/cli.md)");
   common(demo_cmd);

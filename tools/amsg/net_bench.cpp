@@ -15,6 +15,8 @@
 #include <amsg/amsg.hpp>
 #include <amsg/net/node.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_future.hpp>
 #include <chrono>
 #include <csignal>
@@ -42,6 +44,7 @@ net::NodeOptions client_options(const BenchOptions& o) {
   opts.manager.threads = o.threads;  // the library's default unless --threads says otherwise
   opts.manager.logger_name = "amsg.bench";
   opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
+  opts.ucx.busy_poll = o.busy_poll;
   return opts;
 }
 
@@ -59,7 +62,7 @@ Result base_result(std::string scenario, const std::string& transport, const Ben
 }
 
 Result run_pingpong(const BenchOptions& o, const std::string& transport) {
-  ServeChild server{listen_address(transport), 4, o.threads, o.spin_us};
+  ServeChild server{listen_address(transport), 4, o.threads, o.spin_us, o.busy_poll};
   net::Node client{client_options(o)};
   client.start();
   const net::PeerId peer = client.connect(server.address());
@@ -73,7 +76,12 @@ Result run_pingpong(const BenchOptions& o, const std::string& transport) {
       client.executor(),
       [&]() -> asio::awaitable<bool> {
         bool all = true;
+        asio::steady_timer gap{co_await asio::this_coro::executor};
         for (std::size_t i = 0; i < n; ++i) {
+          if (o.gap_us > 0) {  // sparse traffic: each call finds both sides asleep
+            gap.expires_after(std::chrono::microseconds{o.gap_us});
+            co_await gap.async_wait(asio::use_awaitable);
+          }
           const auto t0 = Clock::now();
           Notification note = co_await client.call(peer, "sink", Payload::copy_of(body), {id});
           ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
@@ -92,7 +100,7 @@ Result run_pingpong(const BenchOptions& o, const std::string& transport) {
 }
 
 Result run_thr(const BenchOptions& o, const std::string& transport, std::size_t concurrency) {
-  ServeChild server{listen_address(transport), concurrency, o.threads, o.spin_us};
+  ServeChild server{listen_address(transport), concurrency, o.threads, o.spin_us, o.busy_poll};
   net::Node client{client_options(o)};
   client.start();
   const net::PeerId peer = client.connect(server.address());
@@ -140,7 +148,7 @@ Result run_thr(const BenchOptions& o, const std::string& transport, std::size_t 
 
 Result run_reqresp(const BenchOptions& o, const std::string& transport) {
   constexpr std::size_t kOutstanding = 64;
-  ServeChild server{listen_address(transport), kOutstanding, o.threads, o.spin_us};
+  ServeChild server{listen_address(transport), kOutstanding, o.threads, o.spin_us, o.busy_poll};
   net::Node client{client_options(o)};
   client.start();
   const net::PeerId peer = client.connect(server.address());
@@ -179,7 +187,7 @@ Result run_reqresp(const BenchOptions& o, const std::string& transport) {
 // of calls outstanding (the most a node lets one client have), then one that
 // keeps four times that and answers every refusal with another call.
 std::vector<Result> run_isolation(const BenchOptions& o, const std::string& transport) {
-  ServeChild server{listen_address(transport), 4, o.threads, o.spin_us};
+  ServeChild server{listen_address(transport), 4, o.threads, o.spin_us, o.busy_poll};
   const std::string type = o.handler_ms > 0 ? "sleep" : "echo";
   const std::string body = o.handler_ms > 0 ? std::to_string(o.handler_ms) : std::string(o.payload, 'x');
   net::Node normal{client_options(o)};

@@ -133,6 +133,7 @@ int run_serve(const ServeOptions& o) {
   opts.manager.threads = o.threads;
   opts.manager.max_payload_bytes = o.max_payload;
   opts.manager.idle_spin = std::chrono::microseconds{o.spin_us};
+  opts.ucx.busy_poll = o.busy_poll;
   // Errors are the clients' business: by default the server logs only its own.
   default_log_level(spdlog::level::err);
   try {

@@ -18,6 +18,7 @@ struct ServeOptions {
   std::size_t max_payload = 16u << 20;
   std::string identity;
   long spin_us = 0;
+  bool busy_poll = false;  // UcxOptions::busy_poll
   long drain_ms = 5000;
   std::string metrics;                // HOST:PORT to serve Prometheus metrics on; empty: none
   std::string curve_secret;           // this node's secret certificate; empty: no CURVE

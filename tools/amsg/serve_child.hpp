@@ -15,9 +15,11 @@ namespace amsg::tool {
 /// `amsg serve` in a child process; stopped with SIGTERM.
 class ServeChild {
  public:
-  ServeChild(const std::string& listen, std::size_t concurrency, std::size_t threads, long spin_us)
+  ServeChild(const std::string& listen, std::size_t concurrency, std::size_t threads, long spin_us,
+             bool busy_poll = false)
       : child_{this_executable({"serve", "--listen", listen, "--concurrency", std::to_string(concurrency), "--threads",
-                                std::to_string(threads), "--spin-us", std::to_string(spin_us), "--drain-ms=0"})} {
+                                std::to_string(threads), "--spin-us", std::to_string(spin_us), "--drain-ms=0",
+                                busy_poll ? "--busy-poll" : "--busy-poll=false"})} {
     // Its first "listening on" line names the address (with a tcp port resolved).
     const auto line = child_.wait_for_line("listening on ", std::chrono::seconds{20});
     if (!line) throw std::runtime_error("amsg serve did not start");
