@@ -209,7 +209,7 @@ TEST(UcxLink, BadAddressesAreRefusedAtOnce) {
 struct RawUcxPeer final : net::ChannelEvents, net::ListenerEvents {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  UcxLink link{UcxOptions{}, std::size_t{1} << 20, 100, 8};
+  UcxLink link{UcxOptions{}, std::size_t{16} << 20, 100, 8};
   std::unique_ptr<net::Channel> channel;
   std::atomic<int> frames{0};
   std::thread runner;
@@ -250,7 +250,9 @@ struct RawUcxPeer final : net::ChannelEvents, net::ListenerEvents {
 };
 
 TEST(UcxLink, GarbageIntoTheAmHandlerIsAnsweredAndHarmsNobody) {
-  Node server{ucx_server("ucx-garbage-s")};
+  NodeOptions so = ucx_server("ucx-garbage-s");
+  so.manager.max_payload_bytes = std::size_t{4} << 20;
+  Node server{so};
   add_handlers(server.manager());
   server.start();
   const std::string address = server.endpoints().front();
@@ -261,6 +263,14 @@ TEST(UcxLink, GarbageIntoTheAmHandlerIsAnsweredAndHarmsNobody) {
     raw.send(std::string(5000, '\x01'));
     // Each is answered with an ERROR frame (docs/wire-protocol.md), never ignored silently.
     EXPECT_TRUE(eventually([&] { return raw.frames.load() >= 3; })) << raw.frames.load();
+  }
+  {
+    // A frame over the server's limit (4 MiB here) is never read: its connection
+    // closes, after what came before it was answered.
+    RawUcxPeer raw{address};
+    raw.send("garbage first");
+    raw.send(std::string(std::size_t{8} << 20, '\x02'));
+    EXPECT_TRUE(eventually([&] { return raw.frames.load() >= 1; })) << raw.frames.load();
   }
   Node client{ucx_client("ucx-garbage-c")};
   client.start();

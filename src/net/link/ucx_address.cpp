@@ -27,6 +27,8 @@ UcxAddress parse_ucx_address(const std::string& address) {
   if (host.starts_with('[')) {
     if (!host.ends_with(']') || host.size() < 3) throw bad("an IPv6 host goes in brackets: ucx://[::1]:PORT");
     host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    throw bad("an IPv6 host goes in brackets: ucx://[::1]:PORT");
   }
   const std::string_view port = rest.substr(colon + 1);
   unsigned value = 0;

@@ -12,7 +12,10 @@ namespace amsg::net {
 struct UcxAddress {
   std::string host;  // "*": every interface (listening only)
   std::uint16_t port = 0;
-  [[nodiscard]] std::string host_for_display() const { return host == "*" ? "0.0.0.0" : host; }
+  [[nodiscard]] std::string host_for_display() const {
+    if (host == "*") return "0.0.0.0";
+    return host.find(':') != std::string::npos ? "[" + host + "]" : host;  // IPv6
+  }
 };
 
 struct ResolvedAddress {

@@ -44,17 +44,14 @@ class UcxLink::UcxChannel final : public Channel {
   LinkSend send(Payload& frame) override {
     ChannelState& c = *state_;
     if (c.closed) return LinkSend::gone;
-    if (c.up != ChannelState::Up::up || !c.waiting.empty()) {
-      if (c.waiting.size() >= link_.channel_hwm_) {
-        c.want_out = true;
-        return LinkSend::again;
-      }
-      c.waiting.push_back(std::move(frame));
-      return LinkSend::sent;
-    }
-    if (c.sending >= link_.channel_hwm_) {
+    // What the connection holds, waiting or in UCX's hands, stays under the mark.
+    if (c.waiting.size() + c.sending >= link_.channel_hwm_) {
       c.want_out = true;
       return LinkSend::again;
+    }
+    if (c.up != ChannelState::Up::up || !c.waiting.empty()) {
+      c.waiting.push_back(std::move(frame));
+      return LinkSend::sent;
     }
     if (link_.send_on(c, kToListener, frame) == LinkSend::gone) {
       // The endpoint failed under us: the frame waits for the next connection.
@@ -302,10 +299,11 @@ void UcxLink::fail_channel(ChannelState& channel, const char* /*why*/) {
   if (stopping_) return;
   channel.redial->expires_after(channel.backoff);
   channel.backoff = std::min(channel.backoff * 2, kRedialMost);
-  // The timer is the channel's: cancelled when it closes, before it is freed.
-  channel.redial->async_wait([this, &channel](const asio::error_code& e) {
-    if (e || stopping_ || channel.closed) return;
-    connect_channel(channel);
+  // A wait that expired already is not cancelled by close_channel(): hold the channel weakly.
+  channel.redial->async_wait([this, weak = channel.weak_from_this()](const asio::error_code& e) {
+    const auto c = weak.lock();
+    if (e || stopping_ || !c || c->closed) return;
+    connect_channel(*c);
   });
 }
 
@@ -322,6 +320,7 @@ void UcxLink::close_channel(ChannelState& channel) {
 void UcxLink::forget(Conn& conn) {
   for (auto& [sequence, in] : conn.early) release(in);
   conn.early.clear();
+  conn.arrived = conn.ready = 0;  // a new endpoint counts afresh (late completions of this one carry its old key)
   if (conn.ep == nullptr) return;
   conns_.erase(conn.key);
   by_endpoint_.erase(conn.ep);
@@ -424,15 +423,18 @@ ucs_status_t UcxLink::on_am(bool to_listener, void* data, std::size_t length, co
   auto found = by_endpoint_.find(param->reply_ep);
   if (found == by_endpoint_.end() || found->second->dialed == to_listener) return UCS_OK;
   Conn& conn = *found->second;
-  if (length > max_frame_bytes_) {
-    failed_keys_.push_back(conn.key);  // never read: the connection closes
-    return UCS_OK;
-  }
   Inbound in;
   in.key = conn.key;
   in.sequence = conn.arrived++;
   in.to_listener = to_listener;
   in.worker = conn.worker->handle;
+  if (length > max_frame_bytes_) {
+    // Never read: in its place among the connection's frames (those before it
+    // are delivered), the connection closes.
+    in.oversize = true;
+    in_order(std::move(in));
+    return UCS_OK;
+  }
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
     // Rendezvous: the bytes come straight into the buffer the session will read.
     auto* pending = new Rendezvous{this, std::move(in)};

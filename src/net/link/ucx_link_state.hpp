@@ -47,7 +47,8 @@ struct UcxLink::Inbound {
   std::uint64_t key = 0;
   std::uint64_t sequence = 0;  // its place among its connection's frames
   bool to_listener = false;
-  bool skip = false;  // a rendezvous that failed: only its place counts
+  bool skip = false;      // a rendezvous that failed: only its place counts
+  bool oversize = false;  // over the frame limit, unread: its connection closes when its turn comes
   ucp_worker_h worker = nullptr;
   void* descriptor = nullptr;  // UCX's, released after delivery
   const std::byte* data = nullptr;
@@ -67,7 +68,7 @@ struct UcxLink::Conn {
   std::map<std::uint64_t, Inbound> early;  // complete, behind one still arriving
 };
 
-struct UcxLink::ChannelState : Conn {
+struct UcxLink::ChannelState : Conn, std::enable_shared_from_this<ChannelState> {
   enum class Up : std::uint8_t { connecting, up, down };
   std::string address;
   sockaddr_storage peer{};

@@ -51,6 +51,7 @@ asio::awaitable<void> UcxLink::progress_loop(Worker& w) {
       continue;
     }
     if (w.listening && listen_paused()) continue;
+    if (acted) continue;  // dispatch() may have given UCX work: progress until there is none, then arm
     const ucs_status_t armed = ucp_worker_arm(w.handle);
     if (armed == UCS_ERR_BUSY) continue;  // events came in since: about once per message on shared memory
     asio::error_code ec;
@@ -73,11 +74,6 @@ bool UcxLink::dispatch() {
     errors.swap(endpoint_errors_);
   }
   for (ucp_conn_request_h r : requests) accept(r);
-  for (const auto& [ep, status] : errors) {
-    if (auto it = by_endpoint_.find(ep); it != by_endpoint_.end()) fail_key(it->second->key);
-  }
-  for (std::size_t i = 0; i < failed_keys_.size(); ++i) fail_key(failed_keys_[i]);
-  failed_keys_.clear();
   acted = !requests.empty() || !errors.empty();
 
   std::vector<std::uint64_t> probes;
@@ -107,6 +103,13 @@ bool UcxLink::dispatch() {
       deliver(in);
     }
   }
+  // Failures last: what came in before them has been delivered (a peer's last
+  // replies, its BYE), as over ZeroMQ.
+  for (const auto& [ep, status] : errors) {
+    if (auto it = by_endpoint_.find(ep); it != by_endpoint_.end()) fail_key(it->second->key);
+  }
+  for (std::size_t i = 0; i < failed_keys_.size(); ++i) fail_key(failed_keys_[i]);
+  failed_keys_.clear();
 
   std::vector<std::uint64_t> writable;
   writable.swap(writable_);
@@ -124,8 +127,7 @@ bool UcxLink::dispatch() {
     }
     auto& channel = static_cast<ChannelState&>(c);
     flush_waiting(channel);
-    if (channel.want_out && channel.ep != nullptr && channel.waiting.size() < channel_hwm_ &&
-        channel.sending < channel_hwm_) {
+    if (channel.want_out && channel.ep != nullptr && channel.waiting.size() + channel.sending < channel_hwm_) {
       channel.want_out = false;
       channel.events->on_writable();  // may close the channel: nothing of it is touched after
     }
@@ -177,6 +179,11 @@ void UcxLink::fail_key(std::uint64_t key) {
 }
 
 void UcxLink::deliver(Inbound& in) {
+  if (in.oversize) {
+    fail_key(in.key);  // the frames before it have been delivered
+    release(in);
+    return;
+  }
   auto it = conns_.find(in.key);
   if (it != conns_.end()) {
     const std::span<const std::byte> frame{in.data, in.size};
@@ -200,7 +207,7 @@ template <class Done>
 bool UcxLink::progress_until(std::chrono::steady_clock::time_point until, Done done) {
   for (;;) {
     for (Worker* w : {dial_worker_.get(), listen_worker_.get()}) {
-      while (ucp_worker_progress(w->handle) != 0) {
+      for (unsigned n = 0; n < kProgressBatch && ucp_worker_progress(w->handle) != 0; ++n) {
       }
     }
     if (done()) return true;
@@ -260,6 +267,13 @@ void UcxLink::close(std::chrono::milliseconds linger) {
   for (auto& [name, c] : clients_) forget(*c);
   clients_.clear();
   if (listener_ != nullptr) {
+    // Connections asked for since the last dispatch: refused, not left waiting.
+    std::vector<ucp_conn_request_h> requests;
+    {
+      std::lock_guard lock{callbacks_mutex_};
+      requests.swap(connection_requests_);
+    }
+    for (ucp_conn_request_h r : requests) (void)ucp_listener_reject(listener_, r);
     ucp_listener_destroy(listener_);
     listener_ = nullptr;
   }
