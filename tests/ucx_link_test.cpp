@@ -35,17 +35,10 @@ NodeOptions ucx_server(const std::string& log, std::string address = "ucx://127.
   o.listen = {std::move(address)};
   o.manager.logger_name = quiet_logger(log);
   o.manager.threads = 2;
-  o.heartbeat_interval = 50ms;
-  o.heartbeat_timeout = 400ms;
   return o;
 }
 
-NodeOptions ucx_client(const std::string& log) {
-  NodeOptions o = client_options(log);
-  o.heartbeat_interval = 50ms;
-  o.heartbeat_timeout = 400ms;
-  return o;
-}
+NodeOptions ucx_client(const std::string& log) { return client_options(log); }
 
 // A loopback port nobody listens on (a listener that was there and closed).
 std::string free_address() {
@@ -100,7 +93,7 @@ TEST(UcxLink, LargePayloadsArriveWholeByRendezvous) {
   }
 }
 
-// A large frame comes by rendezvous (over tcp: the receiver asks for its bytes
+// A large frame (256 KiB) comes by rendezvous (over tcp: the receiver asks for its bytes
 // and they follow), so the small frame sent right behind it arrives whole
 // first: the session still sees them in the order they were sent.
 TEST(UcxLink, FramesOfOneConnectionArriveInOrderWhateverTheirSize) {
@@ -125,7 +118,7 @@ TEST(UcxLink, FramesOfOneConnectionArriveInOrderWhateverTheirSize) {
   std::vector<std::size_t> sent;
   for (int round = 0; round < 20; ++round) {
     // One frame each: the small one is queued only once the large one has left.
-    for (const std::size_t size : {std::size_t{1} << 20, std::size_t{10}}) {
+    for (const std::size_t size : {std::size_t{256} << 10, std::size_t{10}}) {
       sent.push_back(size);
       ASSERT_EQ(client.send(peer, "record", Payload{size}), SendStatus::ok);
       ASSERT_TRUE(eventually([&] { return client.stats().messages_sent == sent.size(); }));
@@ -134,14 +127,15 @@ TEST(UcxLink, FramesOfOneConnectionArriveInOrderWhateverTheirSize) {
   ASSERT_TRUE(eventually([&] {
     std::lock_guard lock{mutex};
     return sizes.size() == sent.size();
-  }));
+  })) << "server received "
+      << server.stats().messages_received << " of " << sent.size() << ", peers lost " << client.stats().peers_lost;
   std::lock_guard lock{mutex};
   EXPECT_EQ(sizes, sent);
 }
 
 TEST(UcxLink, MessagesSentBeforeTheListenerExistsArriveWhenItDoes) {
   const std::string address = free_address();
-  Node client{client_options("ucx-early-c")};  // default heartbeats: the peer is unreachable after 3 s
+  Node client{ucx_client("ucx-early-c")};  // the peer is unreachable after heartbeat_timeout (3 s)
   client.start();
   const PeerId peer = client.connect(address);
   auto early = client.call(peer, "echo", bytes("early"), CallOptions{"early", 20s}, asio::use_future);

@@ -21,7 +21,9 @@ inline constexpr unsigned kToListener = 0xA500;  // a frame from a dialing node 
 inline constexpr unsigned kToDialer = 0xA501;    // a frame from a listening node to one that dialed it
 inline constexpr unsigned kProbe = 0xA502;       // no data: a dialing node learns that its connection is up
 
-inline constexpr unsigned kProgressBatch = 64;  // events taken per turn before letting others run
+inline constexpr unsigned kProgressBatch = 64;                 // events taken per turn before letting others run
+inline constexpr unsigned kTurnsBeforeYield = 8;               // loops without sleeping before letting others run
+inline constexpr std::chrono::microseconds kLongestTurn{500};  // ... or this long (large frames take long)
 inline constexpr std::chrono::milliseconds kRedialFirst{100};
 inline constexpr std::chrono::milliseconds kRedialMost{1000};
 inline constexpr std::chrono::milliseconds kCloseBound{500};

@@ -21,8 +21,18 @@ namespace amsg::net {
 asio::awaitable<void> UcxLink::progress_loop(Worker& w) {
   using Clock = std::chrono::steady_clock;
   auto last_event = Clock::now();
+  unsigned turns = 0;  // since the loop last let other work on the executor run
+  auto turn_began = Clock::now();
   for (;;) {
     if (stopping_ || w.handle == nullptr) co_return;
+    if (++turns > kTurnsBeforeYield || Clock::now() - turn_began > kLongestTurn) {
+      // UCX can keep saying busy (a rendezvous under way): the session's own
+      // work (heartbeats, handlers' replies) shares this executor and must run.
+      turns = 0;
+      co_await asio::post(executor_, asio::use_awaitable);
+      turn_began = Clock::now();
+      continue;
+    }
     if (w.listening && listen_paused()) {
       // The session takes no frames and some already wait: leave the rest to
       // the transport until resume_reading().
@@ -31,6 +41,8 @@ asio::awaitable<void> UcxLink::progress_loop(Worker& w) {
       w.resting = true;
       co_await w.rest->async_wait(asio::redirect_error(asio::use_awaitable, ec));
       w.resting = false;
+      turns = 0;
+      turn_began = Clock::now();
       continue;
     }
     unsigned n = 0;
@@ -41,13 +53,17 @@ asio::awaitable<void> UcxLink::progress_loop(Worker& w) {
     const bool acted = dispatch();
     if (stopping_ || w.handle == nullptr) co_return;
     if (n == kProgressBatch) {
+      turns = 0;
       co_await asio::post(executor_, asio::use_awaitable);  // more to do: let others run first
+      turn_began = Clock::now();
       continue;
     }
     const auto now = Clock::now();
     if (n > 0 || acted) last_event = now;
     if (options_.busy_poll || (options_.spin.count() > 0 && now - last_event < options_.spin)) {
+      turns = 0;
       co_await asio::post(executor_, asio::use_awaitable);
+      turn_began = Clock::now();
       continue;
     }
     if (w.listening && listen_paused()) continue;
@@ -59,6 +75,8 @@ asio::awaitable<void> UcxLink::progress_loop(Worker& w) {
     co_await w.efd->async_wait(asio::posix::stream_descriptor::wait_read,
                                asio::redirect_error(asio::use_awaitable, ec));
     w.waiting = false;
+    turns = 0;
+    turn_began = Clock::now();
   }
 }
 
