@@ -94,9 +94,15 @@ void UcxLink::start_worker() {
   // two processes on one host over tcp (17x slower); and a node restarted on
   // its port binds it again at once (sockets of the last run may be in
   // TIME_WAIT), as over ZeroMQ.
+  // (Only where shared memory may be used: UCX warns of a setting no transport reads.)
   static std::once_flag environment;
-  std::call_once(environment, [] {
-    (void)::setenv("UCX_MM_ERROR_HANDLING", "y", /*overwrite=*/0);
+  std::call_once(environment, [this] {
+    const char* env = std::getenv("UCX_TLS");
+    const std::string tls = !options_.transports.empty() ? options_.transports : env != nullptr ? env : "";
+    const bool shared_memory = tls.empty() || tls.find("all") != std::string::npos ||
+                               tls.find("sm") != std::string::npos || tls.find("posix") != std::string::npos ||
+                               tls.find("sysv") != std::string::npos || tls.find("mm") != std::string::npos;
+    if (shared_memory) (void)::setenv("UCX_MM_ERROR_HANDLING", "y", /*overwrite=*/0);
     (void)::setenv("UCX_TCP_CM_REUSEADDR", "y", /*overwrite=*/0);
   });
 
