@@ -96,14 +96,16 @@ void UcxLink::start_worker() {
   // TIME_WAIT), as over ZeroMQ.
   // (Only where shared memory may be used: UCX warns of a setting no transport reads.)
   static std::once_flag environment;
+  // The environment is read and written once, before this process's first UCX
+  // context; nothing else of ours touches it (hence the NOLINTs below).
   std::call_once(environment, [this] {
-    const char* env = std::getenv("UCX_TLS");
+    const char* env = std::getenv("UCX_TLS");  // NOLINT(concurrency-mt-unsafe)
     const std::string tls = !options_.transports.empty() ? options_.transports : env != nullptr ? env : "";
     const bool shared_memory = tls.empty() || tls.find("all") != std::string::npos ||
                                tls.find("sm") != std::string::npos || tls.find("posix") != std::string::npos ||
                                tls.find("sysv") != std::string::npos || tls.find("mm") != std::string::npos;
-    if (shared_memory) (void)::setenv("UCX_MM_ERROR_HANDLING", "y", /*overwrite=*/0);
-    (void)::setenv("UCX_TCP_CM_REUSEADDR", "y", /*overwrite=*/0);
+    if (shared_memory) (void)::setenv("UCX_MM_ERROR_HANDLING", "y", /*overwrite=*/0);  // NOLINT(concurrency-mt-unsafe)
+    (void)::setenv("UCX_TCP_CM_REUSEADDR", "y", /*overwrite=*/0);                      // NOLINT(concurrency-mt-unsafe)
   });
 
   ucp_config_t* config = nullptr;
@@ -524,9 +526,8 @@ void UcxLink::on_send_done(std::uint64_t key, bool probe, ucs_status_t status) {
   }
   if (c.sending > 0) --c.sending;
   const std::size_t hwm = c.dialed ? channel_hwm_ : client_hwm_;
-  if (c.dialed && !static_cast<ChannelState&>(c).waiting.empty()) {
-    writable_.push_back(key);  // dispatch() sends what waits
-  } else if (c.want_out && c.sending < hwm) {
+  // dispatch() sends what waits, or says there is room
+  if ((c.dialed && !static_cast<ChannelState&>(c).waiting.empty()) || (c.want_out && c.sending < hwm)) {
     writable_.push_back(key);
   }
 }

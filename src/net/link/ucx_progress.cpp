@@ -126,8 +126,9 @@ bool UcxLink::dispatch() {
   for (const auto& [ep, status] : errors) {
     if (auto it = by_endpoint_.find(ep); it != by_endpoint_.end()) fail_key(it->second->key);
   }
-  for (std::size_t i = 0; i < failed_keys_.size(); ++i) fail_key(failed_keys_[i]);
-  failed_keys_.clear();
+  std::vector<std::uint64_t> failed;
+  failed.swap(failed_keys_);
+  for (const std::uint64_t key : failed) fail_key(key);
 
   std::vector<std::uint64_t> writable;
   writable.swap(writable_);
