@@ -1,5 +1,6 @@
 #include "amsg/payload.hpp"
 
+#include "concurrency/sanitizers.hpp"
 #include "detail/pool.hpp"
 
 #include <array>
@@ -18,7 +19,7 @@
 // instead of contended malloc/free on every message. Under AddressSanitizer the
 // pool is bypassed so that use-after-free stays detectable.
 
-#if defined(__SANITIZE_ADDRESS__)
+#if AMSG_UNDER_ASAN
 #define AMSG_PAYLOAD_POOL 0
 #else
 #define AMSG_PAYLOAD_POOL 1

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "concurrency/sanitizers.hpp"
 #include "netns_support.hpp"
 
 namespace amsg::test {
@@ -211,7 +212,7 @@ TEST(Chaos, RandomKillsPausesRestartsAndCutsKeepTheAccountingExact) {
   const auto third = static_cast<std::ptrdiff_t>(rss.size() / 3);
   const long early = *std::max_element(rss.begin(), rss.begin() + third);
   const long late = *std::max_element(rss.end() - third, rss.end());
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !AMSG_UNDER_ASAN && !AMSG_UNDER_TSAN
   EXPECT_LE(late, early + 32L * 1024) << "RSS grew from " << early << " kB to " << late << " kB";
 #endif
 

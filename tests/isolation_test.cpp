@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "amsg/net/node.hpp"
+#include "concurrency/sanitizers.hpp"
 #include "net_test_support.hpp"
 #include "process.hpp"
 #include "raw_peer.hpp"
@@ -210,7 +211,7 @@ TEST(Isolation, AClientThatDoesNotReadLargeRepliesHoldsBoundedMemoryInTheNode) {
     }
   }
   EXPECT_GT(peak_kb, 0);
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !AMSG_UNDER_ASAN && !AMSG_UNDER_TSAN
   EXPECT_LT(peak_kb, 400L * 1024) << stats;
 #endif
   // And it keeps serving.
