@@ -94,6 +94,12 @@ class LogCapture {
     }
     return n;
   }
+  // Everything captured, one line each: for a failure's message.
+  std::string text() const {
+    std::string out;
+    for (const auto& line : sink_->last_formatted()) out += line;
+    return out;
+  }
 
  private:
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
