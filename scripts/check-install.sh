@@ -4,9 +4,11 @@
 # (find_package(amsg 0.2 CONFIG REQUIRED)) and a pkg-config build of the same
 # sources. Usage: scripts/check-install.sh [static|shared]   (default: static)
 #  static: installs the dev build (build/dev, built by scripts/run-tests.sh or here)
-#  shared: configures build/shared (-DBUILD_SHARED_LIBS=ON, no tests; -O0 -g0:
-#          it checks packaging and symbol visibility, not speed, and builds
-#          fastest so), installs, and also runs the installed `amsg demo`.
+#  shared: configures build/shared (-DBUILD_SHARED_LIBS=ON, no tests; clang 14
+#          at -O0 -g0: it checks packaging and symbol visibility, not speed, and
+#          builds fastest so; the consumers below use gcc, so the installed
+#          libraries are also used across compilers), installs, and also runs
+#          the installed `amsg demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-static}
@@ -18,7 +20,7 @@ case "$kind" in
     cmake --build --preset dev >/dev/null ;;
   shared)
     build=build/shared
-    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS_NONE="-O0 -g0" -DBUILD_SHARED_LIBS=ON \
+    cmake -S . -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS_NONE="-O0 -g0" -DBUILD_SHARED_LIBS=ON \
       -DAMSG_WERROR=ON -DAMSG_BUILD_EXAMPLES=OFF -DAMSG_BUILD_TESTS=OFF >/dev/null
     cmake --build "$build" >/dev/null ;;
   *) echo "usage: $0 [static|shared]" >&2; exit 2 ;;
@@ -43,6 +45,7 @@ echo "== pkg-config consumer (at ${SECONDS} s) =="
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 echo "amsg $(pkg-config --modversion amsg), amsg-net $(pkg-config --modversion amsg-net)"
 rpath=()
+# shellcheck disable=SC2054  # one linker argument: its commas are meant
 [ "$kind" = shared ] && rpath=(-Wl,-rpath,"$prefix/lib")
 # shellcheck disable=SC2046  # pkg-config output is meant to split into words
 g++ -std=c++20 -O0 examples/seed_usage.cpp -o "$work/pc_seed_usage" $(pkg-config --cflags --libs amsg) "${rpath[@]}"
