@@ -176,16 +176,13 @@ TEST(UcxLink, ARestartedListenerIsReconnectedWithoutRestartingTheSender) {
 }
 
 // A listener that shuts down while its handlers run: the replies it sends
-// just before it closes should all reach their callers (every call whose
-// handler ran ends ok, never "peer lost"), over shared memory and over tcp.
-// KNOWN DEFECT, so disabled (run it with --gtest_also_run_disabled_tests): in
-// the clean-clone CI run of 2026-12-05 all 64 replies of a tcp round ended
-// "peer lost". The link closes its endpoints (UCP_EP_CLOSE_FLAG_FORCE) once UCX
-// has taken the replies, and the caller's UCX may see the disconnect before it
-// has read them, then drops them with the failed endpoint. The fix is a
-// closing handshake in the link (the closing side waits, up to its linger,
-// for the other side to acknowledge that it has read everything before it).
-TEST(UcxLink, DISABLED_RepliesSentJustBeforeTheListenerClosesAllArrive) {
+// just before it closes all reach their callers (every call whose handler ran
+// ends ok, never "peer lost"), over shared memory and over tcp. Before the
+// link's closing handshake (kClosing / kClosed), a clean-clone CI run saw all
+// 64 replies of a tcp round end "peer lost": the endpoint was force-closed as
+// soon as UCX had taken the replies, and the caller's UCX saw the disconnect
+// before it had read them.
+TEST(UcxLink, RepliesSentJustBeforeTheListenerClosesAllArrive) {
   for (const char* transports : {"", "tcp"}) {
     for (int round = 0; round < 3; ++round) {
       NodeOptions so = ucx_server("ucx-last-s");

@@ -168,6 +168,8 @@ void UcxLink::make_worker(Worker& w) {
   handler(kToListener, &on_am_to_listener);
   handler(kToDialer, &on_am_to_dialer);
   handler(kProbe, &on_probe);
+  handler(kClosing, &on_closing);
+  handler(kClosed, &on_closed);
   int fd = -1;
   if (const ucs_status_t e = ucp_worker_get_efd(w.handle, &fd); e != UCS_OK) fail("its event fd", e);
   w.efd = std::make_unique<asio::posix::stream_descriptor>(executor_, fd);
@@ -393,6 +395,22 @@ LinkSend UcxLink::send_on(Conn& conn, unsigned am_id, Payload& frame) {
   return LinkSend::sent;
 }
 
+// An AM without data that no connection counts (kClosing, kClosed). False when
+// UCX refused it (the endpoint has failed).
+bool UcxLink::send_control(Conn& conn, unsigned am_id) {
+  if (conn.ep == nullptr) return false;
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_AM_SEND_FLAG_REPLY;
+  p.cb.send = &on_sent;
+  p.user_data = this;
+  void* r = ucp_am_send_nbx(conn.ep, am_id, nullptr, 0, nullptr, 0, &p);
+  if (UCS_PTR_IS_ERR(r)) return false;
+  if (r != nullptr) new (r) SendRequest{};
+  poke(*conn.worker);
+  return true;
+}
+
 void UcxLink::resume_reading() {
   if (listen_worker_ && listen_worker_->resting) listen_worker_->rest->cancel();
 }
@@ -423,6 +441,34 @@ ucs_status_t UcxLink::on_am_to_dialer(void* arg, const void* /*header*/, std::si
 
 ucs_status_t UcxLink::on_probe(void* /*arg*/, const void* /*header*/, std::size_t /*header_length*/, void* /*data*/,
                                std::size_t /*length*/, const ucp_am_recv_param_t* /*param*/) {
+  return UCS_OK;
+}
+
+// On a dialing node: the listener closes. Answered in its turn among the
+// connection's frames (deliver()), so the answer says that all before it were taken.
+ucs_status_t UcxLink::on_closing(void* arg, const void* /*header*/, std::size_t /*header_length*/, void* /*data*/,
+                                 std::size_t /*length*/, const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<UcxLink*>(arg);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) == 0) return UCS_OK;
+  auto found = self->by_endpoint_.find(param->reply_ep);
+  if (found == self->by_endpoint_.end() || !found->second->dialed) return UCS_OK;
+  Conn& conn = *found->second;
+  Inbound in;
+  in.key = conn.key;
+  in.sequence = conn.arrived++;
+  in.worker = conn.worker->handle;
+  in.closing = true;
+  self->in_order(std::move(in));
+  return UCS_OK;
+}
+
+// On a listening node that closes: a client has taken every frame sent to it.
+ucs_status_t UcxLink::on_closed(void* arg, const void* /*header*/, std::size_t /*header_length*/, void* /*data*/,
+                                std::size_t /*length*/, const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<UcxLink*>(arg);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) == 0) return UCS_OK;
+  auto found = self->by_endpoint_.find(param->reply_ep);
+  if (found != self->by_endpoint_.end() && !found->second->dialed) found->second->close_done = true;
   return UCS_OK;
 }
 

@@ -24,6 +24,11 @@
 // re-entered: the callbacks only record what happened, and the progress loop
 // tells the session afterwards.
 //
+// A listening node that closes tells each client so (an AM behind its last
+// frames) and closes the client's endpoint once the client has answered, when
+// it has taken every frame before (or after the linger): closing an endpoint at
+// once could lose frames UCX has sent but the peer has not yet taken.
+//
 // A dialed connection keeps the frames sent before it is up (and while it is
 // re-dialed after a failure, every 100 ms doubling to 1 s) and sends them once a
 // probe AM has gone through: what a ZeroMQ DEALER does. UCX queues sends without
@@ -103,6 +108,7 @@ class UcxLink final : public Link {
   [[nodiscard]] bool listen_paused();
 
   LinkSend send_on(Conn& conn, unsigned am_id, Payload& frame);
+  bool send_control(Conn& conn, unsigned am_id);
   void connect_channel(ChannelState& channel);
   void channel_up(ChannelState& channel);
   void flush_waiting(ChannelState& channel);
@@ -122,6 +128,10 @@ class UcxLink final : public Link {
                                       std::size_t length, const ucp_am_recv_param_t* param);
   static ucs_status_t on_probe(void* arg, const void* header, std::size_t header_length, void* data, std::size_t length,
                                const ucp_am_recv_param_t* param);
+  static ucs_status_t on_closing(void* arg, const void* header, std::size_t header_length, void* data,
+                                 std::size_t length, const ucp_am_recv_param_t* param);
+  static ucs_status_t on_closed(void* arg, const void* header, std::size_t header_length, void* data,
+                                std::size_t length, const ucp_am_recv_param_t* param);
   static void on_sent(void* request, ucs_status_t status, void* user_data);
   static void on_received(void* request, ucs_status_t status, std::size_t length, void* user_data);
   static void on_connection_request(ucp_conn_request_h request, void* arg);

@@ -20,6 +20,8 @@ namespace amsg::net {
 inline constexpr unsigned kToListener = 0xA500;  // a frame from a dialing node to a listening one
 inline constexpr unsigned kToDialer = 0xA501;    // a frame from a listening node to one that dialed it
 inline constexpr unsigned kProbe = 0xA502;       // no data: a dialing node learns that its connection is up
+inline constexpr unsigned kClosing = 0xA503;     // no data: a listening node closes, behind its last frames
+inline constexpr unsigned kClosed = 0xA504;      // no data: ... and the dialing node has taken them all
 
 inline constexpr unsigned kProgressBatch = 64;                 // events taken per turn before letting others run
 inline constexpr unsigned kTurnsBeforeYield = 8;               // loops without sleeping before letting others run
@@ -32,7 +34,7 @@ inline constexpr std::chrono::milliseconds kCloseBound{500};
 // (ucp_params_t::request_size): no allocation of ours per send.
 struct SendRequest {
   Payload frame;
-  std::uint64_t key = 0;
+  std::uint64_t key = 0;  // 0 for kClosing and kClosed: no connection counts them
   bool probe = false;
 };
 
@@ -51,6 +53,7 @@ struct UcxLink::Inbound {
   bool to_listener = false;
   bool skip = false;      // a rendezvous that failed: only its place counts
   bool oversize = false;  // over the frame limit, unread: its connection closes when its turn comes
+  bool closing = false;   // the listener's kClosing: answered when its turn comes
   ucp_worker_h worker = nullptr;
   void* descriptor = nullptr;  // UCX's, released after delivery
   const std::byte* data = nullptr;
@@ -68,6 +71,8 @@ struct UcxLink::Conn {
   std::uint64_t arrived = 0;               // frames that began to arrive
   std::uint64_t ready = 0;                 // frames passed on, in order
   std::map<std::uint64_t, Inbound> early;  // complete, behind one still arriving
+  bool close_sent = false;                 // a client told that this node closes ...
+  bool close_done = false;                 // ... has answered, or its endpoint failed
 };
 
 struct UcxLink::ChannelState : Conn, std::enable_shared_from_this<ChannelState> {

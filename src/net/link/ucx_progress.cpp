@@ -198,6 +198,11 @@ void UcxLink::fail_key(std::uint64_t key) {
 }
 
 void UcxLink::deliver(Inbound& in) {
+  if (in.closing) {
+    // Every frame before it has reached the session: the listener may close.
+    if (auto it = conns_.find(in.key); it != conns_.end()) (void)send_control(*it->second, kClosed);
+    return;
+  }
   if (in.oversize) {
     fail_key(in.key);  // the frames before it have been delivered
     release(in);
@@ -267,10 +272,23 @@ void UcxLink::close(std::chrono::milliseconds linger) {
     executor_ = asio::any_io_executor{};
     return;
   }
-  // Frames to clients that UCX still holds get up to `linger` to leave.
+  // Each client is told that this node closes, behind the frames sent to it,
+  // and answers once it has taken them all; its endpoint is closed then (or
+  // after `linger`, or when it fails). UCX reporting a send complete is not
+  // enough: closing the endpoint at once could still lose what the client's
+  // UCX holds but the client has not yet taken.
+  for (auto& [name, c] : clients_) {
+    if (linger.count() > 0) c->close_sent = send_control(*c, kClosing);
+  }
   (void)progress_until(std::chrono::steady_clock::now() + linger, [this] {
+    {
+      std::lock_guard lock{callbacks_mutex_};
+      for (const auto& [ep, status] : endpoint_errors_) {
+        if (auto it = by_endpoint_.find(ep); it != by_endpoint_.end()) it->second->close_done = true;
+      }
+    }
     for (const auto& [name, c] : clients_) {
-      if (c->sending > 0) return false;
+      if (c->close_sent && !c->close_done) return false;
     }
     return true;
   });
