@@ -53,7 +53,7 @@ TEST(UcxLink, NodesOfOneHostTalkOverSharedMemory) {
   Node server{ucx_server("ucx-shm-s")};
   add_handlers(server.manager());
   server.start();
-  auto link = std::make_shared<UcxLink>(UcxOptions{}, std::size_t{1} << 20, 1000, 8);
+  auto link = std::make_shared<UcxLink>(UcxOptions{}, std::size_t{1} << 20, 1000, 8, std::size_t{64} << 20);
   NodeOptions co = ucx_client("ucx-shm-c");
   co.links = {link};
   Node client{co};
@@ -244,7 +244,7 @@ TEST(UcxLink, BadAddressesAreRefusedAtOnce) {
 struct RawUcxPeer final : net::ChannelEvents, net::ListenerEvents {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  UcxLink link{UcxOptions{}, std::size_t{16} << 20, 100, 8};
+  UcxLink link{UcxOptions{}, std::size_t{16} << 20, 100, 8, std::size_t{64} << 20};
   std::unique_ptr<net::Channel> channel;
   std::atomic<int> frames{0};
   std::thread runner;

@@ -40,6 +40,11 @@ struct NodeOptions {
   /// wait, try_send() return full and call() suspend (see docs/wire-protocol.md,
   /// "Backpressure").
   std::size_t peer_queue_capacity = 4096;
+  /// Payload bytes waiting per peer, the same way: a queue holding this many
+  /// is full (one message larger than this alone is taken when the queue is
+  /// empty). Together with the dialing sockets' bound (socket_buffer_bytes) it
+  /// bounds what one peer that does not keep up can make this node hold.
+  std::size_t peer_queue_bytes = std::size_t{64} << 20;
   /// Calls (messages that asked for a notification) waiting for their outcome,
   /// for the whole node. Reaching it has the same effect as a full peer queue.
   std::size_t max_outstanding_calls = 65536;
@@ -82,14 +87,16 @@ struct NodeOptions {
   /// or its inflight slots, and the other clients are unaffected. One frame
   /// alone may exceed it (a large reply to a client that does read).
   std::size_t max_unread_bytes_per_client = std::size_t{64} << 20;
-  /// ZeroMQ's high-water marks of the sockets this node dials, in messages
-  /// (frames); the listening socket's follow from socket_buffer_bytes.
+  /// The most frames a link may hold per connection and direction (ZeroMQ's
+  /// high-water marks; UCX sends not yet complete); socket_buffer_bytes
+  /// lowers it for large frames. 0: only socket_buffer_bytes bounds it.
   int socket_hwm = 10000;
-  /// Bytes of frames that ZeroMQ may hold for one client of this listening
-  /// node in each direction (received and not yet read, or replies not yet
-  /// sent; beyond the kernel's socket buffers), so that no client can make this
-  /// node hold more for it. ZeroMQ counts messages, not bytes: the listening
-  /// socket's high-water marks are this divided by the largest frame the node
+  /// Bytes of frames that a link may hold per connection in each direction:
+  /// for one client of this listening node (received and not yet read, or
+  /// replies not yet sent; beyond the kernel's socket buffers), so that no
+  /// client can make this node hold more for it, and for each peer this node
+  /// dialed (sent and not yet written). ZeroMQ counts messages, not bytes: the
+  /// high-water marks are this divided by the largest frame the node
   /// accepts (from manager.max_payload_bytes), at least 8, but never more
   /// than socket_hwm (when that is not 0: no limit). With the defaults (16 MiB payloads) that is 8 frames, so up to
   /// 136 MiB if every frame is the largest allowed; lower max_payload_bytes for

@@ -45,16 +45,18 @@ class UcxLink::UcxChannel final : public Channel {
     ChannelState& c = *state_;
     if (c.closed) return LinkSend::gone;
     // What the connection holds, waiting or in UCX's hands, stays under the mark.
-    if (c.waiting.size() + c.sending >= link_.channel_hwm_) {
+    if (link_.channel_full(c)) {
       c.want_out = true;
       return LinkSend::again;
     }
     if (c.up != ChannelState::Up::up || !c.waiting.empty()) {
+      c.waiting_bytes += frame.size();
       c.waiting.push_back(std::move(frame));
       return LinkSend::sent;
     }
     if (link_.send_on(c, kToListener, frame) == LinkSend::gone) {
       // The endpoint failed under us: the frame waits for the next connection.
+      c.waiting_bytes += frame.size();
       c.waiting.push_back(std::move(frame));
       link_.fail_channel(c, "send failed");
     }
@@ -68,10 +70,12 @@ class UcxLink::UcxChannel final : public Channel {
 
 // ---------------------------------------------------------------- link
 
-UcxLink::UcxLink(UcxOptions options, std::size_t max_frame_bytes, std::size_t channel_hwm, std::size_t client_hwm)
+UcxLink::UcxLink(UcxOptions options, std::size_t max_frame_bytes, std::size_t channel_hwm, std::size_t client_hwm,
+                 std::size_t channel_bytes)
     : options_{std::move(options)},
       max_frame_bytes_{max_frame_bytes},
       channel_hwm_{std::max<std::size_t>(channel_hwm, 1)},
+      channel_bytes_{std::max<std::size_t>(channel_bytes, 1)},
       client_hwm_{std::max<std::size_t>(client_hwm, 1)} {}
 
 UcxLink::~UcxLink() { close(std::chrono::milliseconds{0}); }
@@ -243,6 +247,7 @@ void UcxLink::connect_channel(ChannelState& channel) {
   ep.err_handler.arg = this;
   channel.up = ChannelState::Up::connecting;
   channel.sending = 0;
+  channel.sending_bytes = 0;
   channel.key = next_key_++;
   channel.worker = dial_worker_.get();
   if (ucp_ep_create(dial_worker_->handle, &ep, &channel.ep) != UCS_OK) {
@@ -290,13 +295,23 @@ void UcxLink::channel_up(ChannelState& channel) {
 }
 
 void UcxLink::flush_waiting(ChannelState& channel) {
-  while (!channel.waiting.empty() && channel.up == ChannelState::Up::up && channel.sending < channel_hwm_) {
+  while (!channel.waiting.empty() && channel.up == ChannelState::Up::up && channel.sending < channel_hwm_ &&
+         channel.sending_bytes < channel_bytes_) {
+    const std::size_t bytes = channel.waiting.front().size();
     if (send_on(channel, kToListener, channel.waiting.front()) == LinkSend::gone) {
       fail_channel(channel, "send failed");
       return;
     }
     channel.waiting.pop_front();
+    channel.waiting_bytes -= bytes;
   }
+}
+
+// Frames (UCX counts what waits, not its bytes) or bytes: a small frame does not
+// wait behind a bound that large ones need.
+bool UcxLink::channel_full(const ChannelState& channel) const {
+  return channel.waiting.size() + channel.sending >= channel_hwm_ ||
+         channel.waiting_bytes + channel.sending_bytes >= channel_bytes_;
 }
 
 // The endpoint is gone (peer failure, refused, too-large frame): close it and
@@ -321,6 +336,7 @@ void UcxLink::close_channel(ChannelState& channel) {
   if (channel.closed) return;
   channel.closed = true;
   channel.waiting.clear();
+  channel.waiting_bytes = 0;
   if (channel.redial) channel.redial->cancel();
   if (context_ != nullptr) forget(channel);
 }
@@ -341,6 +357,7 @@ void UcxLink::forget(Conn& conn) {
   close_endpoint(*conn.worker, conn.ep);
   conn.ep = nullptr;
   conn.sending = 0;
+  conn.sending_bytes = 0;
 }
 
 void UcxLink::close_endpoint(Worker& w, ucp_ep_h ep) {
@@ -388,9 +405,10 @@ LinkSend UcxLink::send_on(Conn& conn, unsigned am_id, Payload& frame) {
   if (UCS_PTR_IS_ERR(r)) return LinkSend::gone;
   // UCX still reads the bytes: they stay in the request until it is done.
   auto* req = new (r) SendRequest{};
+  ++conn.sending;
+  conn.sending_bytes += frame.size();
   req->frame = std::move(frame);
   req->key = conn.key;
-  ++conn.sending;
   poke(*conn.worker);  // it needs progress, which a parked loop would not make
   return LinkSend::sent;
 }
@@ -552,13 +570,13 @@ void UcxLink::on_received(void* request, ucs_status_t status, std::size_t /*leng
 
 void UcxLink::on_sent(void* request, ucs_status_t status, void* user_data) {
   auto* req = static_cast<SendRequest*>(request);
-  static_cast<UcxLink*>(user_data)->on_send_done(req->key, req->probe, status);
+  static_cast<UcxLink*>(user_data)->on_send_done(req->key, req->probe, status, req->frame.size());
   req->~SendRequest();
   ucp_request_free(request);
 }
 
 // Only our own tables are touched here: no call back into UCX or the session.
-void UcxLink::on_send_done(std::uint64_t key, bool probe, ucs_status_t status) {
+void UcxLink::on_send_done(std::uint64_t key, bool probe, ucs_status_t status, std::size_t bytes) {
   auto it = conns_.find(key);
   if (it == conns_.end()) return;  // an endpoint closed since
   Conn& c = *it->second;
@@ -571,9 +589,12 @@ void UcxLink::on_send_done(std::uint64_t key, bool probe, ucs_status_t status) {
     return;
   }
   if (c.sending > 0) --c.sending;
-  const std::size_t hwm = c.dialed ? channel_hwm_ : client_hwm_;
+  c.sending_bytes -= std::min(bytes, c.sending_bytes);
   // dispatch() sends what waits, or says there is room
-  if ((c.dialed && !static_cast<ChannelState&>(c).waiting.empty()) || (c.want_out && c.sending < hwm)) {
+  if (c.dialed) {
+    const auto& channel = static_cast<ChannelState&>(c);
+    if (!channel.waiting.empty() || (c.want_out && !channel_full(channel))) writable_.push_back(key);
+  } else if (c.want_out && c.sending < client_hwm_) {
     writable_.push_back(key);
   }
 }

@@ -58,9 +58,11 @@ namespace amsg::net {
 class UcxLink final : public Link {
  public:
   // `max_frame_bytes`: larger inbound frames are refused unread and close their
-  // connection. `channel_hwm`: frames a dialed connection may hold unsent;
-  // `client_hwm`: frames to one client that UCX may hold unsent.
-  UcxLink(UcxOptions options, std::size_t max_frame_bytes, std::size_t channel_hwm, std::size_t client_hwm);
+  // connection. `channel_hwm` and `channel_bytes`: frames, and their bytes, a
+  // dialed connection may hold unsent; `client_hwm`: frames to one client that
+  // UCX may hold unsent.
+  UcxLink(UcxOptions options, std::size_t max_frame_bytes, std::size_t channel_hwm, std::size_t client_hwm,
+          std::size_t channel_bytes);
   ~UcxLink() override;
   UcxLink(const UcxLink&) = delete;
   UcxLink& operator=(const UcxLink&) = delete;
@@ -112,6 +114,7 @@ class UcxLink final : public Link {
   void connect_channel(ChannelState& channel);
   void channel_up(ChannelState& channel);
   void flush_waiting(ChannelState& channel);
+  [[nodiscard]] bool channel_full(const ChannelState& channel) const;
   void fail_channel(ChannelState& channel, const char* why);
   void close_channel(ChannelState& channel);
   void drop_client(const std::string& name);
@@ -137,11 +140,12 @@ class UcxLink final : public Link {
   static void on_connection_request(ucp_conn_request_h request, void* arg);
   static void on_endpoint_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   ucs_status_t on_am(bool to_listener, void* data, std::size_t length, const ucp_am_recv_param_t* param);
-  void on_send_done(std::uint64_t key, bool probe, ucs_status_t status);
+  void on_send_done(std::uint64_t key, bool probe, ucs_status_t status, std::size_t bytes);
 
   UcxOptions options_;
   std::size_t max_frame_bytes_;
   std::size_t channel_hwm_;
+  std::size_t channel_bytes_;
   std::size_t client_hwm_;
   asio::any_io_executor executor_;
   ListenerEvents* listener_events_ = nullptr;

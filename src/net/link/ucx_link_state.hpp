@@ -67,6 +67,7 @@ struct UcxLink::Conn {
   ucp_ep_h ep = nullptr;
   bool dialed = false;
   std::size_t sending = 0;                 // sends UCX has not finished
+  std::size_t sending_bytes = 0;           // ... and their bytes
   bool want_out = false;                   // a send said again: say when there is room
   std::uint64_t arrived = 0;               // frames that began to arrive
   std::uint64_t ready = 0;                 // frames passed on, in order
@@ -83,6 +84,7 @@ struct UcxLink::ChannelState : Conn, std::enable_shared_from_this<ChannelState> 
   ChannelEvents* events = nullptr;
   Up up = Up::down;
   std::deque<Payload> waiting;  // frames sent while the connection was not up
+  std::size_t waiting_bytes = 0;
   std::unique_ptr<asio::steady_timer> redial;
   std::chrono::milliseconds backoff = kRedialFirst;
   bool closed = false;

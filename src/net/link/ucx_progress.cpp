@@ -146,7 +146,7 @@ bool UcxLink::dispatch() {
     }
     auto& channel = static_cast<ChannelState&>(c);
     flush_waiting(channel);
-    if (channel.want_out && channel.ep != nullptr && channel.waiting.size() + channel.sending < channel_hwm_) {
+    if (channel.want_out && channel.ep != nullptr && !channel_full(channel)) {
       channel.want_out = false;
       channel.events->on_writable();  // may close the channel: nothing of it is touched after
     }
@@ -296,6 +296,7 @@ void UcxLink::close(std::chrono::milliseconds linger) {
     if (auto c = w.lock()) {
       c->closed = true;
       c->waiting.clear();
+      c->waiting_bytes = 0;
       if (c->redial) c->redial->cancel();
       forget(*c);
     }

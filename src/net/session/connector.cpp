@@ -109,8 +109,12 @@ std::optional<PeerInfo> Connector::peer_info(PeerId id) const {
   return p->info;
 }
 
+// The byte bound is checked before a push: the message that crosses it is
+// taken (so one larger than the bound goes alone), and senders racing on
+// several threads may each add one.
 bool Connector::has_room(const Peer& p, bool notified) const noexcept {
-  return p.queued() < p.queue.capacity() && (!notified || calls_.has_room());
+  return p.queued() < p.queue.capacity() &&
+         p.queued_bytes.load(std::memory_order_relaxed) < options_.peer_queue_bytes && (!notified || calls_.has_room());
 }
 
 SendStatus Connector::enqueue(Peer& p, OutItem& item, bool wait, const std::atomic<Lifecycle>& state) {
@@ -119,7 +123,7 @@ SendStatus Connector::enqueue(Peer& p, OutItem& item, bool wait, const std::atom
     if (intake_closed(state)) return SendStatus::closed;
     if (has_room(p, notified)) {
       if (notified) calls_.reserve();
-      if (p.queue.try_push(item) == amsg::detail::PushResult::ok) break;
+      if (p.push(item)) break;
       if (notified) calls_.release();
     }
     if (!wait) return SendStatus::full;

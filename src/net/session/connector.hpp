@@ -43,6 +43,7 @@ class Links;
 
 struct ConnectorOptions {
   std::size_t peer_queue_capacity = 0;
+  std::size_t peer_queue_bytes = 0;
   std::chrono::milliseconds heartbeat_timeout{};
 };
 
@@ -64,12 +65,25 @@ class Connector {
       connector.on_frame(*this, frame, parts);
     }
     void on_writable() override { connector.on_writable(*this); }
+    // Every push goes through here, so that the byte count stays true. The
+    // bytes are counted before the push: the flusher may take the item at once.
+    bool push(OutItem& item) {
+      const std::size_t bytes = item.payload.size();
+      queued_bytes.fetch_add(bytes, std::memory_order_relaxed);
+      if (queue.try_push(item) == amsg::detail::PushResult::ok) return true;
+      queued_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+      return false;
+    }
     // The next item to send: those held while connecting first, in order.
     bool take(OutItem& item) {
-      if (held.empty()) return queue.try_pop(item);
-      item = std::move(held.front());
-      held.pop_front();
-      held_count.store(held.size(), std::memory_order_relaxed);
+      if (held.empty()) {
+        if (!queue.try_pop(item)) return false;
+      } else {
+        item = std::move(held.front());
+        held.pop_front();
+        held_count.store(held.size(), std::memory_order_relaxed);
+      }
+      queued_bytes.fetch_sub(item.payload.size(), std::memory_order_relaxed);
       return true;
     }
     [[nodiscard]] std::size_t queued() const noexcept {
@@ -81,8 +95,9 @@ class Connector {
     const std::string address;
     amsg::detail::BoundedQueue<OutItem> queue;
     std::atomic<bool> flush_posted{false};
-    std::atomic<std::size_t> held_count{0};  // held.size(), for senders: the queue's bound covers both
-    std::atomic<std::uint32_t> uses{0};      // connect()s not ended by disconnect() (changed under connect_mutex_)
+    std::atomic<std::size_t> held_count{0};    // held.size(), for senders: the queue's bound covers both
+    std::atomic<std::size_t> queued_bytes{0};  // payload bytes in the queue and held, for the byte bound
+    std::atomic<std::uint32_t> uses{0};        // connect()s not ended by disconnect() (changed under connect_mutex_)
 
     // On the executor only.
     std::unique_ptr<Channel> channel;

@@ -120,6 +120,7 @@ void Connector::expire_held() {
         return false;
       }
       counters_.timeouts.add();
+      peers_[i]->queued_bytes.fetch_sub(item.payload.size(), std::memory_order_relaxed);
       calls_.end_unsent(item, failure(errc::timeout, kTimeout));
       return true;
     });

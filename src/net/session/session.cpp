@@ -43,6 +43,7 @@ NodeOptions validated(NodeOptions o) {
   if (o.peer_queue_capacity < 2 || o.max_outstanding_calls == 0 || o.max_inflight < 2 * wire::kMaxBatch) {
     throw InvalidOptionsError("amsg: needs peer_queue_capacity >= 2, max_outstanding_calls >= 1, max_inflight >= 512");
   }
+  if (o.peer_queue_bytes == 0) throw InvalidOptionsError("amsg: peer_queue_bytes must be > 0");
   if (o.max_inflight_per_client == 0 || o.max_inflight_bytes_per_client == 0 || o.max_inflight_bytes == 0) {
     throw InvalidOptionsError(
         "amsg: max_inflight_per_client, max_inflight_bytes_per_client and max_inflight_bytes must be > 0");
@@ -54,20 +55,20 @@ NodeOptions validated(NodeOptions o) {
 Links make_links(const NodeOptions& o, ZmqSecurity::Report on_handshake_failed, ZmqSecurity::Report on_dial_failed) {
   Links links;
   const std::size_t max_frame = wire::max_frame_size(o.manager.max_payload_bytes);
-  // ZeroMQ's high-water marks count frames: what one client can make us hold
-  // is as many of the largest as the byte bound allows (a few at least, or
-  // small replies would wait for room one by one).
+  // High-water marks count frames: what one connection can make us hold, each
+  // way, is as many of the largest as the byte bound allows (a few at least,
+  // or small frames would wait for room one by one).
   constexpr std::size_t kFewestFrames = 8;
   const std::size_t cap = o.socket_hwm > 0 ? static_cast<std::size_t>(o.socket_hwm) : SIZE_MAX;  // 0: none
-  const std::size_t per_client =
+  const std::size_t frames =
       std::min({std::max(o.socket_buffer_bytes / max_frame, kFewestFrames), cap, std::size_t{INT_MAX}});
   links.add(std::make_shared<ZmqLink>(
-      o.socket_hwm, static_cast<int>(per_client),
+      static_cast<int>(frames), static_cast<int>(frames),
       static_cast<std::int64_t>(std::min<std::size_t>(max_frame, std::numeric_limits<std::int64_t>::max())), o.curve,
       std::move(on_handshake_failed), std::move(on_dial_failed)));
   // A UCX link of the application's own (a test's, with settings of its own) takes ucx:// addresses instead.
   if (std::none_of(o.links.begin(), o.links.end(), [](const auto& l) { return l->serves("ucx://"); })) {
-    links.add(std::make_shared<UcxLink>(o.ucx, max_frame, cap, per_client));
+    links.add(std::make_shared<UcxLink>(o.ucx, max_frame, cap, frames, o.socket_buffer_bytes));
   }
   for (const auto& link : o.links) links.add(link);
   return links;
@@ -93,10 +94,11 @@ Session::Session(NodeOptions o)
           })},
       calls_{executor_, counters_, options.max_outstanding_calls},
       local_{executor_, calls_, counters_},
-      connector_{executor_, ConnectorOptions{options.peer_queue_capacity, options.heartbeat_timeout},
-                 calls_,    links_,
-                 local_,    counters_,
-                 log_},
+      connector_{
+          executor_, ConnectorOptions{options.peer_queue_capacity, options.peer_queue_bytes, options.heartbeat_timeout},
+          calls_,    links_,
+          local_,    counters_,
+          log_},
       listener_{executor_,
                 ListenerOptions{options.max_inflight, options.manager.max_payload_bytes, options.heartbeat_timeout,
                                 options.max_unread_bytes_per_client, options.max_inflight_per_client,
@@ -293,7 +295,7 @@ void Session::call(PeerId peer, OutItem&& item) {
   if (!intake_closed(state_)) {
     if (connector_.has_room(p, true)) {
       calls_.reserve();
-      if (p.queue.try_push(item) == amsg::detail::PushResult::ok) {
+      if (p.push(item)) {
         if (state_.load(std::memory_order_acquire) == Lifecycle::running) connector_.schedule_flush(p);
         return;
       }
