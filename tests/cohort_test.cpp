@@ -334,5 +334,30 @@ TEST(Cohort, AMembershipAnnouncesAgainWhenTheLeaderRestarts) {
   cohort.reset();
 }
 
+// A membership that ends gives back its use of the worker's connection to the
+// leader: with no other use, the worker stops dialing it.
+TEST(Cohort, AMembershipThatEndsClosesItsConnectionToTheLeader) {
+  auto net = std::make_shared<MemoryNetwork>();
+  Node worker{mem_node(net, "coh-end-w", "mem://w0")};
+  add_handlers(worker.manager());
+  worker.start();
+  Node leader{mem_node(net, "coh-end-l", "mem://leader")};
+  Cohort cohort{leader};
+  cohort.accept_joins();
+  leader.start();
+  auto leader_state = [&worker] {
+    for (const auto& ps : worker.peer_stats()) {
+      if (ps.info.address == "mem://leader") return ps.info.state;
+    }
+    return net::PeerState::connecting;
+  };
+  {
+    net::CohortMembership membership{worker, "mem://leader", "mem://w0"};
+    ASSERT_TRUE(membership.wait_joined(10s)) << membership.last_error();
+    EXPECT_EQ(leader_state(), net::PeerState::ready);
+  }
+  EXPECT_TRUE(eventually([&] { return leader_state() == net::PeerState::disconnected; }));
+}
+
 }  // namespace
 }  // namespace amsg::test

@@ -92,6 +92,7 @@ CohortMembership::~CohortMembership() {
     state_->stopped = true;
   }
   asio::post(state_->node.executor(), [state = state_] { state->timer.cancel(); });
+  state_->node.disconnect(state_->leader);  // the use the constructor's connect() began
 }
 
 std::optional<std::uint32_t> CohortMembership::rank() const {

@@ -35,7 +35,10 @@ class AMSG_EXPORT CohortMembership {
   CohortMembership(Node& worker, const std::string& leader_address, const std::string& own_address,
                    std::optional<std::uint32_t> rank = std::nullopt,
                    std::chrono::milliseconds retry = std::chrono::milliseconds{500});
-  ~CohortMembership();  ///< stops announcing (the leader keeps the member until it loses it)
+  /// Stops announcing and ends the use of the connection to the leader that the
+  /// constructor began (Node::disconnect: it closes unless something else of
+  /// the worker's uses it). The leader keeps the member until it loses it.
+  ~CohortMembership();
   CohortMembership(const CohortMembership&) = delete;
   CohortMembership& operator=(const CohortMembership&) = delete;
 
