@@ -147,11 +147,11 @@ TEST(Cohort, AScatterGivesEachRankItsOwnPayloadAndAnswersInRankOrder) {
 }
 
 TEST(Cohort, WorkersAnnounceThemselvesAndGetTheirRanks) {
+  std::vector<CohortEvent> events;  // declared first: the callback uses them until the cohort is gone
+  std::mutex mutex;
   Cluster c{"coh-join", 3};
   Cohort cohort{c.leader};
   cohort.accept_joins();
-  std::vector<CohortEvent> events;
-  std::mutex mutex;
   cohort.on_change([&](const CohortEvent& e) {
     std::lock_guard lock{mutex};
     events.push_back(e);

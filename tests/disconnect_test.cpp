@@ -87,13 +87,14 @@ TEST(Disconnect, WhatWaitsUnsentEndsDisconnectedNeverRunsAndConnectReopensTheSam
 }
 
 TEST(Disconnect, ACallInFlightEndsAsItWouldHaveAndTheConnectionClosesAfterIt) {
+  // Declared first: the filter writes it until the nodes are gone.
+  std::atomic<std::int64_t> last_ping{0};  // when the client last sent a PING (steady clock, ns)
   auto net = std::make_shared<MemoryNetwork>();
   Server server{net, "disc-inflight"};
   Node client{mem_node(net, "disc-inflight-c", "")};
   client.start();
   const PeerId peer = client.connect(server.address);
   ASSERT_TRUE(client.wait_ready(peer, 10s));
-  std::atomic<std::int64_t> last_ping{0};  // when the client last sent a PING (steady clock, ns)
   net->set_filter([&](const MemoryNetwork::Frame& f) {
     if (f.to_listener && kind_of(f) == wire::Kind::ping) last_ping = now_ns();
     return MemoryNetwork::Verdict::pass;

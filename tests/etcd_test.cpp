@@ -125,9 +125,9 @@ TEST_F(EtcdCohort, WorkersRegisterWithRanksAndTheLeaderFollowsThePrefix) {
 }
 
 TEST_F(EtcdCohort, AStoppedWorkerLeavesAtOnceAndARestartedOneGetsItsRankBack) {
-  Cohort cohort{*leader_};
-  std::mutex mutex;
+  std::mutex mutex;  // declared first: the callback uses them until the cohort is gone
   std::vector<CohortEvent> events;
+  Cohort cohort{*leader_};
   cohort.on_change([&](const CohortEvent& e) {
     std::lock_guard lock{mutex};
     events.push_back(e);

@@ -170,12 +170,13 @@ TEST(SessionFaults, DuplicatedFramesGiveOneOutcomePerCall) {
 }
 
 TEST(SessionFaults, ACutConnectionFailsOutstandingCallsWithPeerLostAndHealsWhenRestored) {
+  std::atomic<bool> cut{false};  // declared first: the filter reads it until the nodes are gone
   MemPair pair{"fault-cut"};
   auto running = pair.calls(4, "sleep", "60000");  // no deadline: only the cut can end them
   ASSERT_TRUE(eventually([&] { return pair.runs.load() == 4; }));
   ASSERT_EQ(pair.client.send(pair.peer, "sleep", bytes("60000"), {"notified"}), SendStatus::ok);
   ASSERT_TRUE(eventually([&] { return pair.runs.load() == 5; }));
-  std::atomic<bool> cut{true};
+  cut = true;
   pair.net->set_filter([&cut](const MemoryNetwork::Frame&) { return cut ? Verdict::drop : Verdict::pass; });
   for (auto& f : running) {
     const Notification n = get(f, 5s);
