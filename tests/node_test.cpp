@@ -390,7 +390,12 @@ TEST_P(NodeOverLink, APeerThatCannotKeepUpSlowsItsSenderAndNothingIsLost) {
   }
   EXPECT_GT(refused, 0) << "the sender never felt the backpressure";
   EXPECT_GT(accepted, 4) << "more than the peer queue: the wire took some";
-  EXPECT_LT(accepted, 200) << "bounded: inbox 2 + high-water marks 4 + 4 + peer queue 4 + kernel buffers";
+  // Over UCX the transport's buffers count too: a send completes once tcp's
+  // socket buffer (up to 4 MiB here) or the shared-memory queue has taken it,
+  // and the paused listener's last turn of progress took what had arrived:
+  // 17-81 frames on an idle machine, 426 seen once in CI (6.7 MiB).
+  const int bound = GetParam() == "ucx" ? 1024 : 200;
+  EXPECT_LT(accepted, bound) << "bounded: inbox 2 + high-water marks 4 + 4 + peer queue 4 + kernel buffers";
   gate.open(static_cast<std::size_t>(accepted));
   auto got = receive_n(client.manager(), static_cast<std::size_t>(accepted));
   ASSERT_EQ(got.size(), static_cast<std::size_t>(accepted))

@@ -216,6 +216,36 @@ TEST(UcxLink, RepliesSentJustBeforeTheListenerClosesAllArrive) {
   }
 }
 
+// Two nodes that dialed each other close at the same time: each is the
+// other's client, and each answers the other's closing AM at once (it takes no
+// more frames), so neither waits out its linger. (Each waited the whole linger
+// for the other before.)
+TEST(UcxLink, TwoNodesThatDialedEachOtherCloseTogetherWithoutWaitingOutTheirLinger) {
+  constexpr auto kLinger = 6s;
+  NodeOptions ao = ucx_server("ucx-both-a");
+  ao.linger = kLinger;
+  NodeOptions bo = ucx_server("ucx-both-b");
+  bo.linger = kLinger;
+  Node a{ao};
+  Node b{bo};
+  a.start();
+  b.start();
+  const PeerId to_b = a.connect(b.endpoints().front());
+  const PeerId to_a = b.connect(a.endpoints().front());
+  ASSERT_TRUE(a.wait_ready(to_b, 10s));
+  ASSERT_TRUE(b.wait_ready(to_a, 10s));
+  auto timed_shutdown = [](Node& node) {
+    const auto began = std::chrono::steady_clock::now();
+    node.shutdown(0ms);
+    return std::chrono::steady_clock::now() - began;
+  };
+  auto a_took = std::async(std::launch::async, [&] { return timed_shutdown(a); });
+  auto b_took = std::async(std::launch::async, [&] { return timed_shutdown(b); });
+  // Well under the linger even on a loaded machine; waiting it out takes all of it.
+  EXPECT_LT(a_took.get(), kLinger / 2);
+  EXPECT_LT(b_took.get(), kLinger / 2);
+}
+
 TEST(UcxLink, BadAddressesAreRefusedAtOnce) {
   Node node{ucx_client("ucx-bad")};
   node.start();

@@ -35,6 +35,11 @@ ucs_status_t UcxLink::on_closing(void* arg, const void* /*header*/, std::size_t 
   auto found = self->by_endpoint_.find(param->reply_ep);
   if (found == self->by_endpoint_.end() || !found->second->dialed) return UCS_OK;
   Conn& conn = *found->second;
+  if (self->stopping_) {
+    // This node closes too and takes no more frames: answered at once (close()).
+    self->closings_.push_back(conn.key);
+    return UCS_OK;
+  }
   Inbound in;
   in.key = conn.key;
   in.sequence = conn.arrived++;
@@ -134,17 +139,23 @@ void UcxLink::on_received(void* request, ucs_status_t status, std::size_t /*leng
 
 void UcxLink::on_sent(void* request, ucs_status_t status, void* user_data) {
   auto* req = static_cast<SendRequest*>(request);
-  static_cast<UcxLink*>(user_data)->on_send_done(req->key, req->probe, status, req->frame.size());
+  static_cast<UcxLink*>(user_data)->on_send_done(*req, status);
   req->~SendRequest();
   ucp_request_free(request);
 }
 
 // Only our own tables are touched here: no call back into UCX or the session.
-void UcxLink::on_send_done(std::uint64_t key, bool probe, ucs_status_t status, std::size_t bytes) {
+void UcxLink::on_send_done(const SendRequest& request, ucs_status_t status) {
+  const std::uint64_t key = request.key;
   auto it = conns_.find(key);
   if (it == conns_.end()) return;  // an endpoint closed since
   Conn& c = *it->second;
-  if (probe) {
+  if (request.control) {
+    // A kClosing that cannot arrive will not be answered: the listener need not wait for it.
+    if (status != UCS_OK && !c.dialed) c.close_done = true;
+    return;
+  }
+  if (request.probe) {
     if (status == UCS_OK) {
       probes_done_.push_back(key);
     } else {
@@ -153,7 +164,7 @@ void UcxLink::on_send_done(std::uint64_t key, bool probe, ucs_status_t status, s
     return;
   }
   if (c.sending > 0) --c.sending;
-  c.sending_bytes -= std::min(bytes, c.sending_bytes);
+  c.sending_bytes -= std::min(request.frame.size(), c.sending_bytes);
   // dispatch() sends what waits, or says there is room
   if (c.dialed) {
     const auto& channel = static_cast<ChannelState&>(c);

@@ -428,7 +428,11 @@ bool UcxLink::send_control(Conn& conn, unsigned am_id) {
   p.user_data = this;
   void* r = ucp_am_send_nbx(conn.ep, am_id, nullptr, 0, nullptr, 0, &p);
   if (UCS_PTR_IS_ERR(r)) return false;
-  if (r != nullptr) new (r) SendRequest{};
+  if (r != nullptr) {
+    auto* req = new (r) SendRequest{};
+    req->key = conn.key;
+    req->control = true;
+  }
   poke(*conn.worker);
   return true;
 }

@@ -55,6 +55,8 @@
 
 namespace amsg::net {
 
+struct SendRequest;
+
 class UcxLink final : public Link {
  public:
   // `max_frame_bytes`: larger inbound frames are refused unread and close their
@@ -140,7 +142,7 @@ class UcxLink final : public Link {
   static void on_connection_request(ucp_conn_request_h request, void* arg);
   static void on_endpoint_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   ucs_status_t on_am(bool to_listener, void* data, std::size_t length, const ucp_am_recv_param_t* param);
-  void on_send_done(std::uint64_t key, bool probe, ucs_status_t status, std::size_t bytes);
+  void on_send_done(const SendRequest& request, ucs_status_t status);
 
   UcxOptions options_;
   std::size_t max_frame_bytes_;
@@ -172,6 +174,8 @@ class UcxLink final : public Link {
   std::vector<ucp_conn_request_h> connection_requests_;
   std::vector<std::pair<ucp_ep_h, ucs_status_t>> endpoint_errors_;
   std::vector<void*> closing_;  // endpoint-close requests not yet complete
+  // Closing: the connections whose listener said kClosing, to be answered at once.
+  std::vector<std::uint64_t> closings_;
 
   mutable std::mutex info_mutex_;
   std::map<std::uint64_t, std::string> connection_info_;

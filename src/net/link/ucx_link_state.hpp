@@ -34,8 +34,9 @@ inline constexpr std::chrono::milliseconds kCloseBound{500};
 // (ucp_params_t::request_size): no allocation of ours per send.
 struct SendRequest {
   Payload frame;
-  std::uint64_t key = 0;  // 0 for kClosing and kClosed: no connection counts them
+  std::uint64_t key = 0;
   bool probe = false;
+  bool control = false;  // kClosing or kClosed: no connection counts them
 };
 
 struct UcxLink::Worker {

@@ -280,7 +280,23 @@ void UcxLink::close(std::chrono::milliseconds linger) {
   for (auto& [name, c] : clients_) {
     if (linger.count() > 0) c->close_sent = send_control(*c, kClosing);
   }
+  // kClosings that came before this node began closing, not yet answered.
+  for (const Inbound& in : inbound_) {
+    if (in.closing) closings_.push_back(in.key);
+  }
+  for (const auto& [key, conn] : conns_) {
+    for (const auto& [sequence, in] : conn->early) {
+      if (in.closing) closings_.push_back(key);
+    }
+  }
   (void)progress_until(std::chrono::steady_clock::now() + linger, [this] {
+    // Listeners this node dialed close too: answered at once (this node takes
+    // no more frames), so that neither side waits out its linger for the other.
+    std::vector<std::uint64_t> closings;
+    closings.swap(closings_);
+    for (const std::uint64_t key : closings) {
+      if (auto it = conns_.find(key); it != conns_.end()) (void)send_control(*it->second, kClosed);
+    }
     {
       std::lock_guard lock{callbacks_mutex_};
       for (const auto& [ep, status] : endpoint_errors_) {
