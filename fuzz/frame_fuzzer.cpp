@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fuzz_support.hpp"
@@ -66,6 +67,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                         "a re-encoded ERROR keeps its fields");
   }
   (void)wire::decode_bye(frame);
+  std::uint64_t call_id = 0;
+  if (wire::decode_cancel(frame, call_id) == wire::DecodeError::none) {
+    std::uint64_t again = 0;
+    const std::string out = wire::encode_cancel(call_id);  // flags 0: receivers ignore the bits
+    amsg::fuzz::require(call_id != 0 && out.size() == frame.size() &&
+                            wire::decode_cancel(amsg::fuzz::bytes(out), again) == wire::DecodeError::none &&
+                            again == call_id,
+                        "a re-encoded CANCEL keeps its call id");
+  }
   (void)wire::incompatible_text(prefix.version);
   return 0;
 }

@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   const std::string r2 = reply(2, wire::Status::error, wire::ErrorCode::remote_error, "boom", "");
   const std::string ping = wire::encode_ping(7);
   const std::string bye = wire::encode_bye();
+  const std::string cancel = wire::encode_cancel(2);
   const std::string error = wire::encode_error(wire::ErrorCode::malformed, "malformed frame: too short");
 
   for (const auto& [name, bytes] : std::vector<std::pair<std::string, std::string>>{{"msg", m1},
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
                                                                                     {"hello-ack", ack},
                                                                                     {"ping", ping},
                                                                                     {"bye", bye},
+                                                                                    {"cancel", cancel},
                                                                                     {"error", error}}) {
     write(root / "frame", name, bytes);
   }
@@ -107,6 +109,7 @@ int main(int argc, char** argv) {
   write(root / "session", "hello-then-calls", session(0, {hello, m1, m2, ff, ping}));
   write(root / "session", "calls-without-hello", session(1, {m1, batch({m1, m2, ff})}));
   write(root / "session", "hello-bye", session(2, {hello, bye, m1}));
+  write(root / "session", "call-then-cancel", session(0, {hello, m1, m2, cancel, cancel, wire::encode_cancel(99)}));
   write(root / "session", "wrong-way", session(3, {r1, ack, error, batch({r1, r2})}));
   return 0;
 }

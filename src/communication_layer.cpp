@@ -40,6 +40,14 @@ asio::awaitable<SendStatus> Ingress::async_submit(Message message, std::uint64_t
   co_return co_await core_->async_send(std::move(message));
 }
 
+void Ingress::cancel(std::uint64_t peer) const {
+  if (auto layer = layer_.lock(); core_ && layer) core_->cancel(layer.get(), peer);
+}
+
+void Ingress::forget_cancel(std::uint64_t peer) const {
+  if (auto layer = layer_.lock(); core_ && layer) core_->forget_cancel(layer.get(), peer);
+}
+
 SendStatus Ingress::try_publish(Notification&& notification) const {
   if (!core_) return SendStatus::closed;
   return core_->publish(notification, false, detail::AsyncWaitList::Resume::defer);

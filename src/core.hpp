@@ -104,6 +104,11 @@ struct Lane {
   std::optional<asio::steady_timer> deadline_timer;
   std::uint64_t runs = 0;     // handlers started: tells a stale deadline wake-up from a live one
   bool deadline_hit = false;  // the running handler was cancelled by its deadline
+  bool cancel_hit = false;    // ... or by its sender (Core::cancel)
+  // The routed message the lane took last (its layer and token; null: not
+  // routed), for Core::cancel's check on the lane's strand.
+  const void* current_layer = nullptr;
+  std::uint64_t current_token = 0;
   std::shared_ptr<const HandlerRegistry::Snapshot> handlers;
   // The last lookup, valid while `handlers` is unchanged: streams of one type skip the hash.
   std::string last_type;
@@ -148,6 +153,9 @@ class Core : public std::enable_shared_from_this<Core> {
   asio::awaitable<SendStatus> async_publish(Notification notification);
   [[nodiscard]] Stats stats() const;
   [[nodiscard]] std::vector<HandlerTypeStats> handler_stats(double ns_per_tick) const;
+  // Ingress::cancel and forget_cancel: the message `layer` fed in as `token`.
+  void cancel(const void* layer, std::uint64_t token);
+  void forget_cancel(const void* layer, std::uint64_t token);
   [[nodiscard]] asio::any_io_executor executor() { return io_.get_executor(); }
 
   const ManagerOptions options;
@@ -169,6 +177,7 @@ class Core : public std::enable_shared_from_this<Core> {
   bool finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&& error, std::error_code code);
   void record_type(TypeCounters& counters, Outcome outcome, std::error_code code, std::uint64_t started) const noexcept;
   void arm_deadline(Lane& lane, std::chrono::steady_clock::time_point deadline);
+  [[nodiscard]] bool cancelled(const void* layer, std::uint64_t token);
   // Routes the envelope's notification; false when the channel is full (the caller
   // waits for room). On true the envelope has been consumed or handed on.
   // `how`: how a reader waiting for the notification is woken.
@@ -213,6 +222,12 @@ class Core : public std::enable_shared_from_this<Core> {
   LaneStats shutdown_stats_;  // messages ended by shutdown() itself (never taken by a lane)
   TypeTable types_;           // message types' indexes into the lanes' TypeCounters
   std::array<std::uint64_t, kDurationBounds.size()> duration_bound_ticks_{};
+
+  // Messages their senders cancelled (Ingress::cancel), until the layer forgets
+  // them; lanes look here only while there are any.
+  std::mutex cancels_mutex_;
+  std::vector<std::pair<const void*, std::uint64_t>> cancels_;
+  std::atomic<std::size_t> cancels_pending_{0};
 
   std::mutex layers_mutex_;
   std::vector<std::shared_ptr<CommunicationLayer>> layers_;

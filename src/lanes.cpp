@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <asio/defer.hpp>
 #include <asio/post.hpp>
 #include <asio/this_coro.hpp>
@@ -130,14 +131,25 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
     }
     on_popped(lane);
     Message& msg = env->message;
+    // A cancel this check misses (it comes as the lane takes the message)
+    // reaches the handler through the lane's strand (Core::cancel).
+    bool cancelled_by_sender = false;
+    if (const ReplyRoute& from = MessageAccess::route(msg); from.layer) {
+      lane.current_layer = from.layer.get();
+      lane.current_token = from.peer;
+      cancelled_by_sender =
+          cancels_pending_.load(std::memory_order_acquire) != 0 && cancelled(from.layer.get(), from.peer);
+    } else {
+      lane.current_layer = nullptr;  // no cancel may find this one
+    }
 
     Outcome outcome = Outcome::ok;
     std::string error;
     std::error_code code;
     TypeCounters* type_counters = nullptr;  // set when a handler runs
     std::uint64_t started_ticks = 0;
-    if (cancelling_.load(std::memory_order_acquire)) {
-      outcome = Outcome::cancelled;
+    if (cancelling_.load(std::memory_order_acquire) || cancelled_by_sender) {
+      outcome = Outcome::cancelled;  // never runs
       code = errc::cancelled;
     } else if (msg.deadline != Clock::time_point::max() && msg.deadline <= Clock::now()) {
       outcome = Outcome::error;  // expired while queued: never runs
@@ -181,6 +193,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
         lane.in_handler = true;
         ++lane.runs;
         lane.deadline_hit = false;
+        lane.cancel_hit = false;
         if (msg.deadline != Clock::time_point::max()) arm_deadline(lane, msg.deadline);
         arm_suspension_probe(lane);
         bool aborted = false;
@@ -198,8 +211,9 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
         lane.in_handler = false;
         if (msg.deadline != Clock::time_point::max()) lane.deadline_timer->cancel();
         if (aborted) {
-          if (cancelling_.load(std::memory_order_acquire)) {
+          if (cancelling_.load(std::memory_order_acquire) || lane.cancel_hit) {
             outcome = Outcome::cancelled;
+            error.clear();
             code = errc::cancelled;
             co_await asio::this_coro::reset_cancellation_state();
           } else if (lane.deadline_hit) {
@@ -212,8 +226,8 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
             code = errc::handler_error;
             lane.stats.failed.add();
           }
-        } else if (lane.deadline_hit) {
-          // The deadline's cancellation reached a handler that finished anyway
+        } else if (lane.deadline_hit || lane.cancel_hit) {
+          // The cancellation reached a handler that finished anyway
           // (it caught operation_aborted): clear it, or the lane's next handler
           // would start cancelled.
           co_await asio::this_coro::reset_cancellation_state();
@@ -277,6 +291,45 @@ void Core::arm_deadline(Lane& lane, Clock::time_point deadline) {
   });
 }
 
+// Whether the sender cancelled this message (the caller saw cancels_pending_ != 0).
+bool Core::cancelled(const void* layer, std::uint64_t token) {
+  std::lock_guard lock{cancels_mutex_};
+  return std::find(cancels_.begin(), cancels_.end(), std::pair{layer, token}) != cancels_.end();
+}
+
+// A message still queued never runs (the lane that takes it finds it here); a
+// running handler is cancelled like one whose deadline passed: every lane is
+// asked, on its strand (so the lanes' per-message path takes no fence), whether
+// it runs that message; one that took it as the cancel came finds it listed
+// by then. Cancels are rare: one post per lane each.
+void Core::cancel(const void* layer, std::uint64_t token) {
+  {
+    std::lock_guard lock{cancels_mutex_};
+    if (std::find(cancels_.begin(), cancels_.end(), std::pair{layer, token}) != cancels_.end()) return;
+    cancels_.emplace_back(layer, token);
+    cancels_pending_.fetch_add(1, std::memory_order_release);
+  }
+  for (const auto& lane : lanes_) {
+    asio::post(lane->strand, [this, &l = *lane, layer, token] {
+      // In that message's handler, and the cancel not yet forgotten (then its
+      // token may name another message by now)?
+      if (!l.in_handler || l.current_token != token || l.current_layer != layer || !cancelled(layer, token)) {
+        return;
+      }
+      l.cancel_hit = true;
+      l.cancel.emit(asio::cancellation_type::terminal);
+    });
+  }
+}
+
+void Core::forget_cancel(const void* layer, std::uint64_t token) {
+  std::lock_guard lock{cancels_mutex_};
+  auto it = std::find(cancels_.begin(), cancels_.end(), std::pair{layer, token});
+  if (it == cancels_.end()) return;
+  cancels_.erase(it);
+  cancels_pending_.fetch_sub(1, std::memory_order_release);
+}
+
 void Core::record_type(TypeCounters& c, Outcome outcome, std::error_code code, std::uint64_t started) const noexcept {
   if (outcome == Outcome::ok) {
     c.ok.add();
@@ -304,7 +357,8 @@ bool Core::finish(LaneStats& stats, Envelope& env, Outcome outcome, std::string&
   if (outcome == Outcome::error) {
     log_->warn("message type='{}' id='{}' failed: {}", msg.type, msg.notify_id.value_or(""), error);
   } else if (outcome == Outcome::cancelled) {
-    log_->info("message type='{}' id='{}' cancelled by shutdown", msg.type, msg.notify_id.value_or(""));
+    log_->info("message type='{}' id='{}' cancelled by {}", msg.type, msg.notify_id.value_or(""),
+               cancelling_.load(std::memory_order_relaxed) ? "shutdown" : "its sender");
     error = "cancelled";
   }
   msg.payload = Payload{};  // free it here, on the thread that ran the handler

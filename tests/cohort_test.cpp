@@ -238,6 +238,37 @@ TEST(Cohort, FailFastCompletesAtTheFirstErrorAndAbandonsTheRest) {
   c.open_gates();
 }
 
+// Fail fast cancels the rest at their workers: their running handlers are
+// cancelled (through each call's cancellation slot and a CANCEL), not left to
+// run to the end for an outcome nobody will read.
+TEST(Cohort, FailFastCancelsTheHandlersStillRunningAtTheOtherWorkers) {
+  Cluster c{"coh-ffc", 3};
+  for (int i = 0; i < 3; ++i) {
+    Gate* gate = c.gates[static_cast<std::size_t>(i)].get();
+    c.workers[static_cast<std::size_t>(i)]->manager().register_handler(
+        "job", make_handler([gate, fails = i == 1](Message&) -> asio::awaitable<void> {
+          co_await gate->wait();
+          if (fails) throw std::runtime_error("no room");
+        }));
+  }
+  Cohort cohort{c.leader};
+  for (int i = 0; i < 3; ++i) cohort.add(Cluster::address(i));
+  ASSERT_TRUE(cohort.wait_ready(3, 10s));
+  auto f = cohort.broadcast("job", bytes("j"), FanoutOptions{"ffc", 30s}.fail_fast(), asio::use_future);
+  for (const auto& w : c.workers) ASSERT_TRUE(eventually([&] { return w->stats().manager.dispatched == 1; }));
+  c.gates[1]->open();  // rank 1 fails now; ranks 0 and 2 are still running
+  const FanoutResult r = get(f);
+  EXPECT_EQ(r.outcomes[1].error, "no room");
+  EXPECT_EQ(r.outcomes[0].code, errc::abandoned);
+  EXPECT_EQ(r.outcomes[2].code, errc::abandoned);
+  for (std::size_t w : {0U, 2U}) {
+    EXPECT_TRUE(eventually([&] { return c.workers[w]->stats().manager.cancelled == 1; }, 10s)) << "worker " << w;
+    EXPECT_TRUE(eventually([&] { return c.workers[w]->stats().manager.in_flight == 0; }, 10s)) << "worker " << w;
+  }
+  // Their REPLYs (cancelled) reached the leader after its calls had ended.
+  EXPECT_TRUE(eventually([&] { return c.leader.stats().late_replies == 2; }, 10s));
+}
+
 TEST(Cohort, AQuorumCompletesOnceEnoughAreOkOrOnceItCannot) {
   Cluster c{"coh-quorum", 4, {3}};
   Cohort cohort{c.leader};

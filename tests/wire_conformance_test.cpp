@@ -149,6 +149,29 @@ TEST(WireConformance, MultipartPingAndAByeOfTheWrongSizeAreMalformed) {
   EXPECT_EQ(l.error().second, "malformed frame: declared length disagrees with the frame or exceeds a limit");
 }
 
+// CANCEL (kind 9): the call it names is stopped (its running handler
+// cancelled, answered cancelled); a CANCEL for a call that is not there
+// changes nothing and is not answered; one of the wrong size, or for call id
+// 0, is malformed.
+TEST(WireConformance, ACancelStopsTheCallItNamesAndNothingElse) {
+  Listening l{"conf-cancel"};
+  l.send(frame_of({0xAE, 2, 9, 0}) + le64(12345));  // no such call
+  l.send(msg_header(2, 77, "sleep") + "60000");
+  ASSERT_TRUE(eventually([&] { return l.node.stats().manager.dispatched == 1; }));
+  l.send(frame_of({0xAE, 2, 9, 0}) + le64(77));
+  const std::string r = l.reply_for(77);  // the first answer of all
+  EXPECT_EQ(r[12], 2);                    // status cancelled
+  EXPECT_EQ(r[13], 7);                    // code cancelled
+  EXPECT_EQ(reply_text(r), "cancelled");
+  EXPECT_EQ(l.node.stats().manager.cancelled, 1u);
+  l.send(frame_of({0xAE, 2, 9, 0}) + le64(77).substr(0, 4));
+  EXPECT_EQ(l.error(), std::make_pair(6, std::string{"malformed frame: frame too short"}));
+  l.send(frame_of({0xAE, 2, 9, 0}) + le64(77) + "x");
+  EXPECT_EQ(l.error().second, "malformed frame: declared length disagrees with the frame or exceeds a limit");
+  l.send(frame_of({0xAE, 2, 9, 0}) + le64(0));
+  EXPECT_EQ(l.error().second, "malformed frame: field value out of range");
+}
+
 TEST(WireConformance, AMalformedFireAndForgetMsgGetsAnError) {
   Listening l{"conf-ff"};
   l.send(msg_header(2, 0, "x", 0xFFFF));  // call_id 0: there is no call to answer

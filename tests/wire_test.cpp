@@ -47,6 +47,19 @@ TEST(Wire, MsgLayoutIsLittleEndianWithTheDocumentedOffsets) {
   EXPECT_EQ(stable_call_id(bytes(f)), 0x0102030405060708ULL);
 }
 
+TEST(Wire, CancelIsThePrefixAndTheCallId) {
+  const std::string f = encode_cancel(0x0102030405060708ULL);
+  ASSERT_EQ(f.size(), 12u);
+  EXPECT_EQ(f.substr(0, 4), std::string("\xAE\x02\x09\x00", 4));
+  EXPECT_EQ(f[4], 0x08);
+  std::uint64_t call_id = 0;
+  ASSERT_EQ(decode_cancel(bytes(f), call_id), DecodeError::none);
+  EXPECT_EQ(call_id, 0x0102030405060708ULL);
+  EXPECT_EQ(decode_cancel(bytes(f + "x"), call_id), DecodeError::bad_length);
+  EXPECT_EQ(decode_cancel(bytes(encode_cancel(0)), call_id), DecodeError::bad_value);  // 0: no call
+  EXPECT_EQ(decode_cancel(bytes(f.substr(0, 8)), call_id), DecodeError::too_short);
+}
+
 TEST(Wire, ReplyRoundTrips) {
   std::string f(reply_size("boom (x)") + 3, '\0');
   const std::string body = "abc";

@@ -103,6 +103,17 @@ class AMSG_EXPORT Ingress {
   /// shutdown).
   SendStatus force_publish(Notification&& notification) const;
 
+  /// Cancels the messages submitted with the token `peer` that have not ended
+  /// (a layer that cancels gives each message a token of its own): one still
+  /// queued never runs, a running handler gets asio's terminal cancellation (as
+  /// when its deadline passes). Either ends Outcome::cancelled (errc::cancelled),
+  /// routed as usual; a handler that finishes anyway ends as it did. The
+  /// manager remembers the token until forget_cancel(): call it once the
+  /// message has ended (its notification or released() came), before the token
+  /// is used again.
+  void cancel(std::uint64_t peer) const;
+  /// Ends what cancel() remembers of `peer`.
+  void forget_cancel(std::uint64_t peer) const;
   /// Whether this ingress is attached to a manager.
   [[nodiscard]] bool valid() const noexcept { return core_ != nullptr; }
 

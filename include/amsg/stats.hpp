@@ -49,28 +49,28 @@ struct AMSG_EXPORT HandlerTypeStats {
   std::uint64_t ok = 0;         ///< finished normally
   std::uint64_t failed = 0;     ///< threw, or was cancelled by its deadline
   std::uint64_t timed_out = 0;  ///< of `failed`: cancelled by its deadline
-  std::uint64_t cancelled = 0;  ///< cancelled by shutdown
+  std::uint64_t cancelled = 0;  ///< cancelled by shutdown or by its sender (Ingress::cancel)
   std::uint64_t running = 0;    ///< started and not ended, now
   DurationHistogram duration;   ///< handler start -> end
 };
 
 /// A manager's counters.
 struct AMSG_EXPORT Stats {
-  std::uint64_t received = 0;           ///< accepted into the inbox
-  std::uint64_t dispatched = 0;         ///< handler started
-  std::uint64_t ok = 0;                 ///< handler finished normally
-  std::uint64_t failed = 0;             ///< handler threw, the type was unknown, or the deadline passed
-  std::uint64_t unknown_type = 0;       ///< of `failed`: no handler for the type
-  std::uint64_t timed_out = 0;          ///< of `failed`: the message's deadline passed (queued, or cancelled running)
-  std::uint64_t rejected = 0;           ///< refused before lookup: payload over the limit
-  std::uint64_t cancelled = 0;          ///< ended by shutdown, queued or running
-  std::uint64_t notifications = 0;      ///< notifications produced (one per notify_id)
-  std::uint64_t in_flight = 0;          ///< workers busy with a message right now
-  std::uint64_t max_in_flight = 0;      ///< highest in_flight seen; never above the concurrency limit
-  std::uint64_t queue_depth = 0;        ///< messages waiting in the inbox
+  std::uint64_t received = 0;       ///< accepted into the inbox
+  std::uint64_t dispatched = 0;     ///< handler started
+  std::uint64_t ok = 0;             ///< handler finished normally
+  std::uint64_t failed = 0;         ///< handler threw, the type was unknown, or the deadline passed
+  std::uint64_t unknown_type = 0;   ///< of `failed`: no handler for the type
+  std::uint64_t timed_out = 0;      ///< of `failed`: the message's deadline passed (queued, or cancelled running)
+  std::uint64_t rejected = 0;       ///< refused before lookup: payload over the limit
+  std::uint64_t cancelled = 0;      ///< ended by shutdown or by its sender (a CANCEL), queued or running
+  std::uint64_t notifications = 0;  ///< notifications produced (one per notify_id)
+  std::uint64_t in_flight = 0;      ///< workers busy with a message right now
+  std::uint64_t max_in_flight = 0;  ///< highest in_flight seen; never above the concurrency limit
+  std::uint64_t queue_depth = 0;    ///< messages waiting in the inbox
   std::uint64_t notifications_queued = 0;  ///< notifications waiting in the channel for a reader
-  LatencySummary latency;               ///< inbox accepted -> notification produced (or message ended)
-  DurationHistogram latency_histogram;  ///< the same, as a histogram (bucket edges within ~6 %)
+  LatencySummary latency;                  ///< inbox accepted -> notification produced (or message ended)
+  DurationHistogram latency_histogram;     ///< the same, as a histogram (bucket edges within ~6 %)
   std::vector<HandlerTypeStats> handlers;  ///< per message type, in the order types were first run
 
   /// The counters on one line (for logs).

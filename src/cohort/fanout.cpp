@@ -7,6 +7,9 @@
 
 #include <fmt/format.h>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+
 #include "amsg/net/cohort.hpp"
 #include "cohort/cohort_state.hpp"
 
@@ -15,7 +18,8 @@ namespace {
 
 // Collects one outcome per rank and completes the fan-out once: when all are
 // in, or earlier when the policy allows (the outstanding ones then end
-// `abandoned`; their own outcomes, arriving later, are dropped).
+// `abandoned` and their calls are cancelled, which cancels them at their
+// workers; their own outcomes, arriving later, are dropped).
 class Collector {
  public:
   Collector(std::vector<std::uint32_t> ranks, std::string id, const FanoutOptions& options,
@@ -26,7 +30,24 @@ class Collector {
         quorum_{options.quorum},
         outcomes_(ranks_.size()),
         remaining_{ranks_.size()},
-        done_{std::move(done)} {}
+        done_{std::move(done)} {
+    if (policy_ != FanoutPolicy::all) {
+      signals_.reserve(ranks_.size());
+      for (std::size_t i = 0; i < ranks_.size(); ++i) signals_.push_back(std::make_unique<asio::cancellation_signal>());
+    }
+  }
+
+  // Where rank `index`'s call listens for its cancellation (none for the policy all).
+  [[nodiscard]] asio::cancellation_slot slot(std::size_t index) {
+    return signals_.empty() ? asio::cancellation_slot{} : signals_[index]->slot();
+  }
+
+  // Every call has been started (their slots assigned): an early end may cancel them now.
+  void started() {
+    std::lock_guard lock{mutex_};
+    started_ = true;
+    if (!done_) cancel_outstanding();
+  }
 
   [[nodiscard]] std::string id_of(std::size_t index) const { return fmt::format("{}#{}", id_, ranks_[index]); }
 
@@ -42,6 +63,7 @@ class Collector {
       outcomes_[index] = std::move(outcome);
       --remaining_;
       if (!finished()) return;
+      if (started_) cancel_outstanding();
       result = take_result();
       done = std::move(done_);
     }
@@ -73,6 +95,14 @@ class Collector {
     return false;
   }
 
+  // Under mutex_, once: the calls still outstanding are cancelled (each
+  // signal's slot was assigned before started_, and is emitted only here).
+  void cancel_outstanding() {
+    for (std::size_t i = 0; i < signals_.size(); ++i) {
+      if (!outcomes_[i]) signals_[i]->emit(asio::cancellation_type::terminal);
+    }
+  }
+
   FanoutResult take_result() {
     FanoutResult r;
     r.ranks = ranks_;
@@ -99,6 +129,8 @@ class Collector {
   std::size_t ok_ = 0;
   std::size_t failed_ = 0;
   std::unique_ptr<detail::Completion<FanoutResult>> done_;
+  std::vector<std::unique_ptr<asio::cancellation_signal>> signals_;  // one per rank, unless the policy is all
+  bool started_ = false;
 };
 
 std::string fanout_id(const FanoutOptions& options, std::atomic<std::uint64_t>& next) {
@@ -122,11 +154,13 @@ void start_calls(Node& node, const std::string& type, std::vector<std::pair<std:
     }
     try {
       node.call(*targets[i].first, type, std::move(targets[i].second), CallOptions{collector->id_of(i), timeout},
-                [collector, i](Notification n) { collector->record(i, std::move(n)); });
+                asio::bind_cancellation_slot(collector->slot(i),
+                                             [collector, i](Notification n) { collector->record(i, std::move(n)); }));
     } catch (const std::exception& e) {
       collector->record(i, not_sent(collector->id_of(i), e.what()), true);
     }
   }
+  collector->started();
 }
 
 }  // namespace

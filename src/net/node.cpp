@@ -114,12 +114,19 @@ asio::awaitable<SendStatus> Node::async_send_awaitable(PeerId peer, std::string 
 }
 
 void Node::start_call(PeerId peer, std::string type, Payload payload, CallOptions options,
-                      std::unique_ptr<detail::Completion<Notification>> done) {
+                      std::unique_ptr<detail::Completion<Notification>> done,
+                      std::shared_ptr<detail::CallCancellation> cancellation) {
   OutItem item = make_item(std::move(type), std::move(payload),
                            options.notify_id.empty() ? impl_->next_call_name() : std::move(options.notify_id),
                            options.timeout, options.idempotent);
   item.completion = std::move(done);
+  item.cancel = std::static_pointer_cast<CallCancel>(std::move(cancellation));
+  if (item.cancel) item.cancel->peer = peer.value;
   impl_->call(peer, std::move(item));
+}
+
+std::shared_ptr<detail::CallCancellation> Node::make_cancellation() const {
+  return std::make_shared<CallCancel>(impl_);
 }
 
 NodeStats Node::stats() const { return impl_->stats(); }

@@ -57,8 +57,11 @@ struct AMSG_EXPORT FanoutResult {
   /// outcomes[i] is the outcome of the worker of rank ranks[i]: ok with the bytes
   /// its handler put in Message::response (Notification::payload), or its error
   /// (the worker's, or timeout, peer lost, ...). A policy that completes early
-  /// ends the outcomes still outstanding with errc::abandoned (the worker may
-  /// still run it; its deadline, when set, ends it there).
+  /// ends the outcomes still outstanding with errc::abandoned and cancels
+  /// those calls (a call not yet sent never is; a CANCEL goes to each worker
+  /// that was sent one, which does not run the message
+  /// if it has not started it and cancels its handler if it has; a handler
+  /// that had finished, or finishes anyway, ran).
   std::vector<Notification> outcomes;
   std::vector<std::uint32_t> ranks;  ///< the rank of each outcome, ascending
   bool succeeded = false;            ///< all ok (all, fail_fast), or the quorum reached (quorum)

@@ -44,8 +44,10 @@
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/associated_cancellation_slot.hpp>
 #include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/cancellation_type.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include "amsg/export.hpp"
@@ -156,6 +158,19 @@ class AMSG_EXPORT Node {
   /// thread) while the peer's queue or the outstanding-call limit is full. Every
   /// call ends in exactly one outcome; remote failures are outcomes, not
   /// exceptions (test Notification::code). Throws std::invalid_argument as send().
+  ///
+  /// Cancellation, the Asio way: a handler with a cancellation slot (a
+  /// coroutine's own, or asio::bind_cancellation_slot) may cancel the call. A
+  /// call not yet sent ends cancelled (errc::cancelled, "{id}:err(cancelled)")
+  /// and is never sent: at once while the peer is connecting, else when its
+  /// turn to be sent comes (behind backpressure). terminal or partial
+  /// cancellation also ends a call already sent, at once, and a CANCEL goes to
+  /// the peer, which does not run the message if it has not started it and
+  /// cancels its handler if it has (docs/wire-protocol.md, "CANCEL"); its REPLY
+  /// is then late, and the call may have run, as one that ended `peer lost`.
+  /// total cancellation (no side effects) leaves a call already sent alone. A
+  /// message handler's coroutine has a slot: its deadline, a CANCEL for it or
+  /// shutdown cancels the calls it awaits.
   template <typename CompletionToken = const asio::use_awaitable_t<>&>
   auto call(PeerId peer, std::string type, Payload payload, CallOptions options = {},
             CompletionToken&& token = asio::use_awaitable) {
@@ -163,7 +178,22 @@ class AMSG_EXPORT Node {
     return asio::async_initiate<CompletionToken, void(Notification)>(
         // NOLINTNEXTLINE(performance-unnecessary-value-param): moved on; Asio passes them as rvalues
         [this](auto handler, PeerId to, std::string t, Payload p, CallOptions o) {
-          start_call(to, std::move(t), std::move(p), std::move(o), completion<Notification>(std::move(handler)));
+          std::shared_ptr<detail::CallCancellation> cancellation;
+          if (auto slot = asio::get_associated_cancellation_slot(handler); slot.is_connected()) {
+            // Assigned before the call starts: it may end (and its handler run) at once on another thread.
+            cancellation = make_cancellation();
+            slot.assign([c = cancellation](asio::cancellation_type type) {
+              // total promises no side effects: only a call not yet sent may go.
+              const auto any_effect = asio::cancellation_type::terminal | asio::cancellation_type::partial;
+              if ((type & any_effect) != asio::cancellation_type::none) {
+                c->request(false);
+              } else if ((type & asio::cancellation_type::total) != asio::cancellation_type::none) {
+                c->request(true);
+              }
+            });
+          }
+          start_call(to, std::move(t), std::move(p), std::move(o), completion<Notification>(std::move(handler)),
+                     std::move(cancellation));
         },
         token, peer, std::move(type), std::move(payload), std::move(options));
   }
@@ -189,7 +219,9 @@ class AMSG_EXPORT Node {
                   std::unique_ptr<detail::Completion<SendStatus>> done);
   asio::awaitable<SendStatus> async_send_awaitable(PeerId peer, std::string type, Payload payload, SendOptions options);
   void start_call(PeerId peer, std::string type, Payload payload, CallOptions options,
-                  std::unique_ptr<detail::Completion<Notification>> done);
+                  std::unique_ptr<detail::Completion<Notification>> done,
+                  std::shared_ptr<detail::CallCancellation> cancellation = nullptr);
+  [[nodiscard]] std::shared_ptr<detail::CallCancellation> make_cancellation() const;
 
   std::shared_ptr<Session> impl_;
 };

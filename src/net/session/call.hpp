@@ -53,6 +53,20 @@ class SessionExecutor {
 // Where a call's outcome goes when it does not go to the notification channel.
 using Completion = detail::Completion<Notification>;
 
+class Session;
+
+// A call its caller may cancel (Node::call with a connected cancellation slot),
+// shared by the slot's handler and the session. The fields are the session's,
+// on its executor.
+struct CallCancel final : detail::CallCancellation, std::enable_shared_from_this<CallCancel> {
+  explicit CallCancel(std::weak_ptr<Session> s) : session{std::move(s)} {}
+  void request(bool unsent_only) noexcept override;  // posts Session::cancel_call
+  std::weak_ptr<Session> session;
+  std::uint64_t call_id = 0;  // once sent (0: still queued)
+  std::uint32_t peer = 0;     // set when the call starts
+  bool requested = false;
+};
+
 // A message waiting in a peer's queue.
 struct OutItem {
   std::string type;
@@ -62,6 +76,7 @@ struct OutItem {
   bool idempotent = false;  // MSG flag 0x02: notify_id is an idempotency key
   Clock::time_point deadline = Clock::time_point::max();
   std::unique_ptr<Completion> completion;  // null: the notification channel
+  std::shared_ptr<CallCancel> cancel;      // null: not cancellable
 };
 
 // A call sent (or handed to this node's own manager) and waiting for its outcome.
@@ -99,5 +114,6 @@ inline constexpr const char* kRemoteShuttingDown = "remote shutting down";
 inline constexpr const char* kNodeShuttingDown = "node shutting down";
 inline constexpr const char* kDisconnected = "disconnected";
 inline constexpr const char* kTimeout = "timeout";
+inline constexpr const char* kCancelled = "cancelled";
 
 }  // namespace amsg::net

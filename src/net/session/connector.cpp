@@ -227,7 +227,7 @@ void Connector::flush(Peer& p) {
   if (!send_backlog(p)) return;
   std::size_t n = 0;
   OutItem item;
-  for (;;) {  // the backlog holds at most the one frame the link refused
+  for (;;) {  // the backlog holds the one frame the link refused (and CANCELs behind it)
     out_batch_.clear();
     const auto now = Clock::now();
     std::size_t bytes = 0;  // a BATCH stops at kMaxBatchBytes (plus the entry that crossed it)
@@ -250,6 +250,10 @@ void Connector::flush(Peer& p) {
 
 // False when the item ended here and must not be sent.
 bool Connector::admit(Peer& p, OutItem& item, Clock::time_point now) {
+  if (item.cancel && item.cancel->requested) {
+    calls_.end_unsent(item, failure(errc::cancelled, kCancelled));  // its caller cancelled it before it went
+    return false;
+  }
   if (p.state == PeerState::closing) {
     calls_.end_unsent(item, failure(errc::remote_shutting_down, kRemoteShuttingDown));
     return false;
@@ -293,6 +297,10 @@ bool Connector::send_out(Peer& p, std::vector<OutItem>& items, Clock::time_point
     if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
     if (item.notified) {
       auto [call_id, pd] = calls_.add(p.index, now, item.deadline);
+      if (item.cancel) {
+        item.cancel->call_id = call_id;
+        item.cancel->peer = p.index;
+      }
       wire::write_msg(at, call_id, item.type, item.notify_id, remaining_ms(item.deadline, now), item.payload.bytes(),
                       item.idempotent ? wire::kFlagIdempotent : std::uint8_t{0});
       pd.notify_id = std::move(item.notify_id);

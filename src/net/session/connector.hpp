@@ -108,7 +108,7 @@ class Connector {
     errc incompatible_code = errc::version_mismatch;
     std::string incompatible_reason;
     std::uint32_t max_payload = 0;  // the largest body the peer accepts (its HELLO_ACK); 0: not known yet
-    std::deque<Encoded> backlog;    // the one frame the link refused
+    std::deque<Encoded> backlog;    // the one frame the link refused (and CANCELs behind it)
     bool hello_unsent = false;      // a new connection's HELLO the link refused: the tick sends it
     // Disconnected with calls in flight: the channel (and its heartbeats) stay
     // until they end, so each ends as it would have (ok, peer lost, ...).
@@ -161,6 +161,12 @@ class Connector {
   // Shutdown: ends what is queued (node shutting down) and stops flushing.
   void stop();
   void fail_queued();
+  // The caller cancelled call `call_id`, sent to `peer`: a CANCEL follows the
+  // MSG (or the call to this node itself is cancelled in its manager).
+  void send_cancel(std::uint32_t peer, std::uint64_t call_id);
+  // The caller cancelled a call not yet sent to `peer`: ended now if it is held
+  // (the peer is connecting), else when the flusher takes it.
+  void cancel_unsent(std::uint32_t peer, const CallCancel& c);
 
  private:
   friend struct Peer;

@@ -146,6 +146,16 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
         it->second.hello = false;  // no more PINGs to it; replies still go out
       }
       return;
+    case wire::Kind::cancel: {
+      std::uint64_t call_id = 0;
+      if (auto e = wire::decode_cancel(frame, call_id); e != wire::DecodeError::none) {
+        malformed(wire::to_string(e));
+        send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
+        return;
+      }
+      on_cancel(key, call_id);
+      return;
+    }
     case wire::Kind::reply:
     case wire::Kind::hello_ack:
       malformed(wire::to_string(wire::DecodeError::wrong_way));

@@ -111,8 +111,9 @@ class Listener {
     std::uint64_t call_id = 0;       // 0: fire-and-forget
     std::uint32_t max_response = 0;  // the client's announced limit (0: not known)
     std::size_t bytes = 0;
-    bool running = false;  // in the manager
-    std::string idem_key;  // the first message with this idempotency key (empty: not idempotent)
+    bool running = false;    // in the manager
+    bool cancelled = false;  // its client sent CANCEL while it was in the manager (Ingress::cancel)
+    std::string idem_key;    // the first message with this idempotency key (empty: not idempotent)
   };
   struct ReplyItem {
     std::uint64_t slot = 0;
@@ -129,6 +130,7 @@ class Listener {
   void on_batch(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response);
   void on_msg(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response);
   void on_hello(std::string_view key, std::span<const std::byte> frame);
+  void on_cancel(std::string_view key, std::uint64_t call_id);
   void refuse(std::string_view key, std::span<const std::byte> frame, wire::ErrorCode code, std::string_view text);
   void reply_error(std::string_view key, std::uint64_t call_id, wire::ErrorCode code, std::string_view text);
   void send_error(std::string_view key, wire::ErrorCode code, std::string_view text);

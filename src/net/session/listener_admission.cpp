@@ -224,6 +224,9 @@ void Listener::end(std::uint32_t slot) {
     }
   }
   inflight_bytes_ -= f.bytes;
+  if (f.cancelled) ingress_.forget_cancel(slot);  // before the slot (the token) is used again
+  f.cancelled = false;
+  f.call_id = 0;  // ended: a CANCEL no longer finds it
   f.running = false;
   f.bytes = 0;
   f.idem_key.clear();
@@ -233,6 +236,29 @@ void Listener::end(std::uint32_t slot) {
     feed();
   }
   if (!was_accepting && accepting()) resume_reading();
+}
+
+// The client no longer wants the outcome of its call `call_id`. Still waiting
+// its turn here: it never runs, and is answered cancelled now. In the manager:
+// cancelled there (never runs if still queued; a running handler gets asio's
+// cancellation), answered with whatever outcome it then has. Unknown or ended:
+// nothing (the REPLY may be on its way). An idempotent call is not cancelled:
+// other callers may be waiting on its outcome.
+void Listener::on_cancel(std::string_view key, std::uint64_t call_id) {
+  auto it = std::find_if(slab_.begin(), slab_.end(),
+                         [&](const Inflight& f) { return f.call_id == call_id && f.client == key; });
+  if (it == slab_.end() || it->cancelled || !it->idem_key.empty()) return;
+  const auto slot = static_cast<std::uint32_t>(it - slab_.begin());
+  Client& c = clients_[std::string{key}];
+  auto waiting = std::find_if(c.waiting.begin(), c.waiting.end(), [slot](const Waiting& w) { return w.slot == slot; });
+  if (waiting != c.waiting.end()) {
+    c.waiting.erase(waiting);  // (take_turns() passes over a client left with nothing waiting)
+    send_outcome(key, call_id, 0, wire::Status::cancelled, wire::ErrorCode::cancelled, "cancelled", {});
+    end(slot);
+    return;
+  }
+  it->cancelled = true;
+  ingress_.cancel(slot);
 }
 
 // A client with messages here stays known until they have ended: they account to it.

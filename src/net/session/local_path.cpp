@@ -1,5 +1,7 @@
 #include "session/local_path.hpp"
 
+#include <algorithm>
+
 #include <asio/co_spawn.hpp>
 #include <asio/defer.hpp>
 #include <asio/detached.hpp>
@@ -32,6 +34,10 @@ void LocalPath::flush(Connector::Peer& p) {
     ++n;
     std::uint64_t call_id = 0;
     const auto now = Clock::now();
+    if (item.cancel && item.cancel->requested) {
+      calls_.end_unsent(item, failure(errc::cancelled, kCancelled));
+      continue;
+    }
     if (item.notified && item.deadline <= now) {
       counters_.timeouts.add();
       calls_.end_unsent(item, failure(errc::timeout, kTimeout));
@@ -42,6 +48,10 @@ void LocalPath::flush(Connector::Peer& p) {
     if (item.notified) {
       auto [id, pd] = calls_.add(p.index, now, item.deadline);
       call_id = id;
+      if (item.cancel) {
+        item.cancel->call_id = id;
+        item.cancel->peer = p.index;
+      }
       m.notify_id = item.notify_id;
       pd.notify_id = std::move(item.notify_id);
       pd.type = m.type;
@@ -105,6 +115,10 @@ void LocalPath::drain_outcomes() {
     draining_.swap(outcomes_);
   }
   for (auto& item : draining_) {
+    if (auto c = std::find(cancelled_.begin(), cancelled_.end(), item.call_id); c != cancelled_.end()) {
+      ingress_.forget_cancel(item.call_id);  // it has ended: before its id could be used again
+      cancelled_.erase(c);
+    }
     if (calls_.find(item.call_id) == nullptr) {
       counters_.late_replies.add();
       continue;
@@ -112,6 +126,12 @@ void LocalPath::drain_outcomes() {
     calls_.complete(item.call_id, std::move(item.notification), /*replied=*/true);
   }
   draining_.clear();
+}
+
+// On the executor: the caller cancelled a call it made to this node.
+void LocalPath::cancel(std::uint64_t call_id) {
+  cancelled_.push_back(call_id);
+  ingress_.cancel(call_id);
 }
 
 }  // namespace amsg::net

@@ -34,6 +34,9 @@ class LocalPath {
   void flush(Connector::Peer& p);
   // On the executor: outcomes delivered so far.
   void drain_outcomes();
+  // On the executor: a call to this node that its caller cancelled (its
+  // message never runs if still queued; a running handler is cancelled).
+  void cancel(std::uint64_t call_id);
 
  private:
   class Layer;
@@ -55,6 +58,7 @@ class LocalPath {
   std::mutex outcomes_mutex_;
   std::vector<Outcome> outcomes_;
   std::vector<Outcome> draining_;
+  std::vector<std::uint64_t> cancelled_;  // on the executor: cancelled, outcome not yet back
 };
 
 }  // namespace amsg::net

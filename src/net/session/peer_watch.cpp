@@ -9,9 +9,48 @@
 #include "amsg/errors.hpp"
 #include "session/codes.hpp"
 #include "session/connector.hpp"
+#include "session/local_path.hpp"
 #include "wire/codec.hpp"
 
 namespace amsg::net {
+
+// Best effort: the call has ended for its caller already. Behind a frame the
+// link refused (which may hold the MSG) it waits its turn; on a connection
+// that has gone it is dropped, as the MSG was.
+void Connector::send_cancel(std::uint32_t peer, std::uint64_t call_id) {
+  Peer* p = peer_at(PeerId{peer});
+  if (p == nullptr) return;
+  if (p->index == kSelf || p->loopback) {
+    local_.cancel(call_id);
+    return;
+  }
+  if (!p->channel) return;
+  // A lone MSG still in the backlog is dropped there now that its call has ended.
+  if (std::any_of(p->backlog.begin(), p->backlog.end(), [call_id](const Encoded& e) { return e.call_id == call_id; })) {
+    return;
+  }
+  Payload frame = Payload::copy_of(wire::encode_cancel(call_id));
+  if (!p->backlog.empty() || p->channel->send(frame) == LinkSend::again) {
+    p->backlog.push_back(Encoded{std::move(frame), 0, 0});
+  }
+}
+
+void Connector::cancel_unsent(std::uint32_t peer, const CallCancel& c) {
+  Peer* p = peer_at(PeerId{peer});
+  if (p == nullptr) return;
+  const std::size_t n = std::erase_if(p->held, [&](OutItem& item) {
+    if (item.cancel.get() != &c) return false;
+    p->queued_bytes.fetch_sub(item.payload.size(), std::memory_order_relaxed);
+    calls_.end_unsent(item, failure(errc::cancelled, kCancelled));
+    return true;
+  });
+  if (n != 0) {
+    p->held_count.store(p->held.size(), std::memory_order_relaxed);
+    calls_.space().notify_waiting();
+    return;
+  }
+  schedule_flush(*p);  // still queued: ended as the flusher takes (or holds) it
+}
 
 void Connector::declare_lost(Peer& p) {
   counters_.peers_lost.add();
@@ -87,6 +126,12 @@ void Connector::hold(Peer& p) {
     if (!p.queue.try_pop(item)) {
       p.held_count.fetch_sub(1, std::memory_order_relaxed);
       break;
+    }
+    if (item.cancel && item.cancel->requested) {
+      p.held_count.fetch_sub(1, std::memory_order_relaxed);
+      p.queued_bytes.fetch_sub(item.payload.size(), std::memory_order_relaxed);
+      calls_.end_unsent(item, failure(errc::cancelled, kCancelled));
+      continue;
     }
     if (item.notified) earliest = std::min(earliest, item.deadline);
     p.held.push_back(std::move(item));

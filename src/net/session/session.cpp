@@ -369,4 +369,29 @@ NodeStats Session::stats() const {
   return s;
 }
 
+void CallCancel::request(bool unsent_only) noexcept {
+  const auto s = session.lock();
+  if (!s) return;
+  try {
+    asio::post(s->executor().get(), [self = shared_from_this(), unsent_only] {
+      if (const auto s = self->session.lock()) s->cancel_call(*self, unsent_only);
+    });
+  } catch (...) {  // NOLINT(bugprone-empty-catch): no memory for the post: the call ends as it would have
+  }
+}
+
+// Still queued: ends cancelled when its turn to be sent comes (Connector::admit),
+// never sent. Sent: ends cancelled now, and a CANCEL follows it to the peer,
+// whose REPLY, when it comes, is late.
+void Session::cancel_call(CallCancel& c, bool unsent_only) {
+  if (c.call_id == 0) {
+    c.requested = true;
+    connector_.cancel_unsent(c.peer, c);
+    return;
+  }
+  if (unsent_only || calls_.find(c.call_id) == nullptr) return;
+  connector_.send_cancel(c.peer, c.call_id);  // first: the outcome may run the caller's code inline
+  calls_.complete(c.call_id, failure(errc::cancelled, kCancelled));
+}
+
 }  // namespace amsg::net

@@ -62,6 +62,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Starts a call (item.completion set): its outcome always arrives through the
   // completion (node shutting down when closed; after waiting while full).
   void call(PeerId peer, OutItem&& item);
+  // On the executor: the caller of the call `c` cancelled it (CallCancel::request);
+  // `unsent_only`: only if it has not been sent (asio's total cancellation).
+  void cancel_call(CallCancel& c, bool unsent_only);
   [[nodiscard]] bool on_executor_thread() const noexcept { return executor_.running_in_this_thread(); }
   [[nodiscard]] std::string next_call_name();
   // Throws std::invalid_argument for a type or id over the wire's limits.

@@ -171,6 +171,14 @@ std::string encode_bye() {
   return out;
 }
 
+std::string encode_cancel(std::uint64_t call_id) {
+  std::string out(kCancelFixed, '\0');
+  auto* p = reinterpret_cast<std::byte*>(out.data());
+  put_prefix(p, Kind::cancel);
+  put_u64(p + 4, call_id);
+  return out;
+}
+
 std::string encode_error(ErrorCode code, std::string_view text) {
   text = clip_error(text);
   std::string out(kErrorFixed + text.size(), '\0');
@@ -275,6 +283,13 @@ DecodeError decode_error(std::span<const std::byte> frame, ErrorFrame& out) noex
 DecodeError decode_bye(std::span<const std::byte> frame) noexcept {
   if (auto e = check(frame, Kind::bye, kByeFixed); e != DecodeError::none) return e;
   return frame.size() == kByeFixed ? DecodeError::none : DecodeError::bad_length;
+}
+
+DecodeError decode_cancel(std::span<const std::byte> frame, std::uint64_t& call_id) noexcept {
+  if (auto e = check(frame, Kind::cancel, kCancelFixed); e != DecodeError::none) return e;
+  if (frame.size() != kCancelFixed) return DecodeError::bad_length;
+  call_id = get_u64(frame.data() + 4);
+  return call_id == 0 ? DecodeError::bad_value : DecodeError::none;
 }
 
 DecodeError decode_batch(std::span<const std::byte> frame, std::vector<std::span<const std::byte>>& out) {

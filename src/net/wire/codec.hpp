@@ -38,7 +38,8 @@ enum class Kind : std::uint8_t {
   ping = 5,
   bye = 6,
   error = 7,
-  batch = 8
+  batch = 8,
+  cancel = 9
 };
 
 enum class Status : std::uint8_t { ok = 0, error = 1, cancelled = 2 };
@@ -53,7 +54,7 @@ enum class ErrorCode : std::uint8_t {
   shutting_down = 4,      // the receiver is shutting down and takes no new messages
   version_mismatch = 5,   // the receiver does not speak the sender's version
   malformed = 6,          // the receiver could not decode the frame
-  cancelled = 7,          // the receiver's shutdown cancelled the message
+  cancelled = 7,          // the receiver's shutdown, or the sender's CANCEL, cancelled the message
   timeout = 8,            // the message's deadline passed at the receiver (queued: not run; running: cancelled)
   overloaded = 9,         // the sender is over its budget at the receiver: refused, not run
 };
@@ -65,6 +66,7 @@ inline constexpr std::size_t kReplyFixed = 16;  // prefix, call_id u64, status u
 inline constexpr std::size_t kHelloFixed = 12;  // prefix, max_payload u32, identity_len u16, handler_count u16
 inline constexpr std::size_t kPingFixed = 12;   // prefix, nonce u64
 inline constexpr std::size_t kByeFixed = 4;
+inline constexpr std::size_t kCancelFixed = 12;  // prefix, call_id u64
 // HELLO_ACK flag: sent unasked, because a connection the listener has not heard
 // a HELLO on sent something else first (the client's link reconnected by itself).
 inline constexpr std::uint8_t kFlagNewConnection = 0x01;
@@ -133,6 +135,7 @@ void write_batch_prefix(std::byte* out, std::uint32_t count) noexcept;
 std::byte* write_batch_entry(std::byte* at, std::uint32_t size) noexcept;
 [[nodiscard]] std::string encode_ping(std::uint64_t nonce);
 [[nodiscard]] std::string encode_bye();
+[[nodiscard]] std::string encode_cancel(std::uint64_t call_id);
 [[nodiscard]] std::string encode_error(ErrorCode code, std::string_view text);
 
 // --- decoding ---
@@ -171,6 +174,7 @@ struct Prefix {
 [[nodiscard]] DecodeError decode_ping(std::span<const std::byte> frame, std::uint64_t& nonce) noexcept;
 [[nodiscard]] DecodeError decode_error(std::span<const std::byte> frame, ErrorFrame& out) noexcept;
 [[nodiscard]] DecodeError decode_bye(std::span<const std::byte> frame) noexcept;
+[[nodiscard]] DecodeError decode_cancel(std::span<const std::byte> frame, std::uint64_t& call_id) noexcept;
 // Splits a BATCH into its entries (each still to be decoded; entries of a kind
 // other than `entry_kind`, MSG or REPLY, are the caller's to answer).
 [[nodiscard]] DecodeError decode_batch(std::span<const std::byte> frame, std::vector<std::span<const std::byte>>& out);

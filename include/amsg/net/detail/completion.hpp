@@ -62,4 +62,13 @@ class HandlerCompletion final : public Completion<Result> {
   const void* node_;
 };
 
+/// A call whose caller may cancel it (its handler had a connected cancellation
+/// slot): the slot's handler calls request().
+struct CallCancellation {
+  virtual ~CallCancellation() = default;
+  /// Any thread, any number of times: asks the node to cancel the call (when
+  /// `unsent_only`, only if it has not been sent yet: asio's total cancellation).
+  virtual void request(bool unsent_only) noexcept = 0;
+};
+
 }  // namespace amsg::net::detail
