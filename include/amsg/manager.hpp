@@ -49,7 +49,7 @@ class Core;
 /// What shutdown() did.
 struct ShutdownReport {
   bool drained = false;              ///< everything finished before the drain deadline
-  std::uint64_t cancelled = 0;       ///< messages ended as cancelled by this shutdown
+  std::uint64_t cancelled = 0;       ///< messages ended cancelled: by this shutdown, or earlier by their senders
   std::chrono::nanoseconds took{0};  ///< how long shutdown took
 };
 

@@ -162,12 +162,15 @@ class AMSG_EXPORT Node {
   /// Cancellation, the Asio way: a handler with a cancellation slot (a
   /// coroutine's own, or asio::bind_cancellation_slot) may cancel the call. A
   /// call not yet sent ends cancelled (errc::cancelled, "{id}:err(cancelled)")
-  /// and is never sent: at once while the peer is connecting, else when its
-  /// turn to be sent comes (behind backpressure). terminal or partial
+  /// and is never sent: at once while the peer is connecting, else when the
+  /// node would have sent it (behind backpressure, or once the peer's queue has
+  /// room). terminal or partial
   /// cancellation also ends a call already sent, at once, and a CANCEL goes to
   /// the peer, which does not run the message if it has not started it and
   /// cancels its handler if it has (docs/wire-protocol.md, "CANCEL"); its REPLY
   /// is then late, and the call may have run, as one that ended `peer lost`.
+  /// (An idempotent call's CANCEL is ignored: the peer runs it to the end and
+  /// remembers that outcome for retries.)
   /// total cancellation (no side effects) leaves a call already sent alone. A
   /// message handler's coroutine has a slot: its deadline, a CANCEL for it or
   /// shutdown cancels the calls it awaits.
