@@ -27,9 +27,6 @@ namespace amsg::test {
 namespace {
 
 using netns::all_threads_stopped;
-using netns::Client;
-using netns::Hosts;
-using netns::Server;
 
 long env_or(const char* name, long fallback) {
   const char* v = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before any thread starts
@@ -55,7 +52,7 @@ struct Ledger {
 };
 
 TEST(Chaos, RandomKillsPausesRestartsAndCutsKeepTheAccountingExact) {
-  Hosts hosts;
+  netns::Hosts hosts;
   if (!hosts.ok()) GTEST_SKIP() << "needs root, ip and nft, and network namespaces (ip netns add failed)";
   const long seconds = env_or("AMSG_CHAOS_SECONDS", 10);
   const auto seed = static_cast<std::uint32_t>(env_or("AMSG_CHAOS_SEED", static_cast<long>(std::random_device{}())));
@@ -64,9 +61,9 @@ TEST(Chaos, RandomKillsPausesRestartsAndCutsKeepTheAccountingExact) {
   const std::string journal = "/tmp/amsg-chaos-" + std::to_string(::getpid()) + ".journal";
   ::unlink(journal.c_str());
 
-  std::optional<Server> server;
+  std::optional<netns::Server> server;
   server.emplace(hosts, std::vector<std::string>{"--journal", journal});
-  Client c{hosts, client_options("chaos")};
+  netns::Client c{hosts, client_options("chaos")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
 
   constexpr int kWorkers = 64;
@@ -155,8 +152,8 @@ TEST(Chaos, RandomKillsPausesRestartsAndCutsKeepTheAccountingExact) {
     if (!c.node().wait_ready(c.peer(), 30s)) {  // what the sockets say, for the failure below
       const std::string dump = "ip netns exec " + hosts.server() + " ss -tn; ip netns exec " + hosts.client() +
                                " ss -tn; ip netns exec " + hosts.server() + " nft list ruleset";
-      (void)std::system(
-          dump.c_str());  // NOLINT(concurrency-mt-unsafe,cert-env33-c): a diagnostic, nothing else runs it
+      // A diagnostic; nothing else runs it.
+      (void)std::system(dump.c_str());  // NOLINT(concurrency-mt-unsafe,cert-env33-c)
       server->process().signal(SIGUSR1);
       std::printf("%s\n", server->process().wait_for_line("amsg serve: stats:", 10s).value_or("no stats").c_str());
     }

@@ -47,22 +47,22 @@ constexpr const char* kEtcdIp = "10.232.0.3";
 // The namespaces: a hub holding the bridge, the control host (the leader),
 // etcd's host, and kHosts worker hosts, each joined to the bridge by a veth
 // pair. Removed whatever happens.
-class Hosts {
+class ClusterHosts {
  public:
-  Hosts() : tag_{std::to_string(::getpid())} {
+  ClusterHosts() : tag_{std::to_string(::getpid())} {
     ok_ = ::geteuid() == 0 && sh("ip netns add " + hub()) && sh("ip -n " + hub() + " link add br0 type bridge") &&
           sh("ip -n " + hub() + " link set br0 up") && attach(control(), kControlIp, "k") &&
           attach(etcd_host(), kEtcdIp, "e");
     for (int h = 0; ok_ && h < kHosts; ++h) ok_ = attach(host(h), ip(h), std::to_string(h));
   }
-  ~Hosts() {
+  ~ClusterHosts() {
     for (int h = 0; h < kHosts; ++h) sh("ip netns del " + host(h));
     sh("ip netns del " + control());
     sh("ip netns del " + etcd_host());
     sh("ip netns del " + hub());  // the veth pairs go with their namespaces
   }
-  Hosts(const Hosts&) = delete;
-  Hosts& operator=(const Hosts&) = delete;
+  ClusterHosts(const ClusterHosts&) = delete;
+  ClusterHosts& operator=(const ClusterHosts&) = delete;
 
   [[nodiscard]] bool ok() const { return ok_; }
   [[nodiscard]] std::string hub() const { return "amsg-cl-" + tag_ + "-hub"; }
@@ -90,8 +90,8 @@ class Hosts {
 };
 
 // `amsg serve` on a worker host, registered in etcd.
-std::unique_ptr<Process> start_worker(const Hosts& hosts, int h, int i, const std::string& etcd) {
-  const std::string listen = "tcp://" + Hosts::ip(h) + ":" + std::to_string(6000 + i);
+std::unique_ptr<Process> start_worker(const ClusterHosts& hosts, int h, int i, const std::string& etcd) {
+  const std::string listen = "tcp://" + ClusterHosts::ip(h) + ":" + std::to_string(6000 + i);
   auto p = std::make_unique<Process>(std::vector<std::string>{
       "/usr/sbin/ip", "netns", "exec", hosts.host(h), AMSG_CLI_PATH, "serve", "--listen", listen, "--insecure",
       "--concurrency", "8", "--threads", "1", "--join", etcd, "--lease-ttl", "2"});
@@ -103,7 +103,7 @@ std::unique_ptr<Process> start_worker(const Hosts& hosts, int h, int i, const st
 // a thread that entered the control namespace (the threads they start stay in it).
 class Leader {
  public:
-  Leader(const Hosts& hosts, const std::string& etcd) {
+  Leader(const ClusterHosts& hosts, const std::string& etcd) {
     std::promise<void> ready;
     auto started = ready.get_future();
     thread_ = std::thread{[&] {
@@ -210,7 +210,7 @@ std::size_t count(const FanoutResult& r, std::error_code code) {
 
 TEST(Cluster, ThirtyTwoWorkersOnFourHostsThroughEtcdSurviveACutAKillAndEtcdsDeath) {
   if (!EtcdServer::available()) GTEST_SKIP() << "etcd is not installed (Debian: etcd-server)";
-  Hosts hosts;
+  ClusterHosts hosts;
   if (!hosts.ok()) GTEST_SKIP() << "needs root, ip and network namespaces (ip netns add failed)";
   EtcdServer etcd{kEtcdIp, 2379, 2380, {"/usr/sbin/ip", "netns", "exec", hosts.etcd_host()}};
   ASSERT_TRUE(etcd.start(false));

@@ -26,10 +26,8 @@ using net::Cohort;
 using net::CohortEvent;
 using net::FanoutOptions;
 using net::FanoutResult;
-using net::MemoryLink;
 using net::MemoryNetwork;
 using net::Node;
-using net::NodeOptions;
 
 // A leader (listening on mem://leader, for joins) and `n` workers on
 // mem://w0.., each serving echo, fail, sleep and count, and "work": fails on
@@ -70,7 +68,7 @@ struct Cluster {
   std::vector<std::unique_ptr<Gate>> gates;  // destroyed first: no handler waits on them by then
 };
 
-FanoutResult get(std::future<FanoutResult>& f, std::chrono::milliseconds timeout = 20s) {
+FanoutResult wait_for_result(std::future<FanoutResult>& f, std::chrono::milliseconds timeout = 20s) {
   if (f.wait_for(timeout) != std::future_status::ready) {
     ADD_FAILURE() << "the fan-out did not complete within " << timeout.count() << " ms";
     return {};
@@ -85,7 +83,7 @@ TEST(Cohort, ABroadcastReachesEveryMemberAndGathersTheirResponsesInRankOrder) {
   EXPECT_EQ(cohort.add(Cluster::address(2)), 1u) << "adding an address again gives its rank";
   ASSERT_TRUE(cohort.wait_ready(4, 10s));
   auto f = cohort.broadcast("echo", bytes("blocks 0-63"), {"off-1", 5s}, asio::use_future);
-  const FanoutResult r = get(f);
+  const FanoutResult r = wait_for_result(f);
   ASSERT_EQ(r.outcomes.size(), 4u);
   EXPECT_EQ(r.ranks, (std::vector<std::uint32_t>{0, 1, 2, 3}));
   EXPECT_TRUE(r.succeeded);
@@ -114,7 +112,7 @@ TEST(Cohort, AScatterGivesEachRankItsOwnPayloadAndAnswersInRankOrder) {
   parts.emplace(2, bytes("two"));
   parts.emplace(0, bytes("zero"));
   auto f = cohort.scatter("echo", std::move(parts), {}, asio::use_future);
-  const FanoutResult r = get(f);
+  const FanoutResult r = wait_for_result(f);
   EXPECT_EQ(r.ranks, (std::vector<std::uint32_t>{0, 2}));
   ASSERT_NE(r.find(0), nullptr);
   ASSERT_NE(r.find(2), nullptr);
@@ -181,7 +179,7 @@ TEST(Cohort, WorkersAnnounceThemselvesAndGetTheirRanks) {
   }
   EXPECT_EQ(joined, (std::set<std::uint32_t>{0, 1, 5}));
   auto f = cohort.broadcast("count", {}, {}, asio::use_future);
-  EXPECT_TRUE(get(f).succeeded);
+  EXPECT_TRUE(wait_for_result(f).succeeded);
   EXPECT_FALSE(cohort.wait_ready(4, 100ms));
 }
 
@@ -209,7 +207,7 @@ TEST(Cohort, AWorkerLostDuringABroadcastEndsPeerLostAndTheOthersAreUnaffected) {
   cut = true;
   ASSERT_TRUE(eventually([&] { return left.load() == 1; }));
   c.open_gates();
-  const FanoutResult r = get(f);
+  const FanoutResult r = wait_for_result(f);
   ASSERT_EQ(r.outcomes.size(), 3u);
   EXPECT_TRUE(r.outcomes[0].is_success()) << r.outcomes[0].text();
   EXPECT_EQ(r.outcomes[1].code, errc::peer_lost) << r.outcomes[1].text();
@@ -219,7 +217,7 @@ TEST(Cohort, AWorkerLostDuringABroadcastEndsPeerLostAndTheOthersAreUnaffected) {
   ASSERT_TRUE(eventually([&] { return joined.load() == 2; }));
   ASSERT_TRUE(cohort.wait_ready(3, 10s));
   auto again = cohort.broadcast("echo", bytes("back"), {}, asio::use_future);
-  EXPECT_EQ(get(again).ok_count(), 3u);
+  EXPECT_EQ(wait_for_result(again).ok_count(), 3u);
 }
 
 TEST(Cohort, FailFastCompletesAtTheFirstErrorAndAbandonsTheRest) {
@@ -227,7 +225,7 @@ TEST(Cohort, FailFastCompletesAtTheFirstErrorAndAbandonsTheRest) {
   Cohort cohort{c.leader};
   for (int i = 0; i < 3; ++i) cohort.add(Cluster::address(i));
   auto f = cohort.broadcast("work", bytes("w"), FanoutOptions{"ff", 10s}.fail_fast(), asio::use_future);
-  const FanoutResult r = get(f);  // the gates are closed: only the failure can complete it
+  const FanoutResult r = wait_for_result(f);  // the gates are closed: only the failure can complete it
   ASSERT_EQ(r.outcomes.size(), 3u);
   EXPECT_FALSE(r.succeeded);
   EXPECT_EQ(r.outcomes[0].code, errc::abandoned);
@@ -257,7 +255,7 @@ TEST(Cohort, FailFastCancelsTheHandlersStillRunningAtTheOtherWorkers) {
   auto f = cohort.broadcast("job", bytes("j"), FanoutOptions{"ffc", 30s}.fail_fast(), asio::use_future);
   for (const auto& w : c.workers) ASSERT_TRUE(eventually([&] { return w->stats().manager.dispatched == 1; }));
   c.gates[1]->open();  // rank 1 fails now; ranks 0 and 2 are still running
-  const FanoutResult r = get(f);
+  const FanoutResult r = wait_for_result(f);
   EXPECT_EQ(r.outcomes[1].error, "no room");
   EXPECT_EQ(r.outcomes[0].code, errc::abandoned);
   EXPECT_EQ(r.outcomes[2].code, errc::abandoned);
@@ -280,7 +278,7 @@ TEST(Cohort, AQuorumCompletesOnceEnoughAreOkOrOnceItCannot) {
   std::map<std::uint32_t, Payload> parts;
   for (std::uint32_t rank = 0; rank < 3; ++rank) parts.emplace(rank, bytes("q"));
   auto f = cohort.scatter("work", std::move(parts), FanoutOptions{"q"}.need(2), asio::use_future);
-  const FanoutResult r = get(f);
+  const FanoutResult r = wait_for_result(f);
   EXPECT_TRUE(r.succeeded);
   EXPECT_EQ(r.ok_count(), 2u);
   EXPECT_TRUE(r.outcomes[0].is_success());
@@ -288,7 +286,7 @@ TEST(Cohort, AQuorumCompletesOnceEnoughAreOkOrOnceItCannot) {
   EXPECT_TRUE(r.outcomes[2].is_success());
   // 4 of 4 can no longer be had once rank 3 failed: it completes then, not succeeded.
   auto g = cohort.broadcast("work", bytes("q"), FanoutOptions{"q4"}.need(4), asio::use_future);
-  const FanoutResult all = get(g);
+  const FanoutResult all = wait_for_result(g);
   EXPECT_FALSE(all.succeeded);
   ASSERT_EQ(all.outcomes.size(), 4u);
   for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(all.outcomes[i].code, errc::abandoned) << i;
@@ -318,7 +316,7 @@ TEST(Cohort, AFanoutToNobodyCompletesAtOnce) {
   leader.start();
   Cohort cohort{leader};
   auto f = cohort.broadcast("echo", bytes("x"), {}, asio::use_future);
-  const FanoutResult r = get(f);
+  const FanoutResult r = wait_for_result(f);
   EXPECT_TRUE(r.outcomes.empty());
   EXPECT_TRUE(r.succeeded);
 }
@@ -353,7 +351,7 @@ TEST(Cohort, AMembershipAnnouncesAgainWhenTheLeaderRestarts) {
   EXPECT_EQ(cohort->members().at(0).address, "mem://w0");
   EXPECT_EQ(membership.joins(), 2u);
   auto f = cohort->broadcast("echo", bytes("again"), {}, asio::use_future);
-  EXPECT_EQ(get(f).ok_count(), 1u);
+  EXPECT_EQ(wait_for_result(f).ok_count(), 1u);
 
   Node other{mem_node(net, "coh-member-o", "mem://w1")};
   other.start();

@@ -36,8 +36,8 @@ using net::Node;
 using net::NodeOptions;
 using net::PeerId;
 
-struct Server {
-  Server(const std::string& name, std::optional<CurveKeyPair> keys, std::vector<std::string> allowed) {
+struct CurveServer {
+  CurveServer(const std::string& name, std::optional<CurveKeyPair> keys, std::vector<std::string> allowed) {
     NodeOptions o;
     o.listen = {"tcp://127.0.0.1:0"};
     o.manager.logger_name = quiet_logger(name);
@@ -71,7 +71,7 @@ Notification echo(Node& node, const std::string& address, const std::string& bod
 TEST(Curve, AnAllowedClientIsServed) {
   const CurveKeyPair server_keys = net::generate_curve_key_pair();
   const CurveKeyPair client_keys = net::generate_curve_key_pair();
-  Server server{"curve-ok-s", server_keys, {client_keys.public_key}};
+  CurveServer server{"curve-ok-s", server_keys, {client_keys.public_key}};
   Node c{client("curve-ok-c", client_keys, server_keys.public_key)};
   c.start();
   const Notification n = echo(c, server.address, "hello");
@@ -87,7 +87,7 @@ TEST(Curve, ClientsWithoutTheRightKeysAreRefusedCountedAndNothingRuns) {
   const CurveKeyPair allowed = net::generate_curve_key_pair();
   const CurveKeyPair stranger = net::generate_curve_key_pair();
   const CurveKeyPair impostor = net::generate_curve_key_pair();  // claims to be the server
-  Server server{"curve-refused-s", server_keys, {allowed.public_key}};
+  CurveServer server{"curve-refused-s", server_keys, {allowed.public_key}};
   struct Case {
     const char* what;
     std::optional<CurveKeyPair> keys;
@@ -199,7 +199,7 @@ TEST(Curve, TheBytesOnTheWireDoNotHoldThePayload) {
   const std::string secret = "the-secret-payload-4f1c9b27";
   // Control: in the clear the tap sees the payload, so the tap works.
   {
-    Server plain{"curve-tap-plain-s", std::nullopt, {}};
+    CurveServer plain{"curve-tap-plain-s", std::nullopt, {}};
     Tap tap{port_of(plain.address)};
     Node c{client("curve-tap-plain-c", std::nullopt, "")};
     c.start();
@@ -209,7 +209,7 @@ TEST(Curve, TheBytesOnTheWireDoNotHoldThePayload) {
   }
   const CurveKeyPair server_keys = net::generate_curve_key_pair();
   const CurveKeyPair client_keys = net::generate_curve_key_pair();
-  Server server{"curve-tap-s", server_keys, {client_keys.public_key}};
+  CurveServer server{"curve-tap-s", server_keys, {client_keys.public_key}};
   Tap tap{port_of(server.address)};
   Node c{client("curve-tap-c", client_keys, server_keys.public_key)};
   c.start();

@@ -44,8 +44,8 @@ bool in_state(const Node& node, PeerId peer, PeerState state) {
 }
 
 // A server on mem://<name> counting its handler runs.
-struct Server {
-  Server(const std::shared_ptr<MemoryNetwork>& net, const std::string& name)
+struct CountingServer {
+  CountingServer(const std::shared_ptr<MemoryNetwork>& net, const std::string& name)
       : address{"mem://" + name}, node{mem_node(net, name + "-s", address)} {
     add_handlers(node.manager(), nullptr, &runs);
     node.start();
@@ -76,7 +76,7 @@ TEST(Disconnect, WhatWaitsUnsentEndsDisconnectedNeverRunsAndConnectReopensTheSam
   auto after = client.call(peer, "echo", bytes("after"), CallOptions{"after"}, asio::use_future);
   EXPECT_EQ(get(after, 5s).code, errc::disconnected);
 
-  Server server{net, "disc-unsent"};
+  CountingServer server{net, "disc-unsent"};
   EXPECT_EQ(client.connect(server.address), peer);  // reopened under the same PeerId
   ASSERT_TRUE(client.wait_ready(peer, 10s));
   auto later = client.call(peer, "echo", bytes("later"), CallOptions{"later"}, asio::use_future);
@@ -90,7 +90,7 @@ TEST(Disconnect, ACallInFlightEndsAsItWouldHaveAndTheConnectionClosesAfterIt) {
   // Declared first: the filter writes it until the nodes are gone.
   std::atomic<std::int64_t> last_ping{0};  // when the client last sent a PING (steady clock, ns)
   auto net = std::make_shared<MemoryNetwork>();
-  Server server{net, "disc-inflight"};
+  CountingServer server{net, "disc-inflight"};
   Node client{mem_node(net, "disc-inflight-c", "")};
   client.start();
   const PeerId peer = client.connect(server.address);
@@ -115,7 +115,7 @@ TEST(Disconnect, ACallInFlightEndsAsItWouldHaveAndTheConnectionClosesAfterIt) {
 
 TEST(Disconnect, APeerLostWhileDisconnectingEndsItsCallsPeerLostAndConnectReopensIt) {
   auto net = std::make_shared<MemoryNetwork>();
-  Server server{net, "disc-lost"};
+  CountingServer server{net, "disc-lost"};
   Node client{mem_node(net, "disc-lost-c", "")};
   client.start();
   const PeerId peer = client.connect(server.address);
@@ -145,7 +145,7 @@ TEST(Disconnect, APeerLostWhileDisconnectingEndsItsCallsPeerLostAndConnectReopen
 
 TEST(Disconnect, ACallThisNodeSentToItselfRunsToItsEndAfterADisconnect) {
   auto net = std::make_shared<MemoryNetwork>();
-  Server node{net, "disc-self"};
+  CountingServer node{net, "disc-self"};
   const PeerId peer = node.node.connect(node.address);  // itself, found by its HELLO_ACK
   ASSERT_TRUE(node.node.wait_ready(peer, 10s));
   ASSERT_TRUE(in_state(node.node, peer, PeerState::local));
@@ -159,7 +159,7 @@ TEST(Disconnect, ACallThisNodeSentToItselfRunsToItsEndAfterADisconnect) {
 
 TEST(Disconnect, EachConnectIsOneUseAndTheLastDisconnectClosesIt) {
   auto net = std::make_shared<MemoryNetwork>();
-  Server server{net, "disc-uses"};
+  CountingServer server{net, "disc-uses"};
   Node client{mem_node(net, "disc-uses-c", "")};
   client.start();
   const PeerId peer = client.connect(server.address);
@@ -183,8 +183,8 @@ TEST(Disconnect, EachConnectIsOneUseAndTheLastDisconnectClosesIt) {
 
 TEST(Disconnect, ACohortEndsItsUseOfAMemberItRemovesButNotTheApplications) {
   auto net = std::make_shared<MemoryNetwork>();
-  Server a{net, "disc-cohort-a"};
-  Server b{net, "disc-cohort-b"};
+  CountingServer a{net, "disc-cohort-a"};
+  CountingServer b{net, "disc-cohort-b"};
   Node leader{mem_node(net, "disc-cohort-l", "")};
   leader.start();
   const PeerId own_use = leader.connect(b.address);  // the application's use of b

@@ -3,13 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "amsg/errors.hpp"
+#include "test_support.hpp"
 
 namespace amsg {
 namespace {
 
-std::shared_ptr<Handler> noop() {
-  return make_handler([](Message&) -> asio::awaitable<void> { co_return; });
-}
+using test::noop;
 
 TEST(HandlerRegistry, AddingAnExistingTypeIsAClearError) {
   HandlerRegistry r;

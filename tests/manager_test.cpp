@@ -22,10 +22,6 @@ namespace {
 
 using namespace amsg::test;
 
-std::shared_ptr<Handler> noop() {
-  return make_handler([](Message&) -> asio::awaitable<void> { co_return; });
-}
-
 TEST(Manager, ConcurrencyLimitIsHardUnderLoad) {
   for (std::size_t n : {1u, 3u, 8u}) {
     Manager m{ManagerOptions{.concurrency = n, .threads = 2}};

@@ -16,27 +16,21 @@
 namespace amsg::test {
 namespace {
 
-using net::CallOptions;
-using net::Node;
 using net::NodeOptions;
-using net::PeerId;
 
 using netns::all_threads_stopped;
-using netns::Client;
-using netns::Hosts;
-using netns::Server;
 
 class Netns : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!hosts_.ok()) GTEST_SKIP() << "needs root, ip and nft, and network namespaces (ip netns add failed)";
   }
-  Hosts hosts_;
+  netns::Hosts hosts_;
 };
 
 TEST_F(Netns, ACutLinkEndsCallsInFlightWithPeerLostAndTrafficResumesWhenItHeals) {
-  Server server{hosts_};
-  Client c{hosts_, client_options("netns-cut")};
+  netns::Server server{hosts_};
+  netns::Client c{hosts_, client_options("netns-cut")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   auto in_flight = c.calls(5, "sleep", "60000");
   ASSERT_TRUE(eventually([&] { return c.node().stats().messages_sent == 5; }));
@@ -52,8 +46,8 @@ TEST_F(Netns, ACutLinkEndsCallsInFlightWithPeerLostAndTrafficResumesWhenItHeals)
 }
 
 TEST_F(Netns, ServerToClientDroppedEndsCallsPeerLostAndEveryOkRan) {
-  Server server{hosts_};
-  Client c{hosts_, client_options("netns-drop-out")};
+  netns::Server server{hosts_};
+  netns::Client c{hosts_, client_options("netns-drop-out")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   hosts_.drop("output");
   auto calls = c.calls(20, "echo", "x");
@@ -73,8 +67,8 @@ TEST_F(Netns, ServerToClientDroppedEndsCallsPeerLostAndEveryOkRan) {
 }
 
 TEST_F(Netns, ClientToServerDroppedEndsCallsByTheirDeadlineAndHeals) {
-  Server server{hosts_};
-  Client c{hosts_, client_options("netns-drop-in")};
+  netns::Server server{hosts_};
+  netns::Client c{hosts_, client_options("netns-drop-in")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   hosts_.drop("input");
   auto calls = c.calls(10, "echo", "x", 500ms);
@@ -87,8 +81,8 @@ TEST_F(Netns, ClientToServerDroppedEndsCallsByTheirDeadlineAndHeals) {
 }
 
 TEST_F(Netns, APausedServerIsLostThenResumesAndWhatRanIsAccountedFor) {
-  Server server{hosts_};
-  Client c{hosts_, client_options("netns-pause")};
+  netns::Server server{hosts_};
+  netns::Client c{hosts_, client_options("netns-pause")};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   const long before = server.handlers_ok();
   server.process().signal(SIGSTOP);
@@ -110,11 +104,11 @@ TEST_F(Netns, APausedServerIsLostThenResumesAndWhatRanIsAccountedFor) {
 }
 
 TEST_F(Netns, AServerKilledAndRestartedAtOnceIsNoticedAndServesAgain) {
-  std::optional<Server> server;
+  std::optional<netns::Server> server;
   server.emplace(hosts_);
   NodeOptions o = client_options("netns-restart");
   o.heartbeat_timeout = 30s;  // only the new connection can explain a quick peer lost
-  Client c{hosts_, o};
+  netns::Client c{hosts_, o};
   ASSERT_TRUE(c.node().wait_ready(c.peer(), 20s));
   const std::string first = c.node().peer_info(c.peer())->identity;
   auto orphan = c.calls(1, "sleep", "600000");

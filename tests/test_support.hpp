@@ -106,6 +106,11 @@ class LogCapture {
   std::shared_ptr<spdlog::logger> logger_;
 };
 
+// A handler that does nothing.
+inline std::shared_ptr<Handler> noop() {
+  return make_handler([](Message&) -> asio::awaitable<void> { co_return; });
+}
+
 // A logger that discards everything, for tests that make many failures on purpose.
 inline std::string quiet_logger(const std::string& name) {
   if (!spdlog::get(name)) {
