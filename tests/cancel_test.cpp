@@ -71,6 +71,9 @@ TEST(Cancel, ACallWhoseHandlerRunsEndsCancelledAtOnceAndTheHandlerIsCancelled) {
   EXPECT_TRUE(eventually([&] { return pair.server->stats().manager.cancelled == 1; }, 10s));
   EXPECT_TRUE(eventually([&] { return pair.client.stats().late_replies == 1; }, 10s));
   EXPECT_EQ(pair.client.stats().outstanding_calls, 0u);
+  EXPECT_EQ(pair.client.stats().cancels_sent, 1u);
+  EXPECT_EQ(pair.server->stats().cancels_received, 1u);
+  EXPECT_EQ(pair.server->stats().cancelled_waiting, 0u) << "it was running, not waiting for a turn";
   // The lane is free again: the next call runs.
   auto next = pair.client.call(pair.peer, "echo", bytes("after"), CallOptions{"after"}, asio::use_future);
   EXPECT_EQ(get(next).payload.as_string_view(), "after");
@@ -93,6 +96,8 @@ TEST(Cancel, AMessageStillQueuedAtTheReceiverNeverRuns) {
   EXPECT_EQ(pair.runs.load(), 1);
   EXPECT_EQ(pair.server->stats().manager.cancelled, 2u);
   EXPECT_EQ(pair.server->stats().manager.dispatched, 1u);
+  EXPECT_EQ(pair.client.stats().cancels_sent, 2u);
+  EXPECT_EQ(pair.server->stats().cancels_received, 2u);
 }
 
 TEST(Cancel, ACallCancelledBeforeItWasSentIsNeverSent) {
@@ -108,6 +113,7 @@ TEST(Cancel, ACallCancelledBeforeItWasSentIsNeverSent) {
   EXPECT_EQ(get(later).payload.as_string_view(), "later");
   EXPECT_EQ(pair.runs.load(), 1);
   EXPECT_EQ(pair.server->stats().messages_received, 1u);
+  EXPECT_EQ(pair.client.stats().cancels_sent, 0u);
 }
 
 // asio's total cancellation promises no side effects: a call already sent goes on.
@@ -119,6 +125,7 @@ TEST(Cancel, TotalCancellationLeavesACallThatWasSentAlone) {
   signal.emit(asio::cancellation_type::total);
   EXPECT_EQ(get(f).text(), "sent:ok");
   EXPECT_EQ(pair.server->stats().manager.cancelled, 0u);
+  EXPECT_EQ(pair.client.stats().cancels_sent, 0u);
 }
 
 TEST(Cancel, ACancelAfterTheOutcomeChangesNothing) {
@@ -131,6 +138,73 @@ TEST(Cancel, ACancelAfterTheOutcomeChangesNothing) {
   EXPECT_EQ(get(next).payload.as_string_view(), "next");
   EXPECT_EQ(pair.server->stats().manager.cancelled, 0u);
   EXPECT_EQ(pair.client.stats().late_replies, 0u);
+  EXPECT_EQ(pair.client.stats().cancels_sent, 0u);
+}
+
+// A message waiting at the listener for its client's turn (two clients share a
+// server running one handler at a time, a share of one each) is taken out by
+// its CANCEL: answered cancelled, never run, and counted as such.
+TEST(Cancel, AMessageWaitingForItsClientsTurnIsTakenOutAndNeverRuns) {
+  auto net = std::make_shared<MemoryNetwork>();
+  std::atomic<int> runs{0};  // declared before the nodes: their handlers count here until they are gone
+  NodeOptions so = mem_node(net, "cancel-turn-s", "mem://server");
+  so.manager.concurrency = 1;
+  so.fair_share = 1;
+  Node server{so};
+  add_handlers(server.manager(), nullptr, &runs);
+  server.start();
+  Node a{mem_node(net, "cancel-turn-a", "")};
+  Node b{mem_node(net, "cancel-turn-b", "")};
+  a.start();
+  b.start();
+  const PeerId to_a = a.connect("mem://server");
+  const PeerId to_b = b.connect("mem://server");
+  ASSERT_TRUE(a.wait_ready(to_a, 10s) && b.wait_ready(to_b, 10s));
+  const auto cancellable = [](Node& n, PeerId p, const std::string& type, const std::string& body,
+                              const std::string& id, asio::cancellation_signal& s) {
+    return n.call(p, type, bytes(body), CallOptions{id}, asio::bind_cancellation_slot(s.slot(), asio::use_future));
+  };
+  asio::cancellation_signal a0, b0, a1;
+  auto first = cancellable(a, to_a, "sleep", "60000", "a0", a0);  // runs
+  ASSERT_TRUE(eventually([&] { return runs.load() == 1; }));
+  auto second = cancellable(b, to_b, "sleep", "60000", "b0", b0);  // b's share: into the manager, behind a0
+  ASSERT_TRUE(eventually([&] { return server.stats().messages_received == 2; }));
+  auto waiting = cancellable(a, to_a, "echo", "never", "a1", a1);  // a has its share in: waits for a turn
+  ASSERT_TRUE(eventually([&] { return server.stats().messages_received == 3; }));
+  a1.emit(asio::cancellation_type::terminal);
+  EXPECT_EQ(get(waiting, 5s).text(), "a1:err(cancelled)");
+  EXPECT_TRUE(eventually([&] { return server.stats().cancelled_waiting == 1; }, 10s));
+  EXPECT_TRUE(eventually([&] { return a.stats().late_replies == 1; }, 10s)) << "the listener answered it";
+  EXPECT_EQ(server.stats().manager.cancelled, 0u) << "it never reached the manager";
+  a0.emit(asio::cancellation_type::terminal);
+  EXPECT_EQ(get(first, 5s).code, errc::cancelled);
+  ASSERT_TRUE(eventually([&] { return runs.load() == 2; }));  // b0 starts once a0 has ended
+  b0.emit(asio::cancellation_type::terminal);
+  EXPECT_EQ(get(second, 5s).code, errc::cancelled);
+  EXPECT_TRUE(eventually([&] { return server.stats().manager.cancelled == 2; }, 10s));
+  EXPECT_EQ(server.stats().manager.dispatched, 2u) << "a1 never ran";
+  EXPECT_EQ(runs.load(), 2);
+  EXPECT_EQ(server.stats().cancels_received, 3u);
+}
+
+// An idempotent call's CANCEL is ignored at the receiver: the handler runs to
+// the end there (its outcome is kept for retries), while the caller's call
+// ended cancelled at once.
+TEST(Cancel, AnIdempotentCallsCancelIsIgnoredAndItsHandlerRunsToTheEnd) {
+  Pair pair{"cancel-idem"};
+  asio::cancellation_signal signal;
+  CallOptions options{"idem-key-1"};
+  options.idempotent = true;
+  auto f = pair.client.call(pair.peer, "sleep", bytes("300"), options,
+                            asio::bind_cancellation_slot(signal.slot(), asio::use_future));
+  ASSERT_TRUE(eventually([&] { return pair.runs.load() == 1; }));
+  signal.emit(asio::cancellation_type::terminal);
+  EXPECT_EQ(get(f, 5s).code, errc::cancelled);
+  EXPECT_TRUE(eventually([&] { return pair.server->stats().cancels_received == 1; }, 10s));
+  // The handler finished its 300 ms: its REPLY (ok) comes back late.
+  EXPECT_TRUE(eventually([&] { return pair.client.stats().late_replies == 1; }, 10s));
+  EXPECT_EQ(pair.server->stats().manager.cancelled, 0u);
+  EXPECT_EQ(pair.server->stats().manager.dispatched, 1u);
 }
 
 TEST(Cancel, ACallToTheNodeItselfIsCancelledInItsOwnManager) {

@@ -1,10 +1,12 @@
 // Node::disconnect() over the in-memory link: what is unsent ends
 // "disconnected" and never runs, calls in flight end as they would have (the
 // connection stays until then), uses counted per connect(), connect()
-// reopening the same PeerId, and a cohort ending its use of a member it removes.
+// reopening the same PeerId, a closed peer's slot going to a new address, and a
+// cohort ending its use of a member it removes.
 
 #include <gtest/gtest.h>
 
+#include <asio/post.hpp>
 #include <asio/use_future.hpp>
 
 #include <atomic>
@@ -179,6 +181,73 @@ TEST(Disconnect, EachConnectIsOneUseAndTheLastDisconnectClosesIt) {
   auto again = client.call(peer, "echo", bytes("again"), CallOptions{"again"}, asio::use_future);
   EXPECT_TRUE(get(again).is_success());
   EXPECT_EQ(server.runs.load(), 2);
+}
+
+// Returns once everything the node's executor had to do before has run.
+void one_turn_of(Node& node) {
+  std::promise<void> turn;
+  asio::post(node.executor(), [&turn] { turn.set_value(); });
+  ASSERT_EQ(turn.get_future().wait_for(10s), std::future_status::ready);
+}
+
+// Disconnects `peer` and waits until its channel has closed (the slot is then free).
+void disconnect_and_wait(Node& node, PeerId peer) {
+  node.disconnect(peer);
+  ASSERT_TRUE(eventually([&] { return in_state(node, peer, PeerState::disconnected); }));
+  one_turn_of(node);  // the closing runs in the same turn as the state change
+}
+
+TEST(Disconnect, AClosedPeersSlotGoesToTheNextNewAddressAndItsOldPeerIdNamesNoPeer) {
+  auto net = std::make_shared<MemoryNetwork>();
+  CountingServer a{net, "disc-slot-a"};
+  CountingServer b{net, "disc-slot-b"};
+  Node client{mem_node(net, "disc-slot-c", "")};
+  client.start();
+  const PeerId peer_a = client.connect(a.address);
+  auto first = client.call(peer_a, "echo", bytes("a"), CallOptions{"a"}, asio::use_future);
+  EXPECT_TRUE(get(first).is_success());
+  disconnect_and_wait(client, peer_a);
+
+  const PeerId peer_b = client.connect(b.address);
+  EXPECT_NE(peer_b, peer_a);
+  ASSERT_EQ(client.peer_stats().size(), 1u) << "b took a's slot";
+  EXPECT_FALSE(client.peer_info(peer_a)) << "a's PeerId names no peer now";
+  EXPECT_THROW((void)client.try_send(peer_a, "echo", bytes("x")), std::invalid_argument);
+  auto to_b = client.call(peer_b, "echo", bytes("b"), CallOptions{"b"}, asio::use_future);
+  EXPECT_TRUE(get(to_b).is_success());
+  const auto stats = client.peer_stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].peer, peer_b);
+  EXPECT_EQ(stats[0].info.address, b.address);
+  EXPECT_EQ(stats[0].calls_sent, 1u) << "the slot's counters start again";
+  EXPECT_EQ(a.runs.load(), 1);
+  EXPECT_EQ(b.runs.load(), 1);
+
+  // a again: its old slot is b's now, so it gets another.
+  const PeerId again = client.connect(a.address);
+  EXPECT_NE(again, peer_a);
+  auto to_a = client.call(again, "echo", bytes("a2"), CallOptions{"a2"}, asio::use_future);
+  EXPECT_TRUE(get(to_a).is_success());
+  EXPECT_EQ(client.peer_stats().size(), 2u);
+  EXPECT_EQ(a.runs.load(), 2);
+}
+
+TEST(Disconnect, ANodeDialsMoreDistinctAddressesOverItsLifeThanItHasSlots) {
+  auto net = std::make_shared<MemoryNetwork>();
+  CountingServer server{net, "disc-many"};
+  Node client{mem_node(net, "disc-many-c", "")};
+  client.start();
+  const PeerId kept = client.connect(server.address);
+  ASSERT_TRUE(client.wait_ready(kept, 10s));
+  constexpr int kAddresses = 4200;  // more than the 4,095 peers a node holds at once
+  for (int i = 0; i < kAddresses; ++i) {
+    const PeerId gone = client.connect("mem://disc-many-nobody-" + std::to_string(i));
+    disconnect_and_wait(client, gone);
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_EQ(client.peer_stats().size(), 2u) << "every address used the one free slot in turn";
+  auto call = client.call(kept, "echo", bytes("still"), CallOptions{"still"}, asio::use_future);
+  EXPECT_TRUE(get(call).is_success());
 }
 
 TEST(Disconnect, ACohortEndsItsUseOfAMemberItRemovesButNotTheApplications) {

@@ -125,6 +125,11 @@ void add_node(Families& f, const net::NodeStats& s) {
   f.counter("amsg_node_unsent_disconnected_total",
             "Fire-and-forget messages never sent: the node disconnected from their peer first.",
             d(s.unsent_disconnected));
+  f.counter("amsg_node_cancels_total", "CANCEL frames, by direction.", d(s.cancels_sent), {{"direction", "sent"}});
+  f.counter("amsg_node_cancels_total", "CANCEL frames, by direction.", d(s.cancels_received),
+            {{"direction", "received"}});
+  f.counter("amsg_node_cancelled_waiting_total",
+            "Messages a CANCEL ended while they waited here for a turn (never run).", d(s.cancelled_waiting));
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_shutting_down),
             {{"reason", "shutting_down"}});
   f.counter("amsg_node_refused_total", "Messages refused, by reason.", d(s.refused_too_large),

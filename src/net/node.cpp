@@ -121,7 +121,6 @@ void Node::start_call(PeerId peer, std::string type, Payload payload, CallOption
                            options.timeout, options.idempotent);
   item.completion = std::move(done);
   item.cancel = std::static_pointer_cast<CallCancel>(std::move(cancellation));
-  if (item.cancel) item.cancel->peer = peer.value;
   impl_->call(peer, std::move(item));
 }
 

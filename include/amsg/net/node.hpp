@@ -97,7 +97,8 @@ class AMSG_EXPORT Node {
   /// background; messages sent meanwhile wait in the peer's queue and the link).
   /// The same address gives the same PeerId. A peer whose identity turns out to
   /// be this node's becomes local. Throws NetworkError naming a malformed address
-  /// or one no link serves.
+  /// or one no link serves, or when 4,095 peers are connected already (a
+  /// disconnected peer's slot is reused once its calls have ended: see PeerId).
   PeerId connect(const std::string& address);
   /// Ends one use of `peer`: each connect() is one use, and when the last one
   /// ends the peer is disconnected (returns at once; the rest runs on the
@@ -106,8 +107,9 @@ class AMSG_EXPORT Node {
   /// sent keep the connection and its heartbeats until each has ended as it
   /// would have (its REPLY, timeout, peer lost...), and then it closes.
   /// connect() with its address reopens it under the same PeerId (while it
-  /// still drains, as it was). No effect on self(), on an unknown PeerId, or on
-  /// a peer with no use left.
+  /// still drains, as it was), unless its slot went to another address
+  /// meanwhile: then the old PeerId names no peer and connect() gives a new one.
+  /// No effect on self(), on an unknown PeerId, or on a peer with no use left.
   void disconnect(PeerId peer);
   /// This node itself: messages skip the socket.
   [[nodiscard]] PeerId self() const noexcept;

@@ -35,8 +35,12 @@ struct NodeStats {
       0;  ///< handshakes of this node's own connections that failed (CURVE: its key refused, a wrong server key)
   std::uint64_t unsent_unreachable = 0;   ///< fire-and-forget messages never sent: their peer was unreachable
   std::uint64_t unsent_disconnected = 0;  ///< fire-and-forget messages never sent: Node::disconnect() came first
-  std::uint64_t outstanding_calls = 0;    ///< calls waiting for an outcome now
-  Stats manager;                          ///< the node's manager
+  std::uint64_t cancels_sent = 0;         ///< CANCELs written for this node's cancelled calls
+  std::uint64_t cancels_received = 0;     ///< CANCELs read (also those naming a call that had ended, or idempotent)
+  std::uint64_t cancelled_waiting =
+      0;  ///< messages a CANCEL ended while they waited here for a turn: never run, in no manager statistic
+  std::uint64_t outstanding_calls = 0;  ///< calls waiting for an outcome now
+  Stats manager;                        ///< the node's manager
 };
 
 /// One peer this node connected to: its state and the calls sent to it (calls

@@ -11,8 +11,14 @@
 namespace amsg::net {
 
 /// A connection to a peer, as returned by Node::connect() (or Node::self()).
+///
+/// A node holds up to 4,095 peers at once. Once Node::disconnect() has ended a
+/// peer's last use and its calls have ended, its slot may go to a later
+/// connect() to another address; the old PeerId then names no peer (sending
+/// to it throws `std::invalid_argument`, peer_info() is empty), and what a
+/// sender was queueing with it just then ends `disconnected`, never sent.
 struct PeerId {
-  std::uint32_t value = 0;  ///< an index into the node's peers (0: the node itself)
+  std::uint32_t value = 0;  ///< opaque: the peer's slot and the slot's generation (0: the node itself)
   /// Whether both name the same peer.
   friend bool operator==(PeerId, PeerId) = default;
 };

@@ -12,6 +12,7 @@ class SingleWriterCounter {
     v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+  void reset() noexcept { v_.store(0, std::memory_order_relaxed); }  // by the writer
 
  private:
   std::atomic<std::uint64_t> v_{0};

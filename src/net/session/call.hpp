@@ -63,7 +63,7 @@ struct CallCancel final : detail::CallCancellation, std::enable_shared_from_this
   void request(bool unsent_only) noexcept override;  // posts Session::cancel_call
   std::weak_ptr<Session> session;
   std::uint64_t call_id = 0;  // once sent (0: still queued)
-  std::uint32_t peer = 0;     // set when the call starts
+  std::uint32_t peer = 0;     // the slot of the peer it goes to (set when the call starts)
   bool requested = false;
 };
 
@@ -77,6 +77,7 @@ struct OutItem {
   Clock::time_point deadline = Clock::time_point::max();
   std::unique_ptr<Completion> completion;  // null: the notification channel
   std::shared_ptr<CallCancel> cancel;      // null: not cancellable
+  std::uint32_t peer = 0;                  // the PeerId value it was sent to (its slot may change hands)
 };
 
 // A call sent (or handed to this node's own manager) and waiting for its outcome.

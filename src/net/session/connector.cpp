@@ -17,8 +17,6 @@
 namespace amsg::net {
 namespace {
 
-constexpr std::size_t kMaxPeers = 4096;
-
 // The MSG's timeout field: the call's remaining time, rounded up, at least 1 ms.
 std::uint32_t remaining_ms(Clock::time_point deadline, Clock::time_point now) {
   if (deadline == Clock::time_point::max()) return 0;
@@ -56,58 +54,7 @@ void Connector::set_identity(const std::string& identity) {
 }
 
 // ---------------------------------------------------------------- any thread
-
-PeerId Connector::connect(const std::string& address) {
-  (void)links_.for_address(address);  // a bad address is an error at once
-  std::lock_guard lock{connect_mutex_};
-  const std::uint32_t count = count_.load();
-  for (std::uint32_t i = 1; i < count; ++i) {
-    Peer& known = *peers_[i];
-    if (known.address != address) continue;
-    // Its uses had all ended: open it again (after the close(), posted before).
-    if (known.uses.fetch_add(1) == 0 && started_.load()) asio::post(executor_.get(), [this, &known] { reopen(known); });
-    return PeerId{i};
-  }
-  if (count == kMaxPeers) throw NetworkError(fmt::format("amsg: cannot connect to '{}': too many peers", address));
-  auto p = std::make_unique<Peer>(*this, count, address, options_.peer_queue_capacity);
-  p->info.address = address;
-  p->uses.store(1);
-  Peer* raw = p.get();
-  peers_[count] = std::move(p);
-  count_.store(count + 1, std::memory_order_release);
-  if (started_.load()) asio::post(executor_.get(), [this, raw] { open(*raw); });  // else start() dials it
-  return PeerId{count};
-}
-
-void Connector::disconnect(PeerId id) {
-  if (id.value == kSelf) return;
-  std::lock_guard lock{connect_mutex_};
-  if (id.value >= count_.load()) return;
-  Peer& p = *peers_[id.value];
-  if (p.uses.load() == 0) return;  // more disconnects than connects: nothing left to end
-  // Before start() nothing is open: open_all() skips a peer with no use.
-  if (p.uses.fetch_sub(1) == 1 && started_.load()) asio::post(executor_.get(), [this, &p] { close(p); });
-}
-
-Connector::Peer* Connector::peer_at(PeerId id) const noexcept {
-  if (id.value >= count_.load(std::memory_order_acquire)) return nullptr;
-  return peers_[id.value].get();
-}
-
-bool Connector::wait_ready(PeerId id, std::chrono::milliseconds timeout) {
-  Peer* p = peer_at(id);
-  if (p == nullptr) return false;
-  std::unique_lock lock{p->info_mutex};
-  return p->info_changed.wait_for(
-      lock, timeout, [p] { return p->info.state == PeerState::ready || p->info.state == PeerState::local; });
-}
-
-std::optional<PeerInfo> Connector::peer_info(PeerId id) const {
-  Peer* p = peer_at(id);
-  if (p == nullptr) return std::nullopt;
-  std::lock_guard lock{p->info_mutex};
-  return p->info;
-}
+// (connect(), disconnect() and the lookups: peer_slots.cpp)
 
 // The byte bound is checked before a push: the message that crosses it is
 // taken (so one larger than the bound goes alone), and senders racing on
@@ -170,6 +117,14 @@ void Connector::open_all(std::uint32_t count) {
   schedule_flush(*peers_[kSelf]);
 }
 
+void Connector::adopt(Peer& p) {
+  PeerCallCounters& c = p.call_counters;
+  for (auto* counter : {&c.sent, &c.ok, &c.failed, &c.timeouts, &c.lost_events, &c.round_trip_ns}) counter->reset();
+  for (auto& bucket : c.round_trip_buckets) bucket.reset();
+  p.incompatible_reason.clear();
+  open(p);
+}
+
 void Connector::open(Peer& p) {
   if (stopped_) return;
   try {
@@ -197,7 +152,9 @@ void Connector::flush(Peer& p) {
   if (stopped_) return;
   if (p.state == PeerState::disconnected) {
     if (p.draining) (void)send_backlog(p);  // its calls were registered before: they go, and end as they would
-    end_queued(p);
+    // With a use again, connect() has posted its reopen() or adopt(): what
+    // waits goes once that has run; else it ends here.
+    if (p.uses.load() == 0) end_queued(p);
     return;
   }
   if (p.index == kSelf || p.loopback) {
@@ -250,6 +207,11 @@ void Connector::flush(Peer& p) {
 
 // False when the item ended here and must not be sent.
 bool Connector::admit(Peer& p, OutItem& item, Clock::time_point now) {
+  if (item.peer != p.id.load(std::memory_order_relaxed)) {  // pushed as the slot changed hands
+    if (!item.notified) counters_.unsent_disconnected.add();
+    calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+    return false;
+  }
   if (item.cancel && item.cancel->requested) {
     calls_.end_unsent(item, failure(errc::cancelled, kCancelled));  // its caller cancelled it before it went
     return false;

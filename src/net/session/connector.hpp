@@ -1,7 +1,11 @@
 #pragma once
 // Connector: the connecting half of a session (Seastar RPC's `client`s).
 //
-// One Peer per address the node connected to, plus the node itself (index 0).
+// One Peer per address the node is connected to, plus the node itself (slot 0).
+// A slot whose peer is closed with nothing in flight and no use left goes to
+// the next connect() to another address; its PeerId's generation changes, so
+// an old PeerId names no peer, and an item a sender pushed with one just as
+// the slot changed hands ends "disconnected", never sent to the new address.
 // Senders on any thread push into the peer's bounded queue and post one flush
 // per burst; on the executor a flush registers the calls and writes what it
 // finds as one frame (a BATCH of up to 256 messages). The peer's channel brings
@@ -50,6 +54,10 @@ struct ConnectorOptions {
 class Connector {
  public:
   static constexpr std::uint32_t kSelf = 0;
+  // A PeerId is its slot (the low kSlotBits) and the slot's generation.
+  static constexpr std::uint32_t kSlotBits = 12;
+  static constexpr std::uint32_t kMaxPeers = 1U << kSlotBits;
+  [[nodiscard]] static constexpr std::uint32_t slot_of(PeerId id) noexcept { return id.value & (kMaxPeers - 1); }
 
   // A frame written and its calls registered, that the link could not take yet.
   struct Encoded {
@@ -60,7 +68,7 @@ class Connector {
 
   struct Peer final : ChannelEvents {
     Peer(Connector& c, std::uint32_t i, std::string addr, std::size_t capacity)
-        : connector{c}, index{i}, address{std::move(addr)}, queue{capacity} {}
+        : connector{c}, index{i}, address{std::move(addr)}, queue{capacity}, id{i} {}
     void on_frame(std::span<const std::byte> frame, std::size_t parts) override {
       connector.on_frame(*this, frame, parts);
     }
@@ -91,9 +99,11 @@ class Connector {
     }
 
     Connector& connector;
-    const std::uint32_t index;
-    const std::string address;
+    const std::uint32_t index;  // the slot
+    std::string address;        // changed only under connect_mutex_, while the slot is free
     amsg::detail::BoundedQueue<OutItem> queue;
+    std::atomic<std::uint32_t> id;  // the PeerId value that names it now (slot and generation)
+    std::atomic<bool> free{false};  // closed, nothing in flight, no use: connect() may reuse the slot
     std::atomic<bool> flush_posted{false};
     std::atomic<std::size_t> held_count{0};    // held.size(), for senders: the queue's bound covers both
     std::atomic<std::size_t> queued_bytes{0};  // payload bytes in the queue and held, for the byte bound
@@ -138,7 +148,10 @@ class Connector {
   PeerId connect(const std::string& address);
   // Ends one use of the peer; after the last its connection closes (close()).
   void disconnect(PeerId id);
+  // Null for a PeerId that names no peer (never given, or its slot was reused).
   [[nodiscard]] Peer* peer_at(PeerId id) const noexcept;
+  // The peer in `slot` now (calls and cancellations record slots).
+  [[nodiscard]] Peer* peer_in_slot(std::uint32_t slot) const noexcept;
   [[nodiscard]] std::uint32_t peer_count() const noexcept { return count_.load(std::memory_order_acquire); }
   [[nodiscard]] std::vector<PeerStats> peer_stats() const;
   bool wait_ready(PeerId id, std::chrono::milliseconds timeout);
@@ -153,6 +166,8 @@ class Connector {
   // At start: from now on connect() dials at once; dials every peer connected before.
   void start();
   void open(Peer& p);
+  // A free slot given to a new address by connect(): its counters start again, then it dials.
+  void adopt(Peer& p);
   void query_handlers(Peer& p, std::promise<std::vector<std::string>> promise);
   // Heartbeat: PING every peer; declare silent ones lost, fail calls to unreachable ones.
   void tick(Clock::time_point now);
@@ -185,6 +200,10 @@ class Connector {
   void reopen(Peer& p);
   void end_queued(Peer& p);  // disconnected: what waits ends unsent
   void finish_close(Peer& p);
+  // The slot's next PeerId value: one generation on (it wraps after 2^20 peers in one slot).
+  [[nodiscard]] static std::uint32_t next_id(std::uint32_t id) noexcept {
+    return ((id >> kSlotBits) + 1) << kSlotBits | (id & (kMaxPeers - 1));
+  }
   [[nodiscard]] static std::uint64_t calls_in_flight(const Peer& p) noexcept;
   void hold(Peer& p);
   void arm_held_timer(Clock::time_point deadline);

@@ -14,7 +14,7 @@ struct SessionCounters {
   amsg::detail::SingleWriterCounter messages_sent, replies_received, late_replies, timeouts, calls_failed_peer,
       peers_lost, messages_received, replies_sent, replies_dropped, refused_shutting_down, refused_too_large,
       refused_overloaded, malformed_frames, clients_cut_off, frames_ignored, unsent_unreachable, handshakes_failed,
-      dial_handshakes_failed, replies_replayed, unsent_disconnected;
+      dial_handshakes_failed, replies_replayed, unsent_disconnected, cancels_sent, cancels_received, cancelled_waiting;
 };
 
 // One peer's calls (those that reached the call table), for Node::peer_stats().

@@ -153,6 +153,7 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
         send_error(key, wire::ErrorCode::malformed, wire::malformed_text(e));
         return;
       }
+      counters_.cancels_received.add();
       on_cancel(key, call_id);
       return;
     }

@@ -253,6 +253,7 @@ void Listener::on_cancel(std::string_view key, std::uint64_t call_id) {
   auto waiting = std::find_if(c.waiting.begin(), c.waiting.end(), [slot](const Waiting& w) { return w.slot == slot; });
   if (waiting != c.waiting.end()) {
     c.waiting.erase(waiting);  // (take_turns() passes over a client left with nothing waiting)
+    counters_.cancelled_waiting.add();
     send_outcome(key, call_id, 0, wire::Status::cancelled, wire::ErrorCode::cancelled, "cancelled", {});
     end(slot);
     return;

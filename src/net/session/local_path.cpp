@@ -38,6 +38,11 @@ void LocalPath::flush(Connector::Peer& p) {
       calls_.end_unsent(item, failure(errc::cancelled, kCancelled));
       continue;
     }
+    if (item.peer != p.id.load(std::memory_order_relaxed)) {  // pushed as the slot changed hands
+      if (!item.notified) counters_.unsent_disconnected.add();
+      calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+      continue;
+    }
     if (item.notified && item.deadline <= now) {
       counters_.timeouts.add();
       calls_.end_unsent(item, failure(errc::timeout, kTimeout));

@@ -11,7 +11,7 @@ std::vector<PeerStats> Connector::peer_stats() const {
   for (std::uint32_t i = 1; i < n; ++i) {  // 0 is this node itself
     const Peer& p = *peers_[i];
     PeerStats s;
-    s.peer = PeerId{i};
+    s.peer = PeerId{p.id.load(std::memory_order_acquire)};
     {
       std::lock_guard lock{p.info_mutex};
       s.info = p.info;

@@ -18,7 +18,7 @@ namespace amsg::net {
 // link refused (which may hold the MSG) it waits its turn; on a connection
 // that has gone it is dropped, as the MSG was.
 void Connector::send_cancel(std::uint32_t peer, std::uint64_t call_id) {
-  Peer* p = peer_at(PeerId{peer});
+  Peer* p = peer_in_slot(peer);
   if (p == nullptr) return;
   if (p->index == kSelf || p->loopback) {
     local_.cancel(call_id);
@@ -30,13 +30,14 @@ void Connector::send_cancel(std::uint32_t peer, std::uint64_t call_id) {
     return;
   }
   Payload frame = Payload::copy_of(wire::encode_cancel(call_id));
+  counters_.cancels_sent.add();
   if (!p->backlog.empty() || p->channel->send(frame) == LinkSend::again) {
     p->backlog.push_back(Encoded{std::move(frame), 0, 0});
   }
 }
 
 void Connector::cancel_unsent(std::uint32_t peer, const CallCancel& c) {
-  Peer* p = peer_at(PeerId{peer});
+  Peer* p = peer_in_slot(peer);
   if (p == nullptr) return;
   const std::size_t n = std::erase_if(p->held, [&](OutItem& item) {
     if (item.cancel.get() != &c) return false;
@@ -203,6 +204,11 @@ void Connector::finish_close(Peer& p) {
   p.channel.reset();
   p.loopback = false;  // reopened, it says HELLO again like a new peer
   p.hello_unsent = false;
+  // Nothing of it is left in flight (calls, held items, a local backlog): its
+  // slot may go to another address (connect() checks that no use came since).
+  if (p.uses.load() == 0 && calls_in_flight(p) == 0 && p.held.empty() && p.local_backlog.empty()) {
+    p.free.store(true, std::memory_order_release);
+  }
 }
 
 std::uint64_t Connector::calls_in_flight(const Peer& p) noexcept {
@@ -213,6 +219,7 @@ std::uint64_t Connector::calls_in_flight(const Peer& p) noexcept {
 // connect() named a disconnected peer again: still draining, it is as it was;
 // else it is dialed afresh.
 void Connector::reopen(Peer& p) {
+  p.free.store(false, std::memory_order_relaxed);
   if (stopped_ || p.state != PeerState::disconnected) return;  // close() did not run (a connect() came first)
   if (p.draining) {
     p.draining = false;

@@ -114,7 +114,7 @@ Session::Session(NodeOptions o)
       heartbeat_timer_{executor_.get()} {
   local_.set_connector(connector_);
   calls_.set_peer_counters([this](std::uint32_t peer) -> PeerCallCounters* {
-    auto* p = connector_.peer_at(PeerId{peer});
+    auto* p = connector_.peer_in_slot(peer);
     return p == nullptr ? nullptr : &p->call_counters;
   });
   connector_.set_identity(identity);
@@ -238,6 +238,13 @@ Connector::Peer& Session::peer_or_throw(PeerId peer) const {
   return *p;
 }
 
+// What waited to be queued for a peer that is gone ends as a send to a
+// disconnected peer does: never sent.
+void Session::end_disconnected(OutItem& item) {
+  if (!item.notified) counters_.unsent_disconnected.add();
+  calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+}
+
 // Limits of the wire format (docs/wire-protocol.md, "Limits").
 void Session::check_limits(std::string_view type, std::string_view notify_id) {
   if (type.empty() || type.size() > wire::kMaxTypeLength) {
@@ -258,12 +265,21 @@ std::string Session::next_call_name() {
 SendStatus Session::enqueue(PeerId peer, OutItem& item, bool wait) {
   Connector::Peer& p = peer_or_throw(peer);
   validate(item);
+  item.peer = peer.value;
   return connector_.enqueue(p, item, wait, state_);
 }
 
 // (Node::async_send and Node::call check the limits before they start; these do not again.)
 void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done) {
-  Connector::Peer& p = peer_or_throw(peer);
+  Connector::Peer* named = connector_.peer_at(peer);
+  if (named == nullptr) {
+    if (item.peer != peer.value) (void)peer_or_throw(peer);  // the first try: an unknown PeerId is the caller's error
+    end_disconnected(item);  // a retry: disconnected meanwhile, and its slot went to another address
+    done->complete_later(SendStatus::ok);
+    return;
+  }
+  Connector::Peer& p = *named;
+  item.peer = peer.value;
   const SendStatus s = connector_.enqueue(p, item, false, state_);
   if (s != SendStatus::full) {
     done->complete_later(SendStatus{s});
@@ -281,7 +297,13 @@ void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail:
 
 // A waiting async_send's next try: runs from the wait list, so it may complete inline.
 void Session::retry_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done) {
-  Connector::Peer& p = peer_or_throw(peer);
+  Connector::Peer* named = connector_.peer_at(peer);
+  if (named == nullptr) {  // disconnected meanwhile, and its slot went to another address
+    end_disconnected(item);
+    done->complete(SendStatus::ok);
+    return;
+  }
+  Connector::Peer& p = *named;
   const SendStatus s = connector_.enqueue(p, item, false, state_);
   if (s != SendStatus::full) {
     done->complete(SendStatus{s});
@@ -291,7 +313,15 @@ void Session::retry_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail:
 }
 
 void Session::call(PeerId peer, OutItem&& item) {
-  Connector::Peer& p = peer_or_throw(peer);
+  Connector::Peer* named = connector_.peer_at(peer);
+  if (named == nullptr) {
+    if (item.peer != peer.value) (void)peer_or_throw(peer);  // the first try: an unknown PeerId is the caller's error
+    end_disconnected(item);  // a retry: disconnected meanwhile, and its slot went to another address
+    return;
+  }
+  Connector::Peer& p = *named;
+  item.peer = peer.value;
+  if (item.cancel) item.cancel->peer = p.index;
   if (!intake_closed(state_)) {
     if (connector_.has_room(p, true)) {
       calls_.reserve();
@@ -359,6 +389,9 @@ NodeStats Session::stats() const {
   s.dial_handshakes_failed = counters_.dial_handshakes_failed.get();
   s.unsent_unreachable = counters_.unsent_unreachable.get();
   s.unsent_disconnected = counters_.unsent_disconnected.get();
+  s.cancels_sent = counters_.cancels_sent.get();
+  s.cancels_received = counters_.cancels_received.get();
+  s.cancelled_waiting = counters_.cancelled_waiting.get();
   s.refused_shutting_down = counters_.refused_shutting_down.get();
   s.refused_too_large = counters_.refused_too_large.get();
   s.refused_overloaded = counters_.refused_overloaded.get();
