@@ -213,6 +213,8 @@ TEST(Disconnect, AClosedPeersSlotGoesToTheNextNewAddressAndItsOldPeerIdNamesNoPe
   ASSERT_EQ(client.peer_stats().size(), 1u) << "b took a's slot";
   EXPECT_FALSE(client.peer_info(peer_a)) << "a's PeerId names no peer now";
   EXPECT_THROW((void)client.try_send(peer_a, "echo", bytes("x")), std::invalid_argument);
+  EXPECT_FALSE(client.wait_ready(peer_a, 10s));  // at once: it names no peer
+  EXPECT_THROW((void)client.query_handlers(peer_a).get(), std::invalid_argument);
   auto to_b = client.call(peer_b, "echo", bytes("b"), CallOptions{"b"}, asio::use_future);
   EXPECT_TRUE(get(to_b).is_success());
   const auto stats = client.peer_stats();

@@ -95,7 +95,8 @@ class AMSG_EXPORT Node {
 
   /// A connection to `address`; returns at once (the hello exchange runs in the
   /// background; messages sent meanwhile wait in the peer's queue and the link).
-  /// The same address gives the same PeerId. A peer whose identity turns out to
+  /// The same address gives the same PeerId (while its slot is its own: see
+  /// disconnect()). A peer whose identity turns out to
   /// be this node's becomes local. Throws NetworkError naming a malformed address
   /// or one no link serves, or when 4,095 peers are connected already (a
   /// disconnected peer's slot is reused once its calls have ended: see PeerId).

@@ -16,7 +16,8 @@ namespace amsg::net {
 /// peer's last use and its calls have ended, its slot may go to a later
 /// connect() to another address; the old PeerId then names no peer (sending
 /// to it throws `std::invalid_argument`, peer_info() is empty), and what a
-/// sender was queueing with it just then ends `disconnected`, never sent.
+/// sender was queueing with it just then ends `disconnected`, never sent. A
+/// slot is reused at most 2^20 - 1 times, so a PeerId never names a later peer.
 struct PeerId {
   std::uint32_t value = 0;  ///< opaque: the peer's slot and the slot's generation (0: the node itself)
   /// Whether both name the same peer.

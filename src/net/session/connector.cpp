@@ -117,7 +117,8 @@ void Connector::open_all(std::uint32_t count) {
   schedule_flush(*peers_[kSelf]);
 }
 
-void Connector::adopt(Peer& p) {
+void Connector::adopt(Peer& p, std::string address) {
+  p.address = std::move(address);
   PeerCallCounters& c = p.call_counters;
   for (auto* counter : {&c.sent, &c.ok, &c.failed, &c.timeouts, &c.lost_events, &c.round_trip_ns}) counter->reset();
   for (auto& bucket : c.round_trip_buckets) bucket.reset();

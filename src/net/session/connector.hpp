@@ -68,7 +68,7 @@ class Connector {
 
   struct Peer final : ChannelEvents {
     Peer(Connector& c, std::uint32_t i, std::string addr, std::size_t capacity)
-        : connector{c}, index{i}, address{std::move(addr)}, queue{capacity}, id{i} {}
+        : connector{c}, index{i}, address{addr}, slot_address{std::move(addr)}, queue{capacity}, id{i} {}
     void on_frame(std::span<const std::byte> frame, std::size_t parts) override {
       connector.on_frame(*this, frame, parts);
     }
@@ -100,7 +100,8 @@ class Connector {
 
     Connector& connector;
     const std::uint32_t index;  // the slot
-    std::string address;        // changed only under connect_mutex_, while the slot is free
+    std::string address;        // on the executor: what it dials (adopt() sets it when the slot changes hands)
+    std::string slot_address;   // under connect_mutex_: what connect() matches (set with the new id)
     amsg::detail::BoundedQueue<OutItem> queue;
     std::atomic<std::uint32_t> id;  // the PeerId value that names it now (slot and generation)
     std::atomic<bool> free{false};  // closed, nothing in flight, no use: connect() may reuse the slot
@@ -166,8 +167,8 @@ class Connector {
   // At start: from now on connect() dials at once; dials every peer connected before.
   void start();
   void open(Peer& p);
-  // A free slot given to a new address by connect(): its counters start again, then it dials.
-  void adopt(Peer& p);
+  // A free slot given to `address` by connect(): its counters start again, then it dials.
+  void adopt(Peer& p, std::string address);
   void query_handlers(Peer& p, std::promise<std::vector<std::string>> promise);
   // Heartbeat: PING every peer; declare silent ones lost, fail calls to unreachable ones.
   void tick(Clock::time_point now);
@@ -200,9 +201,13 @@ class Connector {
   void reopen(Peer& p);
   void end_queued(Peer& p);  // disconnected: what waits ends unsent
   void finish_close(Peer& p);
-  // The slot's next PeerId value: one generation on (it wraps after 2^20 peers in one slot).
+  // The slot's next PeerId value: one generation on. A slot at its last
+  // generation is never reused (a PeerId must not name a later peer).
   [[nodiscard]] static std::uint32_t next_id(std::uint32_t id) noexcept {
     return ((id >> kSlotBits) + 1) << kSlotBits | (id & (kMaxPeers - 1));
+  }
+  [[nodiscard]] static bool last_generation(std::uint32_t id) noexcept {
+    return (id >> kSlotBits) == (~std::uint32_t{0} >> kSlotBits);
   }
   [[nodiscard]] static std::uint64_t calls_in_flight(const Peer& p) noexcept;
   void hold(Peer& p);

@@ -18,29 +18,35 @@ PeerId Connector::connect(const std::string& address) {
   Peer* free_slot = nullptr;
   for (std::uint32_t i = 1; i < count; ++i) {
     Peer& known = *peers_[i];
-    if (known.address != address) {
-      if (free_slot == nullptr && known.uses.load() == 0 && known.free.load(std::memory_order_acquire)) {
+    if (known.slot_address != address) {
+      if (free_slot == nullptr && known.uses.load() == 0 && known.free.load(std::memory_order_acquire) &&
+          !last_generation(known.id.load(std::memory_order_relaxed))) {
         free_slot = &known;
       }
       continue;
     }
     // Its uses had all ended: open it again (after the close(), posted before).
+    // Its slot is its own again: not free, whatever happens before reopen() runs.
+    known.free.store(false, std::memory_order_relaxed);
     if (known.uses.fetch_add(1) == 0 && started_.load()) asio::post(executor_.get(), [this, &known] { reopen(known); });
     return PeerId{known.id.load(std::memory_order_relaxed)};
   }
   if (free_slot != nullptr) {  // a closed peer's slot, for this new address
     Peer& p = *free_slot;
     p.free.store(false, std::memory_order_relaxed);
-    p.address = address;
+    p.slot_address = address;
+    const std::uint32_t id = next_id(p.id.load(std::memory_order_relaxed));
     {
+      // With the info, so that a reader of both (peer_info(), peer_stats(),
+      // wait_ready()) never pairs the old id with the new address.
       std::lock_guard info_lock{p.info_mutex};
       p.info = PeerInfo{};
       p.info.address = address;
+      p.id.store(id, std::memory_order_release);
     }
-    const std::uint32_t id = next_id(p.id.load(std::memory_order_relaxed));
-    p.id.store(id, std::memory_order_release);
     p.uses.store(1);
-    asio::post(executor_.get(), [this, &p] { adopt(p); });  // a slot is free only once the node has started
+    // (A slot is free only once the node has started.)
+    asio::post(executor_.get(), [this, &p, address] { adopt(p, address); });
     return PeerId{id};
   }
   if (count == kMaxPeers) {
@@ -82,14 +88,17 @@ bool Connector::wait_ready(PeerId id, std::chrono::milliseconds timeout) {
   Peer* p = peer_at(id);
   if (p == nullptr) return false;
   std::unique_lock lock{p->info_mutex};
-  return p->info_changed.wait_for(
-      lock, timeout, [p] { return p->info.state == PeerState::ready || p->info.state == PeerState::local; });
+  const auto mine = [p, id] { return p->id.load(std::memory_order_relaxed) == id.value; };
+  (void)p->info_changed.wait_for(
+      lock, timeout, [&] { return !mine() || p->info.state == PeerState::ready || p->info.state == PeerState::local; });
+  return mine() && (p->info.state == PeerState::ready || p->info.state == PeerState::local);
 }
 
 std::optional<PeerInfo> Connector::peer_info(PeerId id) const {
   Peer* p = peer_at(id);
   if (p == nullptr) return std::nullopt;
   std::lock_guard lock{p->info_mutex};
+  if (p->id.load(std::memory_order_relaxed) != id.value) return std::nullopt;  // its slot changed hands just now
   return p->info;
 }
 

@@ -11,9 +11,9 @@ std::vector<PeerStats> Connector::peer_stats() const {
   for (std::uint32_t i = 1; i < n; ++i) {  // 0 is this node itself
     const Peer& p = *peers_[i];
     PeerStats s;
-    s.peer = PeerId{p.id.load(std::memory_order_acquire)};
     {
-      std::lock_guard lock{p.info_mutex};
+      std::lock_guard lock{p.info_mutex};  // the id changes with the info (connect())
+      s.peer = PeerId{p.id.load(std::memory_order_relaxed)};
       s.info = p.info;
     }
     const PeerCallCounters& c = p.call_counters;

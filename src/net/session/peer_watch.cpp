@@ -128,10 +128,13 @@ void Connector::hold(Peer& p) {
       p.held_count.fetch_sub(1, std::memory_order_relaxed);
       break;
     }
-    if (item.cancel && item.cancel->requested) {
+    const bool stale = item.peer != p.id.load(std::memory_order_relaxed);  // pushed as the slot changed hands
+    if (stale || (item.cancel && item.cancel->requested)) {
       p.held_count.fetch_sub(1, std::memory_order_relaxed);
       p.queued_bytes.fetch_sub(item.payload.size(), std::memory_order_relaxed);
-      calls_.end_unsent(item, failure(errc::cancelled, kCancelled));
+      if (stale && !item.notified) counters_.unsent_disconnected.add();
+      calls_.end_unsent(item,
+                        stale ? failure(errc::disconnected, kDisconnected) : failure(errc::cancelled, kCancelled));
       continue;
     }
     if (item.notified) earliest = std::min(earliest, item.deadline);
@@ -205,9 +208,12 @@ void Connector::finish_close(Peer& p) {
   p.loopback = false;  // reopened, it says HELLO again like a new peer
   p.hello_unsent = false;
   // Nothing of it is left in flight (calls, held items, a local backlog): its
-  // slot may go to another address (connect() checks that no use came since).
-  if (p.uses.load() == 0 && calls_in_flight(p) == 0 && p.held.empty() && p.local_backlog.empty()) {
-    p.free.store(true, std::memory_order_release);
+  // slot may go to another address. Under connect()'s mutex, so that a
+  // connect() to its own address (which takes a use and clears `free`) is
+  // either seen here or comes after.
+  if (calls_in_flight(p) == 0 && p.held.empty() && p.local_backlog.empty()) {
+    std::lock_guard lock{connect_mutex_};
+    if (p.uses.load() == 0) p.free.store(true, std::memory_order_release);
   }
 }
 
@@ -219,7 +225,6 @@ std::uint64_t Connector::calls_in_flight(const Peer& p) noexcept {
 // connect() named a disconnected peer again: still draining, it is as it was;
 // else it is dialed afresh.
 void Connector::reopen(Peer& p) {
-  p.free.store(false, std::memory_order_relaxed);
   if (stopped_ || p.state != PeerState::disconnected) return;  // close() did not run (a connect() came first)
   if (p.draining) {
     p.draining = false;

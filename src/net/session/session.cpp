@@ -238,11 +238,19 @@ Connector::Peer& Session::peer_or_throw(PeerId peer) const {
   return *p;
 }
 
-// What waited to be queued for a peer that is gone ends as a send to a
-// disconnected peer does: never sent.
-void Session::end_disconnected(OutItem& item) {
-  if (!item.notified) counters_.unsent_disconnected.add();
-  calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+// What was about to be queued for a peer that is gone (its slot went to
+// another address) ends as a send to a disconnected peer does: never sent. On
+// the executor, which owns the counters and the notification backlog; it held
+// no room among the outstanding calls, which its outcome gives back: taken first.
+void Session::end_disconnected(OutItem&& item) {
+  asio::post(executor_.get(), [this, self = shared_from_this(), item = std::move(item)]() mutable {
+    if (item.notified) {
+      calls_.reserve();
+    } else {
+      counters_.unsent_disconnected.add();
+    }
+    calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+  });
 }
 
 // Limits of the wire format (docs/wire-protocol.md, "Limits").
@@ -272,9 +280,8 @@ SendStatus Session::enqueue(PeerId peer, OutItem& item, bool wait) {
 // (Node::async_send and Node::call check the limits before they start; these do not again.)
 void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done) {
   Connector::Peer* named = connector_.peer_at(peer);
-  if (named == nullptr) {
-    if (item.peer != peer.value) (void)peer_or_throw(peer);  // the first try: an unknown PeerId is the caller's error
-    end_disconnected(item);  // a retry: disconnected meanwhile, and its slot went to another address
+  if (named == nullptr) {  // (Node checked the PeerId): disconnected since, and its slot went to another address
+    end_disconnected(std::move(item));
     done->complete_later(SendStatus::ok);
     return;
   }
@@ -299,7 +306,7 @@ void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail:
 void Session::retry_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done) {
   Connector::Peer* named = connector_.peer_at(peer);
   if (named == nullptr) {  // disconnected meanwhile, and its slot went to another address
-    end_disconnected(item);
+    end_disconnected(std::move(item));
     done->complete(SendStatus::ok);
     return;
   }
@@ -314,9 +321,8 @@ void Session::retry_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail:
 
 void Session::call(PeerId peer, OutItem&& item) {
   Connector::Peer* named = connector_.peer_at(peer);
-  if (named == nullptr) {
-    if (item.peer != peer.value) (void)peer_or_throw(peer);  // the first try: an unknown PeerId is the caller's error
-    end_disconnected(item);  // a retry: disconnected meanwhile, and its slot went to another address
+  if (named == nullptr) {  // (Node checked the PeerId): disconnected since, and its slot went to another address
+    end_disconnected(std::move(item));
     return;
   }
   Connector::Peer& p = *named;
@@ -362,7 +368,11 @@ std::future<std::vector<std::string>> Session::query_handlers(PeerId peer) {
     promise.set_exception(std::make_exception_ptr(LifecycleError("amsg: query_handlers() needs a running node")));
     return fut;
   }
-  asio::post(executor_.get(), [this, p, pr = std::move(promise)]() mutable {
+  asio::post(executor_.get(), [this, p, peer, pr = std::move(promise)]() mutable {
+    if (p->id.load(std::memory_order_relaxed) != peer.value) {  // its slot changed hands meanwhile
+      pr.set_exception(std::make_exception_ptr(NetworkError(kDisconnected)));
+      return;
+    }
     if (p->loopback) {
       pr.set_value(manager.handlers().types());
       return;

@@ -84,7 +84,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   Connector::Peer& peer_or_throw(PeerId peer) const;
   void retry_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done);
-  void end_disconnected(OutItem& item);
+  void end_disconnected(OutItem&& item);
   static void check_limits(std::string_view type, std::string_view notify_id);
   asio::awaitable<void> heartbeat_loop();
   void stop_waiting();
