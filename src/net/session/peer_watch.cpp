@@ -121,6 +121,7 @@ void Connector::tick(Clock::time_point now) {
 void Connector::hold(Peer& p) {
   OutItem item;
   auto earliest = Clock::time_point::max();
+  bool ended = false;
   // Counted as held before it leaves the queue, so senders never see room that is not there.
   for (;;) {
     p.held_count.fetch_add(1, std::memory_order_relaxed);
@@ -135,11 +136,13 @@ void Connector::hold(Peer& p) {
       if (stale && !item.notified) counters_.unsent_disconnected.add();
       calls_.end_unsent(item,
                         stale ? failure(errc::disconnected, kDisconnected) : failure(errc::cancelled, kCancelled));
+      ended = true;
       continue;
     }
     if (item.notified) earliest = std::min(earliest, item.deadline);
     p.held.push_back(std::move(item));
   }
+  if (ended) calls_.space().notify_waiting();  // their room in the queue is free
   arm_held_timer(earliest);
 }
 
@@ -258,6 +261,11 @@ void Connector::fail_unreachable(Peer& p) {
   while (p.take(out)) failing.push_back(std::move(out));
   const std::size_t n = failing.size();
   for (auto& item : failing) {
+    if (item.peer != p.id.load(std::memory_order_relaxed)) {  // pushed as the slot changed hands
+      if (!item.notified) counters_.unsent_disconnected.add();
+      calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+      continue;
+    }
     if (item.notified) {
       counters_.calls_failed_peer.add();
     } else {

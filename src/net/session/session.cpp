@@ -240,15 +240,13 @@ Connector::Peer& Session::peer_or_throw(PeerId peer) const {
 
 // What was about to be queued for a peer that is gone (its slot went to
 // another address) ends as a send to a disconnected peer does: never sent. On
-// the executor, which owns the counters and the notification backlog; it held
-// no room among the outstanding calls, which its outcome gives back: taken first.
+// the executor, which owns the counters and the notification backlog. It held
+// no room among the outstanding calls, which its outcome gives back: taken
+// here, on the calling thread, so that shutdown waits for it as for any call.
 void Session::end_disconnected(OutItem&& item) {
+  if (item.notified) calls_.reserve();  // first: shutdown waits for it too (Calls::wait_all_ended)
   asio::post(executor_.get(), [this, self = shared_from_this(), item = std::move(item)]() mutable {
-    if (item.notified) {
-      calls_.reserve();
-    } else {
-      counters_.unsent_disconnected.add();
-    }
+    if (!item.notified) counters_.unsent_disconnected.add();
     calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
   });
 }
@@ -281,6 +279,10 @@ SendStatus Session::enqueue(PeerId peer, OutItem& item, bool wait) {
 void Session::async_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail::Completion<SendStatus>> done) {
   Connector::Peer* named = connector_.peer_at(peer);
   if (named == nullptr) {  // (Node checked the PeerId): disconnected since, and its slot went to another address
+    if (intake_closed(state_)) {
+      done->complete_later(SendStatus::closed);
+      return;
+    }
     end_disconnected(std::move(item));
     done->complete_later(SendStatus::ok);
     return;
@@ -321,14 +323,10 @@ void Session::retry_enqueue(PeerId peer, OutItem&& item, std::unique_ptr<detail:
 
 void Session::call(PeerId peer, OutItem&& item) {
   Connector::Peer* named = connector_.peer_at(peer);
-  if (named == nullptr) {  // (Node checked the PeerId): disconnected since, and its slot went to another address
-    end_disconnected(std::move(item));
-    return;
-  }
-  Connector::Peer& p = *named;
-  item.peer = peer.value;
-  if (item.cancel) item.cancel->peer = p.index;
-  if (!intake_closed(state_)) {
+  if (named != nullptr && !intake_closed(state_)) {
+    Connector::Peer& p = *named;
+    item.peer = peer.value;
+    if (item.cancel) item.cancel->peer = p.index;
     if (connector_.has_room(p, true)) {
       calls_.reserve();
       if (p.push(item)) {
@@ -343,6 +341,10 @@ void Session::call(PeerId peer, OutItem&& item) {
         asio::bind_executor(executor_.get(), [self = shared_from_this(), peer, item = std::move(item)]() mutable {
           self->call(peer, std::move(item));
         }));
+    return;
+  }
+  if (!intake_closed(state_)) {  // (Node checked the PeerId): disconnected since, and its slot went to another address
+    end_disconnected(std::move(item));
     return;
   }
   auto completion = std::move(item.completion);
