@@ -208,9 +208,8 @@ void Connector::flush(Peer& p) {
 
 // False when the item ended here and must not be sent.
 bool Connector::admit(Peer& p, OutItem& item, Clock::time_point now) {
-  if (item.peer != p.id.load(std::memory_order_relaxed)) {  // pushed as the slot changed hands
-    if (!item.notified) counters_.unsent_disconnected.add();
-    calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+  if (p.stale(item)) {
+    end_disconnected(item);
     return false;
   }
   if (item.cancel && item.cancel->requested) {

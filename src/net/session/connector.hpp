@@ -94,6 +94,10 @@ class Connector {
       queued_bytes.fetch_sub(item.payload.size(), std::memory_order_relaxed);
       return true;
     }
+    // Pushed with a PeerId this slot no longer has (it changed hands meanwhile).
+    [[nodiscard]] bool stale(const OutItem& item) const noexcept {
+      return item.peer != id.load(std::memory_order_relaxed);
+    }
     [[nodiscard]] std::size_t queued() const noexcept {
       return queue.size() + held_count.load(std::memory_order_relaxed);
     }
@@ -183,6 +187,8 @@ class Connector {
   // The caller cancelled a call not yet sent to `peer`: ended now if it is held
   // (the peer is connecting), else when the flusher takes it.
   void cancel_unsent(std::uint32_t peer, const CallCancel& c);
+  // An item that was never sent ends "disconnected" (counted when not notified).
+  void end_disconnected(OutItem& item);
 
  private:
   friend struct Peer;

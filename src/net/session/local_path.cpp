@@ -38,9 +38,8 @@ void LocalPath::flush(Connector::Peer& p) {
       calls_.end_unsent(item, failure(errc::cancelled, kCancelled));
       continue;
     }
-    if (item.peer != p.id.load(std::memory_order_relaxed)) {  // pushed as the slot changed hands
-      if (!item.notified) counters_.unsent_disconnected.add();
-      calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+    if (p.stale(item)) {
+      p.connector.end_disconnected(item);
       continue;
     }
     if (item.notified && item.deadline <= now) {

@@ -129,13 +129,15 @@ void Connector::hold(Peer& p) {
       p.held_count.fetch_sub(1, std::memory_order_relaxed);
       break;
     }
-    const bool stale = item.peer != p.id.load(std::memory_order_relaxed);  // pushed as the slot changed hands
+    const bool stale = p.stale(item);
     if (stale || (item.cancel && item.cancel->requested)) {
       p.held_count.fetch_sub(1, std::memory_order_relaxed);
       p.queued_bytes.fetch_sub(item.payload.size(), std::memory_order_relaxed);
-      if (stale && !item.notified) counters_.unsent_disconnected.add();
-      calls_.end_unsent(item,
-                        stale ? failure(errc::disconnected, kDisconnected) : failure(errc::cancelled, kCancelled));
+      if (stale) {
+        end_disconnected(item);
+      } else {
+        calls_.end_unsent(item, failure(errc::cancelled, kCancelled));
+      }
       ended = true;
       continue;
     }
@@ -243,15 +245,17 @@ void Connector::end_queued(Peer& p) {
   std::vector<OutItem> ending;  // taken out first, as in fail_unreachable()
   OutItem out;
   while (p.take(out)) ending.push_back(std::move(out));
-  for (auto& item : ending) {
-    if (!item.notified) counters_.unsent_disconnected.add();
-    calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
-  }
+  for (auto& item : ending) end_disconnected(item);
   if (!ending.empty()) calls_.space().notify_waiting();
 }
 
 // No HELLO_ACK within heartbeat_timeout: what waits for this peer ends now,
 // never sent. (Calls sent on an earlier connection ended when it was lost.)
+void Connector::end_disconnected(OutItem& item) {
+  if (!item.notified) counters_.unsent_disconnected.add();
+  calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+}
+
 void Connector::fail_unreachable(Peer& p) {
   // Taken out first: a caller that sends again from its outcome (run inline,
   // on this thread) queues for the next attempt instead of being failed in
@@ -261,9 +265,8 @@ void Connector::fail_unreachable(Peer& p) {
   while (p.take(out)) failing.push_back(std::move(out));
   const std::size_t n = failing.size();
   for (auto& item : failing) {
-    if (item.peer != p.id.load(std::memory_order_relaxed)) {  // pushed as the slot changed hands
-      if (!item.notified) counters_.unsent_disconnected.add();
-      calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+    if (p.stale(item)) {
+      end_disconnected(item);
       continue;
     }
     if (item.notified) {

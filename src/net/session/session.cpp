@@ -246,8 +246,7 @@ Connector::Peer& Session::peer_or_throw(PeerId peer) const {
 void Session::end_disconnected(OutItem&& item) {
   if (item.notified) calls_.reserve();  // first: shutdown waits for it too (Calls::wait_all_ended)
   asio::post(executor_.get(), [this, self = shared_from_this(), item = std::move(item)]() mutable {
-    if (!item.notified) counters_.unsent_disconnected.add();
-    calls_.end_unsent(item, failure(errc::disconnected, kDisconnected));
+    connector_.end_disconnected(item);
   });
 }
 
