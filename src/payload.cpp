@@ -140,12 +140,80 @@ ThreadCache& thread_cache() {
   return cache;
 }
 
+// Large buffers (kLargeFrom to kLargeMost bytes): memory fresh from the kernel costs a
+// page fault per 4 KiB page on first touch (measured: 1 MiB payloads over UCX
+// spent a quarter of the sender's time there), and glibc gives large freed
+// blocks back to the kernel. So a few blocks freed last are kept for the next
+// allocation of the same size (payloads of one application are usually of a
+// few sizes: KV-cache blocks, tensors' shards): at most kLargeBlocks blocks and
+// kLargeBytes in all per process, the oldest going back to malloc first.
+constexpr std::size_t kLargeFrom = std::size_t{64} * 1024;
+constexpr std::size_t kLargeMost = std::size_t{8} << 20;  // larger blocks are not kept
+constexpr std::size_t kLargeBlocks = 64;
+constexpr std::size_t kLargeBytes = std::size_t{64} << 20;
+
+class LargeBlocks {
+ public:
+  void* take(std::size_t size) noexcept {
+    std::lock_guard lock{mutex_};
+    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
+      if (it->size == size) {
+        void* p = it->block;
+        bytes_ -= size;
+        blocks_.erase(std::next(it).base());
+        return p;
+      }
+    }
+    return nullptr;
+  }
+  // False: not kept (the caller frees it).
+  bool give(std::size_t size, void* block) noexcept {
+    if (size > kLargeMost) return false;
+    std::array<void*, kLargeBlocks> evicted{};
+    std::size_t n = 0;
+    {
+      std::lock_guard lock{mutex_};
+      while (!blocks_.empty() && (blocks_.size() >= kLargeBlocks || bytes_ + size > kLargeBytes)) {
+        evicted[n++] = blocks_.front().block;
+        bytes_ -= blocks_.front().size;
+        blocks_.erase(blocks_.begin());
+      }
+      blocks_.push_back(Block{size, block});  // capacity reserved: no allocation here
+      bytes_ += size;
+    }
+    for (std::size_t i = 0; i < n; ++i) std::free(evicted[i]);  // outside the lock: may unmap
+    return true;
+  }
+
+ private:
+  struct Block {
+    std::size_t size;
+    void* block;
+  };
+  std::mutex mutex_;
+  std::vector<Block> blocks_ = [] {
+    std::vector<Block> v;
+    v.reserve(kLargeBlocks);
+    return v;
+  }();
+  std::size_t bytes_ = 0;
+};
+
+// Never destroyed, like the global pool.
+LargeBlocks& large_blocks() {
+  static auto* blocks = new LargeBlocks;
+  return *blocks;
+}
+
 }  // namespace
 
 namespace detail {
 
 void* pool_allocate(std::size_t size) {
   if (AMSG_PAYLOAD_POOL && size <= kMaxPooled) return thread_cache().allocate(class_of(size));
+  if (AMSG_PAYLOAD_POOL && size >= kLargeFrom) {
+    if (void* p = large_blocks().take(size); p != nullptr) return p;
+  }
   void* p = std::malloc(size);
   if (p == nullptr) throw std::bad_alloc{};
   return p;
@@ -154,7 +222,7 @@ void* pool_allocate(std::size_t size) {
 void pool_deallocate(void* block, std::size_t size) noexcept {
   if (AMSG_PAYLOAD_POOL && size <= kMaxPooled) {
     thread_cache().deallocate(class_of(size), block);
-  } else {
+  } else if (!AMSG_PAYLOAD_POOL || size < kLargeFrom || !large_blocks().give(size, block)) {
     std::free(block);
   }
 }

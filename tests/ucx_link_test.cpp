@@ -3,6 +3,8 @@
 // before the listener exists, a restarted listener, large frames by
 // rendezvous, bad addresses, and garbage sent straight into its AM handler.
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <asio/executor_work_guard.hpp>
@@ -18,6 +20,7 @@
 #include "link/ucx_link.hpp"
 #include "net_test_support.hpp"
 #include "test_support.hpp"
+#include "wire/codec.hpp"
 
 namespace amsg::test {
 namespace {
@@ -308,11 +311,34 @@ struct RawUcxPeer final : net::ChannelEvents, net::ListenerEvents {
   RawUcxPeer& operator=(const RawUcxPeer&) = delete;
   void send(std::string bytes) {
     asio::post(io, [this, b = std::move(bytes)] {
-      Payload frame = Payload::copy_of(b);
+      net::Frame frame{Payload::copy_of(b)};
       (void)channel->send(frame);
     });
   }
-  void on_frame(std::span<const std::byte> /*frame*/, std::size_t /*parts*/) override { frames.fetch_add(1); }
+  // One frame as an AM's header (its first `split` bytes) and data (the rest).
+  void send_split(std::string bytes, std::size_t split) {
+    asio::post(io, [this, b = std::move(bytes), split] {
+      const std::string_view v{b};
+      net::Frame frame{Payload::copy_of(v.substr(0, split)), Payload::copy_of(v.substr(split))};
+      (void)channel->send(frame);
+    });
+  }
+  void on_frame(std::span<const std::byte> frame, std::size_t /*parts*/) override {
+    std::vector<std::span<const std::byte>> entries{frame};
+    if (net::wire::decode_batch(frame, entries) != net::wire::DecodeError::none) entries = {frame};
+    std::lock_guard lock{mutex};
+    for (const auto entry : entries) {
+      net::wire::ReplyHeader r;
+      if (net::wire::decode_reply(entry, r) == net::wire::DecodeError::none) {
+        replies.emplace_back(
+            fmt::format("{}:{}:{}", r.call_id, static_cast<int>(r.status),
+                        std::string_view{reinterpret_cast<const char*>(r.body.data()), r.body.size()}));
+      }
+    }
+    frames.fetch_add(1);
+  }
+  std::mutex mutex;
+  std::vector<std::string> replies;  // "call_id:status:body" of each REPLY
   void on_writable() override {}
   bool accepting_frames() override { return true; }
   void on_client_frame(std::string_view /*client*/, std::span<const std::byte> /*frame*/,
@@ -348,6 +374,41 @@ TEST(UcxLink, GarbageIntoTheAmHandlerIsAnsweredAndHarmsNobody) {
   const PeerId peer = client.connect(address);
   auto f = client.call(peer, "echo", bytes("still fine"), CallOptions{"ok"}, asio::use_future);
   EXPECT_EQ(get(f).text(), "ok:ok");
+}
+
+// Over UCX a frame is an AM's header followed by its data: amsg puts a large
+// MSG's or REPLY's header in the one and its payload in the other, but a peer
+// may split a frame anywhere (or not at all) and it reads the same.
+TEST(UcxLink, AFrameSplitAnywhereBetweenTheAmHeaderAndDataReadsAsOne) {
+  NodeOptions so = ucx_server("ucx-split-s");
+  so.manager.concurrency = 1;  // replies in the order the frames came
+  Node server{so};
+  add_handlers(server.manager());
+  server.start();
+  RawUcxPeer raw{server.endpoints().front()};
+  const std::string body = "split payload";
+  const std::string type = "echo";
+  std::string msg(net::wire::msg_size(type, "") + body.size(), '\0');
+  net::wire::write_msg(reinterpret_cast<std::byte*>(msg.data()), 0, type, "", 0,
+                       std::as_bytes(std::span{body.data(), body.size()}));
+  const std::size_t header = msg.size() - body.size();
+  std::vector<std::string> expected;
+  std::uint64_t call_id = 0;
+  for (const std::size_t split : {std::size_t{0}, std::size_t{3}, header - 1, header, header + 2, msg.size()}) {
+    ++call_id;
+    std::string frame = msg;
+    for (int b = 0; b < 8; ++b)
+      frame[4 + b] = static_cast<char>((call_id >> (8 * b)) & 0xFF);  // call id, little-endian
+    raw.send_split(frame, split);
+    expected.push_back(fmt::format("{}:0:{}", call_id, body));
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock{raw.mutex};
+    return raw.replies.size() == expected.size();
+  })) << raw.frames.load()
+      << " frames; replies: " << fmt::format("{}", fmt::join(raw.replies, ", "));
+  std::lock_guard lock{raw.mutex};
+  EXPECT_EQ(raw.replies, expected);
 }
 
 }  // namespace

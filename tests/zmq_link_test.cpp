@@ -64,7 +64,7 @@ TEST(ZmqLink, AFailedSendToAGoneClientDoesNotHideAnotherClientsFrame) {
 
   client.send(zmq::str_buffer("second"));
   ASSERT_TRUE(fd_readable(link.listen_fd(), 5000ms));  // ZeroMQ signalled the frame; nobody has looked yet
-  Payload ping = Payload::copy_of(std::string_view{"ping"});
+  Frame ping{Payload::copy_of(std::string_view{"ping"})};
   EXPECT_EQ(link.send_to_client("no such client", ping), LinkSend::gone);
 
   EXPECT_TRUE(run_until(io, [&] { return events.frames.size() == 2; }));

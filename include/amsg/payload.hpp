@@ -6,7 +6,10 @@
 /// runtime (send -> inbox -> handler) moves a pointer and never copies the bytes.
 /// Small buffers come from a size-classed pool with per-thread caches, because a
 /// buffer is usually allocated on the sending thread and freed on a worker thread
-/// (cross-thread malloc/free was the largest cost in earlier designs).
+/// (cross-thread malloc/free was the largest cost in earlier designs). Of large
+/// buffers (64 KiB to 8 MiB), the last freed are kept for the next of the same
+/// size, at most 64 buffers and 64 MiB per process: memory fresh from the kernel
+/// costs a page fault per page on first touch.
 ///
 /// Thread-safety: a Payload is a value; distinct objects may be used from
 /// different threads, one object needs external synchronisation.

@@ -102,17 +102,17 @@ class MemoryLink::MemoryChannel final : public Channel {
   MemoryChannel(const MemoryChannel&) = delete;
   MemoryChannel& operator=(const MemoryChannel&) = delete;
 
-  LinkSend send(Payload& frame) override {
+  LinkSend send(Frame& frame) override {
     if (state_->closed) return LinkSend::gone;
+    const Payload whole = std::move(frame).joined();  // this link copies every frame anyway
+    frame = Frame{};
     std::unique_lock lock{state_->mutex};
     if (!state_->connected) {
-      if (state_->unsent.size() < kMaxUnsent) state_->unsent.push_back(copy_of(frame.bytes()));
-      frame = Payload{};
+      if (state_->unsent.size() < kMaxUnsent) state_->unsent.push_back(copy_of(whole.bytes()));
       return LinkSend::sent;
     }
     lock.unlock();
-    send_to_listener(*network_, state_, frame.bytes());
-    frame = Payload{};
+    send_to_listener(*network_, state_, whole.bytes());
     return LinkSend::sent;
   }
 
@@ -218,7 +218,7 @@ std::unique_ptr<Channel> MemoryLink::dial(const std::string& address, ChannelEve
   return std::make_unique<MemoryChannel>(network_, std::move(state));
 }
 
-LinkSend MemoryLink::send_to_client(std::string_view client, Payload& frame) {
+LinkSend MemoryLink::send_to_client(std::string_view client, Frame& frame) {
   auto it = port_->clients.find(client);
   auto channel = it != port_->clients.end() ? it->second.lock() : nullptr;
   if (!channel || channel->closed) {
@@ -226,7 +226,9 @@ LinkSend MemoryLink::send_to_client(std::string_view client, Payload& frame) {
     return LinkSend::gone;
   }
   std::weak_ptr<MemoryNetwork::ChannelState> to = channel;
-  network_->route(channel->address, false, frame.bytes(), [to](std::vector<std::byte> b) {
+  const Payload whole = std::move(frame).joined();
+  frame = Frame{};
+  network_->route(channel->address, false, whole.bytes(), [to](std::vector<std::byte> b) {
     return [to, b = std::move(b)]() mutable {
       auto c = to.lock();
       if (!c) return;
@@ -238,7 +240,6 @@ LinkSend MemoryLink::send_to_client(std::string_view client, Payload& frame) {
       });
     };
   });
-  frame = Payload{};
   return LinkSend::sent;
 }
 

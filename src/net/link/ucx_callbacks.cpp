@@ -11,14 +11,14 @@
 
 namespace amsg::net {
 
-ucs_status_t UcxLink::on_am_to_listener(void* arg, const void* /*header*/, std::size_t /*header_length*/, void* data,
+ucs_status_t UcxLink::on_am_to_listener(void* arg, const void* header, std::size_t header_length, void* data,
                                         std::size_t length, const ucp_am_recv_param_t* param) {
-  return static_cast<UcxLink*>(arg)->on_am(true, data, length, param);
+  return static_cast<UcxLink*>(arg)->on_am(true, header, header_length, data, length, param);
 }
 
-ucs_status_t UcxLink::on_am_to_dialer(void* arg, const void* /*header*/, std::size_t /*header_length*/, void* data,
+ucs_status_t UcxLink::on_am_to_dialer(void* arg, const void* header, std::size_t header_length, void* data,
                                       std::size_t length, const ucp_am_recv_param_t* param) {
-  return static_cast<UcxLink*>(arg)->on_am(false, data, length, param);
+  return static_cast<UcxLink*>(arg)->on_am(false, header, header_length, data, length, param);
 }
 
 ucs_status_t UcxLink::on_probe(void* /*arg*/, const void* /*header*/, std::size_t /*header_length*/, void* /*data*/,
@@ -59,7 +59,9 @@ ucs_status_t UcxLink::on_closed(void* arg, const void* /*header*/, std::size_t /
   return UCS_OK;
 }
 
-ucs_status_t UcxLink::on_am(bool to_listener, void* data, std::size_t length, const ucp_am_recv_param_t* param) {
+// The frame is the AM's header followed by its data (either may be empty).
+ucs_status_t UcxLink::on_am(bool to_listener, const void* header, std::size_t header_length, void* data,
+                            std::size_t length, const ucp_am_recv_param_t* param) {
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) == 0) return UCS_OK;  // not from a peer of ours
   auto found = by_endpoint_.find(param->reply_ep);
   if (found == by_endpoint_.end() || found->second->dialed == to_listener) return UCS_OK;
@@ -69,15 +71,19 @@ ucs_status_t UcxLink::on_am(bool to_listener, void* data, std::size_t length, co
   in.sequence = conn.arrived++;
   in.to_listener = to_listener;
   in.worker = conn.worker->handle;
-  if (length > max_frame_bytes_) {
+  if (length > max_frame_bytes_ || header_length > max_frame_bytes_ - length) {
     // Never read: in its place among the connection's frames (those before it
     // are delivered), the connection closes.
     in.oversize = true;
     in_order(std::move(in));
     return UCS_OK;
   }
+  if (header_length != 0) {  // valid only during this call
+    in.head = Payload::copy_of(std::span<const std::byte>{static_cast<const std::byte*>(header), header_length});
+  }
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
-    // Rendezvous: the bytes come straight into the buffer the session will read.
+    // Rendezvous: the bytes come straight into the buffer the session reads
+    // (or, after a head, keeps as the message's payload).
     auto* pending = new Rendezvous{this, std::move(in)};
     pending->in.owned = Payload{length};
     pending->in.data = pending->in.owned.data();
@@ -96,11 +102,12 @@ ucs_status_t UcxLink::on_am(bool to_listener, void* data, std::size_t length, co
   }
   in.data = static_cast<const std::byte*>(data);
   in.size = length;
-  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_DATA) != 0 && length > 0) {
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_DATA) != 0 && length > 0 && in.head.empty()) {
     in.descriptor = data;
     in_order(std::move(in));
     return UCS_INPROGRESS;  // kept until delivered
   }
+  // Copied now (after a head: the payload, which the session keeps).
   in.owned = Payload::copy_of(std::span<const std::byte>{in.data, length});
   in.data = in.owned.data();
   in_order(std::move(in));

@@ -41,7 +41,7 @@ class UcxLink::UcxChannel final : public Channel {
   UcxChannel(const UcxChannel&) = delete;
   UcxChannel& operator=(const UcxChannel&) = delete;
 
-  LinkSend send(Payload& frame) override {
+  LinkSend send(Frame& frame) override {
     ChannelState& c = *state_;
     if (c.closed) return LinkSend::gone;
     // What the connection holds, waiting or in UCX's hands, stays under the mark.
@@ -182,6 +182,10 @@ void UcxLink::make_worker(Worker& w) {
   if (const ucs_status_t e = ucp_worker_get_efd(w.handle, &fd); e != UCS_OK) fail("its event fd", e);
   w.efd = std::make_unique<asio::posix::stream_descriptor>(executor_, fd);
   w.rest = std::make_unique<asio::steady_timer>(executor_);
+  ucp_worker_attr_t attr{};
+  attr.field_mask = UCP_WORKER_ATTR_FIELD_MAX_AM_HEADER;
+  if (const ucs_status_t q = ucp_worker_query(w.handle, &attr); q != UCS_OK) fail("its attributes", q);
+  max_am_header_ = std::min(max_am_header_, attr.max_am_header);
 }
 
 void UcxLink::destroy_worker(Worker& w) {
@@ -380,7 +384,7 @@ void UcxLink::drop_client(const std::string& name) {
   clients_.erase(it);
 }
 
-LinkSend UcxLink::send_to_client(std::string_view client, Payload& frame) {
+LinkSend UcxLink::send_to_client(std::string_view client, Frame& frame) {
   auto it = clients_.find(client);
   if (it == clients_.end() || it->second->ep == nullptr) return LinkSend::gone;
   Client& c = *it->second;
@@ -395,19 +399,27 @@ LinkSend UcxLink::send_to_client(std::string_view client, Payload& frame) {
   return LinkSend::sent;
 }
 
-LinkSend UcxLink::send_on(Conn& conn, unsigned am_id, Payload& frame) {
+// A frame in two parts goes as an AM's header (its head) and data (its body,
+// read from the caller's buffer, by rendezvous when large); a frame in one part,
+// or whose head is over UCX's header limit, as the data of an AM without header.
+LinkSend UcxLink::send_on(Conn& conn, unsigned am_id, Frame& frame) {
+  if (!frame.body.empty() && frame.head.size() > max_am_header_) frame.head = std::move(frame).joined();
+  const bool apart = !frame.body.empty();
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_AM_SEND_FLAG_REPLY;
   p.cb.send = &on_sent;
   p.user_data = this;
-  void* r = ucp_am_send_nbx(conn.ep, am_id, nullptr, 0, frame.data(), frame.size(), &p);
+  void* r = apart ? ucp_am_send_nbx(conn.ep, am_id, frame.head.data(), frame.head.size(), frame.body.data(),
+                                    frame.body.size(), &p)
+                  : ucp_am_send_nbx(conn.ep, am_id, nullptr, 0, frame.head.data(), frame.head.size(), &p);
   if (r == nullptr) {
-    frame = Payload{};
+    frame = Frame{};
     return LinkSend::sent;
   }
   if (UCS_PTR_IS_ERR(r)) return LinkSend::gone;
-  // UCX still reads the bytes: they stay in the request until it is done.
+  // UCX still reads the bytes (the header too, in UCX 1.13): they stay in the
+  // request until it is done.
   auto* req = new (r) SendRequest{};
   ++conn.sending;
   conn.sending_bytes += frame.size();

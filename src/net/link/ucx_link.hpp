@@ -15,10 +15,14 @@
 // connection. Every endpoint is in UCP_ERR_HANDLING_MODE_PEER, so a peer that
 // dies is noticed by UCX (and by the session's heartbeats).
 //
-// A frame travels as the data of one AM (ids in docs/wire-protocol.md, "UCX"),
-// sent with UCP_AM_SEND_FLAG_REPLY so the receiver knows the endpoint it came
-// on. Large frames arrive by rendezvous straight into the buffer the session
-// reads; a frame over the limit is never read and its connection is closed.
+// A frame travels as one AM (ids in docs/wire-protocol.md, "UCX"), sent with
+// UCP_AM_SEND_FLAG_REPLY so the receiver knows the endpoint it came on: a
+// frame the session split (a large MSG or REPLY) as the AM's header (the
+// frame's header) and data (its payload, sent from the caller's buffer),
+// any other as the data of an AM without header. Large data arrives by
+// rendezvous straight into the buffer the session keeps (a payload: the
+// handler's or caller's, with no copy); a frame over the limit is never read
+// and its connection is closed.
 //
 // UCX calls back from inside ucp_worker_progress(), where it must not be
 // re-entered: the callbacks only record what happened, and the progress loop
@@ -39,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,7 +79,7 @@ class UcxLink final : public Link {
   void open(const asio::any_io_executor& executor, ListenerEvents& listener) override;
   std::string listen(const std::string& address) override;
   std::unique_ptr<Channel> dial(const std::string& address, ChannelEvents& events) override;
-  LinkSend send_to_client(std::string_view client, Payload& frame) override;
+  LinkSend send_to_client(std::string_view client, Frame& frame) override;
   void resume_reading() override;
   void stop_waiting() override;
   bool wait_clients_writable(std::chrono::milliseconds timeout) override;
@@ -111,7 +116,7 @@ class UcxLink final : public Link {
   // Whether the listening worker must rest: the session takes no frames and some wait already.
   [[nodiscard]] bool listen_paused();
 
-  LinkSend send_on(Conn& conn, unsigned am_id, Payload& frame);
+  LinkSend send_on(Conn& conn, unsigned am_id, Frame& frame);
   bool send_control(Conn& conn, unsigned am_id);
   void connect_channel(ChannelState& channel);
   void channel_up(ChannelState& channel);
@@ -141,7 +146,8 @@ class UcxLink final : public Link {
   static void on_received(void* request, ucs_status_t status, std::size_t length, void* user_data);
   static void on_connection_request(ucp_conn_request_h request, void* arg);
   static void on_endpoint_error(void* arg, ucp_ep_h ep, ucs_status_t status);
-  ucs_status_t on_am(bool to_listener, void* data, std::size_t length, const ucp_am_recv_param_t* param);
+  ucs_status_t on_am(bool to_listener, const void* header, std::size_t header_length, void* data, std::size_t length,
+                     const ucp_am_recv_param_t* param);
   void on_send_done(const SendRequest& request, ucs_status_t status);
 
   UcxOptions options_;
@@ -153,6 +159,8 @@ class UcxLink final : public Link {
   ListenerEvents* listener_events_ = nullptr;
 
   ucp_context_h context_ = nullptr;
+  std::size_t max_am_header_ =
+      std::numeric_limits<std::size_t>::max();  // UCX's limit on an AM's header (ucp_worker_query)
   std::unique_ptr<Worker> dial_worker_;
   std::unique_ptr<Worker> listen_worker_;
   ucp_listener_h listener_ = nullptr;

@@ -33,7 +33,7 @@ inline constexpr std::chrono::milliseconds kCloseBound{500};
 // Lives in the request UCX returns for a send that did not finish at once
 // (ucp_params_t::request_size): no allocation of ours per send.
 struct SendRequest {
-  Payload frame;
+  Frame frame;
   std::uint64_t key = 0;
   bool probe = false;
   bool control = false;  // kClosing or kClosed: no connection counts them
@@ -56,10 +56,11 @@ struct UcxLink::Inbound {
   bool oversize = false;  // over the frame limit, unread: its connection closes when its turn comes
   bool closing = false;   // the listener's kClosing: answered when its turn comes
   ucp_worker_h worker = nullptr;
-  void* descriptor = nullptr;  // UCX's, released after delivery
-  const std::byte* data = nullptr;
+  void* descriptor = nullptr;       // UCX's, released after delivery
+  Payload head;                     // the AM's header (copied): the frame's head when not empty
+  const std::byte* data = nullptr;  // the AM's data: the frame, or its body after head
   std::size_t size = 0;
-  Payload owned;  // a frame received by rendezvous (or copied)
+  Payload owned;  // the AM's data received by rendezvous (or copied)
 };
 
 struct UcxLink::Conn {
@@ -84,7 +85,7 @@ struct UcxLink::ChannelState : Conn, std::enable_shared_from_this<ChannelState> 
   socklen_t peer_length = 0;
   ChannelEvents* events = nullptr;
   Up up = Up::down;
-  std::deque<Payload> waiting;  // frames sent while the connection was not up
+  std::deque<Frame> waiting;  // frames sent while the connection was not up
   std::size_t waiting_bytes = 0;
   std::unique_ptr<asio::steady_timer> redial;
   std::chrono::milliseconds backoff = kRedialFirst;

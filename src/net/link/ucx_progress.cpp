@@ -210,10 +210,19 @@ void UcxLink::deliver(Inbound& in) {
   }
   auto it = conns_.find(in.key);
   if (it != conns_.end()) {
-    const std::span<const std::byte> frame{in.data, in.size};
+    // In two parts (a head, then the payload, which the session may keep) or in one.
+    const bool parts = !in.head.empty() && in.size != 0;
+    const std::span<const std::byte> frame =
+        in.head.empty() ? std::span<const std::byte>{in.data, in.size} : in.head.bytes();
     if (in.to_listener) {
       const std::string client = static_cast<Client&>(*it->second).name;  // the session may drop it meanwhile
-      listener_events_->on_client_frame(client, frame, 1);
+      if (parts) {
+        listener_events_->on_client_frame_in_parts(client, frame, in.owned);
+      } else {
+        listener_events_->on_client_frame(client, frame, 1);
+      }
+    } else if (parts) {
+      static_cast<ChannelState&>(*it->second).events->on_frame_in_parts(frame, in.owned);
     } else {
       static_cast<ChannelState&>(*it->second).events->on_frame(frame, 1);
     }

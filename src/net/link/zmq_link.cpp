@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -22,11 +23,19 @@ constexpr std::chrono::milliseconds kRetryFull{2};             // see router_loo
 constexpr std::chrono::milliseconds kRetryFullMost{128};       // doubling up to this
 constexpr std::size_t kZeroCopyFrom = std::size_t{64} * 1024;  // larger frames are handed to ZeroMQ without a copy
 
-// A frame as a ZeroMQ message: small ones copied, large ones handed over (the
-// Payload is freed by ZeroMQ's I/O thread once sent; the pool allows that).
-zmq::message_t to_message(Payload& frame) {
-  if (frame.size() < kZeroCopyFrom) return zmq::message_t{frame.data(), frame.size()};
-  auto* owned = new Payload{std::move(frame)};
+// A frame as a ZeroMQ message (one frame: its parts joined): small ones
+// copied, large ones handed over (the Payload is freed by ZeroMQ's I/O thread
+// once sent; the pool allows that).
+zmq::message_t to_message(Frame& frame) {
+  const std::size_t size = frame.size();
+  if (size < kZeroCopyFrom) {
+    zmq::message_t msg{size};
+    auto* at = static_cast<std::byte*>(msg.data());
+    if (!frame.head.empty()) std::memcpy(at, frame.head.data(), frame.head.size());
+    if (!frame.body.empty()) std::memcpy(at + frame.head.size(), frame.body.data(), frame.body.size());
+    return msg;
+  }
+  auto* owned = new Payload{std::move(frame).joined()};
   return zmq::message_t{owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<Payload*>(hint); },
                         owned};
 }
@@ -73,7 +82,7 @@ int ZmqLink::Watched::events() {
 // Whether input may be waiting that the fd will not signal.
 bool ZmqLink::Watched::maybe_readable() { return !drained && (events() & ZMQ_POLLIN) != 0; }
 
-LinkSend ZmqLink::Watched::send(Payload& frame) {
+LinkSend ZmqLink::Watched::send(Frame& frame) {
   if (!socket) return LinkSend::gone;
   drained = false;  // ZeroMQ may take pending commands while sending, consuming the fd's signal
   const bool handed_over = frame.size() >= kZeroCopyFrom;
@@ -85,14 +94,14 @@ LinkSend ZmqLink::Watched::send(Payload& frame) {
     sent = std::nullopt;
   }
   if (sent) {
-    frame = Payload{};
+    frame = Frame{};
     poke();
     return LinkSend::sent;
   }
   // Refused: the frame stays the caller's. A handed-over one is copied back (at
   // the high-water mark only); the message frees its own.
   if (handed_over)
-    frame = Payload::copy_of(std::span<const std::byte>{static_cast<const std::byte*>(msg.data()), msg.size()});
+    frame.head = Payload::copy_of(std::span<const std::byte>{static_cast<const std::byte*>(msg.data()), msg.size()});
   want_out = true;
   poke();
   return LinkSend::again;
@@ -140,7 +149,7 @@ class ZmqLink::ZmqChannel final : public Channel {
   }
   ZmqChannel(const ZmqChannel&) = delete;
   ZmqChannel& operator=(const ZmqChannel&) = delete;
-  LinkSend send(Payload& frame) override { return state_->sock.send(frame); }
+  LinkSend send(Frame& frame) override { return state_->sock.send(frame); }
 
  private:
   std::shared_ptr<ChannelState> state_;
@@ -253,7 +262,7 @@ std::unique_ptr<Channel> ZmqLink::dial(const std::string& address, ChannelEvents
   }
 }
 
-LinkSend ZmqLink::send_to_client(std::string_view client, Payload& frame) {
+LinkSend ZmqLink::send_to_client(std::string_view client, Frame& frame) {
   if (!router_.socket) return LinkSend::gone;
   try {
     router_.drained = false;
@@ -270,7 +279,7 @@ LinkSend ZmqLink::send_to_client(std::string_view client, Payload& frame) {
   }
   zmq::message_t msg = to_message(frame);
   (void)router_.socket->send(msg, zmq::send_flags::none);  // the rest of a started message is never refused
-  frame = Payload{};
+  frame = Frame{};
   router_.poke();
   return LinkSend::sent;
 }

@@ -47,7 +47,7 @@ class ZmqLink final : public Link {
   void open(const asio::any_io_executor& executor, ListenerEvents& listener) override;
   std::string listen(const std::string& address) override;
   std::unique_ptr<Channel> dial(const std::string& address, ChannelEvents& events) override;
-  LinkSend send_to_client(std::string_view client, Payload& frame) override;
+  LinkSend send_to_client(std::string_view client, Frame& frame) override;
   void resume_reading() override;
   void stop_waiting() override;
   bool wait_clients_writable(std::chrono::milliseconds timeout) override;
@@ -71,7 +71,7 @@ class ZmqLink final : public Link {
 
     [[nodiscard]] int events();
     [[nodiscard]] bool maybe_readable();
-    LinkSend send(Payload& frame);
+    LinkSend send(Frame& frame);
     void poke();
     void close(int linger_ms);
   };

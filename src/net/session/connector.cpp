@@ -140,7 +140,7 @@ void Connector::open(Peer& p) {
   p.max_payload = 0;       // whoever answers there announces its own limit
   p.hello_unsent = false;  // open() says HELLO itself
   set_state(p, PeerState::connecting);
-  Payload hello = make_hello();
+  Frame hello{make_hello()};
   (void)p.channel->send(hello);
   flush(p);
 }
@@ -185,16 +185,22 @@ void Connector::flush(Peer& p) {
   if (!send_backlog(p)) return;
   std::size_t n = 0;
   OutItem item;
-  for (;;) {  // the backlog holds the one frame the link refused (and CANCELs behind it)
+  for (;;) {  // the backlog holds the frames the link refused (and CANCELs behind them)
     out_batch_.clear();
     const auto now = Clock::now();
     std::size_t bytes = 0;  // a BATCH stops at kMaxBatchBytes (plus the entry that crossed it)
-    while (out_batch_.size() < wire::kMaxBatch && bytes < wire::kMaxBatchBytes && p.take(item)) {
-      if (admit(p, item, now)) {
-        bytes += item.payload.size() + item.type.size() + item.notify_id.size() + wire::kMsgFixed;
-        out_batch_.push_back(std::move(item));
-      }
+    bool alone = false;     // a large payload goes in a frame of its own (kBodyApartFrom)
+    while (!alone && out_batch_.size() < wire::kMaxBatch && bytes < wire::kMaxBatchBytes && p.take(item)) {
       ++n;
+      if (!admit(p, item, now)) continue;
+      if (item.payload.size() >= wire::kBodyApartFrom) {
+        alone = true;
+        // What was taken before it leaves first, in a frame of its own (in the backlog if refused).
+        if (!out_batch_.empty()) (void)send_out(p, out_batch_, now);
+        out_batch_.clear();
+      }
+      bytes += item.payload.size() + item.type.size() + item.notify_id.size() + wire::kMsgFixed;
+      out_batch_.push_back(std::move(item));
     }
     if (out_batch_.empty()) break;
     if (!send_out(p, out_batch_, now)) break;  // now in the backlog
@@ -243,19 +249,22 @@ bool Connector::admit(Peer& p, OutItem& item, Clock::time_point now) {
 // link would block (the frame then waits, encoded and registered, in the backlog).
 bool Connector::send_out(Peer& p, std::vector<OutItem>& items, Clock::time_point now) {
   const bool single = items.size() == 1;
+  // A large payload goes alone, after its header, from its own buffer (see kBodyApartFrom).
+  const bool apart = single && items.front().payload.size() >= wire::kBodyApartFrom;
   std::size_t total = single ? 0 : wire::kBatchFixed;
   for (const auto& item : items) {
-    total +=
-        wire::msg_size(item.type, item.notify_id) + item.payload.size() + (single ? 0 : wire::batch_entry_overhead());
+    total += wire::msg_size(item.type, item.notify_id) + (apart ? 0 : item.payload.size()) +
+             (single ? 0 : wire::batch_entry_overhead());
   }
-  Encoded e{Payload{total}, 0, items.size()};
-  auto* at = e.frame.data();
+  Encoded e{Frame{Payload{total}, Payload{}}, 0, items.size()};
+  auto* at = e.frame.head.data();
   if (!single) {
     wire::write_batch_prefix(at, static_cast<std::uint32_t>(items.size()));
     at += wire::kBatchFixed;
   }
   for (auto& item : items) {
-    const std::size_t size = wire::msg_size(item.type, item.notify_id) + item.payload.size();
+    const std::span<const std::byte> body = apart ? std::span<const std::byte>{} : item.payload.bytes();
+    const std::size_t size = wire::msg_size(item.type, item.notify_id) + body.size();
     if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
     if (item.notified) {
       auto [call_id, pd] = calls_.add(p.index, now, item.deadline);
@@ -263,17 +272,21 @@ bool Connector::send_out(Peer& p, std::vector<OutItem>& items, Clock::time_point
         item.cancel->call_id = call_id;
         item.cancel->peer = p.index;
       }
-      wire::write_msg(at, call_id, item.type, item.notify_id, remaining_ms(item.deadline, now), item.payload.bytes(),
+      wire::write_msg(at, call_id, item.type, item.notify_id, remaining_ms(item.deadline, now), body,
                       item.idempotent ? wire::kFlagIdempotent : std::uint8_t{0});
       pd.notify_id = std::move(item.notify_id);
       pd.type = std::move(item.type);
       pd.completion = std::move(item.completion);
       if (single) e.call_id = call_id;
     } else {
-      wire::write_msg(at, 0, item.type, item.notify_id, 0, item.payload.bytes());
+      wire::write_msg(at, 0, item.type, item.notify_id, 0, body);
     }
     at += size;
-    item.payload = Payload{};
+    if (apart) {
+      e.frame.body = std::move(item.payload);
+    } else {
+      item.payload = Payload{};
+    }
   }
   if (!p.backlog.empty() || p.channel->send(e.frame) != LinkSend::sent) {
     p.backlog.push_back(std::move(e));
@@ -305,7 +318,13 @@ void Connector::on_writable(Peer& p) {
 
 // ---------------------------------------------------------------- receiving
 
-void Connector::on_frame(Peer& p, std::span<const std::byte> frame, std::size_t parts) {
+void Connector::on_frame(Peer& p, std::span<const std::byte> frame, std::size_t parts, Payload* body) {
+  Payload joined;
+  if (body != nullptr && !wire::is_bare_header(frame)) {  // not split at a payload: read as one
+    joined = join_frame(frame, body->bytes());
+    frame = joined.bytes();
+    body = nullptr;
+  }
   p.last_rx = Clock::now();
   collecting_ = true;
   try {
@@ -321,7 +340,7 @@ void Connector::on_frame(Peer& p, std::span<const std::byte> frame, std::size_t 
       } else {
         switch (prefix.kind) {
           case wire::Kind::reply:
-            on_reply(p, frame);
+            on_reply(p, frame, body);
             break;
           case wire::Kind::batch:
             if (auto e = wire::decode_batch(frame, batch_entries_); e != wire::DecodeError::none) {
@@ -384,7 +403,7 @@ void Connector::on_frame(Peer& p, std::span<const std::byte> frame, std::size_t 
 }
 
 // One REPLY (alone or from a BATCH): completes the call it answers.
-void Connector::on_reply(Peer& p, std::span<const std::byte> frame) {
+void Connector::on_reply(Peer& p, std::span<const std::byte> frame, Payload* body) {
   wire::ReplyHeader r;
   if (auto e = wire::decode_reply(frame, r); e != wire::DecodeError::none) {
     malformed(p, wire::to_string(e));
@@ -404,7 +423,11 @@ void Connector::on_reply(Peer& p, std::span<const std::byte> frame) {
   Notification n;
   if (r.status == wire::Status::ok) {
     n.outcome = Outcome::ok;
-    if (!r.body.empty()) n.payload = Payload::copy_of(r.body);
+    if (body != nullptr) {
+      n.payload = std::move(*body);  // received apart, into a buffer of its own
+    } else if (!r.body.empty()) {
+      n.payload = Payload::copy_of(r.body);
+    }
   } else {
     n = failure(r.status == wire::Status::cancelled ? errc::cancelled : to_errc(r.code), std::string{r.error});
     if (n.code == errc::timeout) counters_.timeouts.add();  // the deadline passed at the peer, a moment before ours
@@ -454,7 +477,7 @@ void Connector::on_hello_ack(Peer& p, std::span<const std::byte> frame) {
     // The new connection starts with a HELLO like any other, so the peer knows
     // our limits and heartbeats us; a node that restarted is not closing. One
     // refused at the high-water mark goes again with the next heartbeat.
-    Payload hello = make_hello();
+    Frame hello{make_hello()};
     p.hello_unsent = p.channel->send(hello) != LinkSend::sent;
     if (p.state == PeerState::closing) set_state(p, PeerState::ready);
   }
@@ -526,7 +549,7 @@ void Connector::query_handlers(Peer& p, std::promise<std::vector<std::string>> p
   }
   p.handler_queries.emplace_back(std::move(promise), Clock::now());
   if (p.channel) {
-    Payload hello = make_hello();
+    Frame hello{make_hello()};
     (void)p.channel->send(hello);
   }
 }

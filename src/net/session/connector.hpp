@@ -61,7 +61,7 @@ class Connector {
 
   // A frame written and its calls registered, that the link could not take yet.
   struct Encoded {
-    Payload frame;
+    Frame frame;
     std::uint64_t call_id = 0;  // of a lone notified MSG (0 for a BATCH)
     std::size_t count = 1;      // messages in the frame
   };
@@ -71,6 +71,9 @@ class Connector {
         : connector{c}, index{i}, address{addr}, slot_address{std::move(addr)}, queue{capacity}, id{i} {}
     void on_frame(std::span<const std::byte> frame, std::size_t parts) override {
       connector.on_frame(*this, frame, parts);
+    }
+    void on_frame_in_parts(std::span<const std::byte> head, Payload& body) override {
+      connector.on_frame(*this, head, 1, &body);
     }
     void on_writable() override { connector.on_writable(*this); }
     // Every push goes through here, so that the byte count stays true. The
@@ -123,7 +126,7 @@ class Connector {
     errc incompatible_code = errc::version_mismatch;
     std::string incompatible_reason;
     std::uint32_t max_payload = 0;  // the largest body the peer accepts (its HELLO_ACK); 0: not known yet
-    std::deque<Encoded> backlog;    // the one frame the link refused (and CANCELs behind it)
+    std::deque<Encoded> backlog;    // the frames the link refused (and CANCELs behind them)
     bool hello_unsent = false;      // a new connection's HELLO the link refused: the tick sends it
     // Disconnected with calls in flight: the channel (and its heartbeats) stay
     // until they end, so each ends as it would have (ok, peer lost, ...).
@@ -197,8 +200,10 @@ class Connector {
   bool admit(Peer& p, OutItem& item, Clock::time_point now);
   bool send_out(Peer& p, std::vector<OutItem>& items, Clock::time_point now);
   bool send_backlog(Peer& p);
-  void on_frame(Peer& p, std::span<const std::byte> frame, std::size_t parts);
-  void on_reply(Peer& p, std::span<const std::byte> frame);
+  // `body`: the frame came in two parts, `frame` then `body` (a REPLY's
+  // payload, taken without a copy when `frame` is its whole header).
+  void on_frame(Peer& p, std::span<const std::byte> frame, std::size_t parts, Payload* body = nullptr);
+  void on_reply(Peer& p, std::span<const std::byte> frame, Payload* body = nullptr);
   void on_hello_ack(Peer& p, std::span<const std::byte> frame);
   void on_error_frame(Peer& p, std::span<const std::byte> frame);
   void set_state(Peer& p, PeerState state);

@@ -13,6 +13,13 @@
 #include "session/codes.hpp"
 
 namespace amsg::net {
+namespace {
+
+// A reply whose payload goes in a frame of its own, apart from its header (kBodyApartFrom).
+bool reply_goes_apart(const Notification& n) noexcept { return n.payload.size() >= wire::kBodyApartFrom; }
+
+}  // namespace
+
 class Listener::Layer final : public CommunicationLayer {
  public:
   explicit Layer(Listener* listener) : listener_{listener} {}
@@ -36,6 +43,11 @@ struct Listener::Port final : ListenerEvents {
     listener.key_.assign(1, index);
     listener.key_.append(client);
     listener.on_frame(listener.key_, frame, parts);
+  }
+  void on_client_frame_in_parts(std::string_view client, std::span<const std::byte> head, Payload& body) override {
+    listener.key_.assign(1, index);
+    listener.key_.append(client);
+    listener.on_frame(listener.key_, head, 1, &body);
   }
   bool on_clients_writable() override { return listener.drain_backlog(); }
   Listener& listener;
@@ -79,7 +91,13 @@ void Listener::resume_reading() {
 
 // ---------------------------------------------------------------- receiving
 
-void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, std::size_t parts) {
+void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, std::size_t parts, Payload* body) {
+  Payload joined;
+  if (body != nullptr && !wire::is_bare_header(frame)) {  // not split at a payload: read as one
+    joined = join_frame(frame, body->bytes());
+    frame = joined.bytes();
+    body = nullptr;
+  }
   // No reference to the client is kept: send() forgets a client that has gone.
   auto [entry, is_new] = clients_.try_emplace(std::string{key});
   now_ = Clock::now();
@@ -106,7 +124,7 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
     // ends the calls the connection it had was carrying.
     Payload ack = make_hello_ack();
     ack.data()[3] = std::byte{wire::kFlagNewConnection};
-    send(key, std::move(ack), true);
+    send(key, Frame{std::move(ack)}, true);
   }
   if (parts != 1) {
     malformed(wire::to_string(wire::DecodeError::bad_frames));
@@ -120,7 +138,7 @@ void Listener::on_frame(std::string_view key, std::span<const std::byte> frame, 
   }
   switch (prefix.kind) {
     case wire::Kind::msg:
-      on_msg(key, frame, max_response);
+      on_msg(key, frame, max_response, body);
       return;
     case wire::Kind::batch:
       on_batch(key, frame, max_response);
@@ -228,12 +246,13 @@ void Listener::on_hello(std::string_view key, std::span<const std::byte> frame) 
   c.last_rx = Clock::now();
   c.max_payload = h.max_payload;
   log_->debug("hello from {}", h.identity);
-  send(key, make_hello_ack(), true);
-  if (intake_closed(state_)) send(key, Payload::copy_of(wire::encode_bye()), true);
+  send(key, Frame{make_hello_ack()}, true);
+  if (intake_closed(state_)) send(key, Frame{Payload::copy_of(wire::encode_bye())}, true);
 }
 
 // One MSG (alone or from a BATCH).
-void Listener::on_msg(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response) {
+void Listener::on_msg(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response,
+                      Payload* body) {
   wire::MsgHeader h;
   if (auto e = wire::decode_msg(frame, h); e != wire::DecodeError::none) {
     malformed(wire::to_string(e));
@@ -246,6 +265,7 @@ void Listener::on_msg(std::string_view key, std::span<const std::byte> frame, st
     if (h.call_id != 0) reply_error(key, h.call_id, wire::ErrorCode::shutting_down, kRemoteShuttingDown);
     return;
   }
+  if (body != nullptr) h.body = body->bytes();  // received apart
   if (h.body.size() > options_.max_payload) {
     counters_.refused_too_large.add();
     if (h.call_id != 0) {
@@ -257,7 +277,7 @@ void Listener::on_msg(std::string_view key, std::span<const std::byte> frame, st
   }
   std::string idem_key;
   if (h.idempotent && h.call_id != 0 && !h.id.empty() && !first_of_key(key, h, max_response, idem_key)) return;
-  Message m{std::string{h.type}, Payload::copy_of(h.body)};
+  Message m{std::string{h.type}, body != nullptr ? std::move(*body) : Payload::copy_of(h.body)};
   if (h.timeout_ms != 0) m.deadline = now_ + std::chrono::milliseconds{h.timeout_ms};
   if (h.call_id != 0) m.notify_id = h.id.empty() ? std::to_string(h.call_id) : std::string{h.id};
   admit(key, std::move(m), h.call_id, max_response, std::move(idem_key));
@@ -271,22 +291,22 @@ void Listener::malformed(std::string_view why) {
 // ---------------------------------------------------------------- sending
 
 void Listener::reply_error(std::string_view key, std::uint64_t call_id, wire::ErrorCode code, std::string_view text) {
-  Payload frame{wire::reply_size(text)};
-  wire::write_reply(frame.data(), call_id, wire::Status::error, code, text, {});
+  Frame frame{Payload{wire::reply_size(text)}, Payload{}};
+  wire::write_reply(frame.head.data(), call_id, wire::Status::error, code, text, {});
   send(key, std::move(frame), true, 1);
   counters_.replies_sent.add();
 }
 
 void Listener::send_error(std::string_view key, wire::ErrorCode code, std::string_view text) {
-  send(key, Payload::copy_of(wire::encode_error(code, text)), false);
+  send(key, Frame{Payload::copy_of(wire::encode_error(code, text))}, false);
 }
 
-LinkSend Listener::try_send(std::string_view key, Payload& frame) {
+LinkSend Listener::try_send(std::string_view key, Frame& frame) {
   const auto index = static_cast<std::size_t>(static_cast<unsigned char>(key.front()));
   return links_.all()[index]->send_to_client(key.substr(1), frame);
 }
 
-void Listener::send(std::string_view key, Payload&& frame, bool must, std::size_t replies) {
+void Listener::send(std::string_view key, Frame&& frame, bool must, std::size_t replies) {
   Client& c = clients_[std::string{key}];
   if (c.cut_off) {
     counters_.replies_dropped.add(replies);
@@ -423,8 +443,10 @@ void Listener::flush_replies() {
       const std::string& key = slab_[reply_batch_[first].slot].client;
       std::size_t last = first + 1;
       std::size_t bytes = reply_batch_[first].notification.payload.size();  // a BATCH stops at kMaxBatchBytes
+      // A large payload goes in a frame of its own (kBodyApartFrom).
       while (last < reply_batch_.size() && bytes < wire::kMaxBatchBytes &&
-             slab_[reply_batch_[last].slot].client == key) {
+             !reply_goes_apart(reply_batch_[last - 1].notification) &&
+             !reply_goes_apart(reply_batch_[last].notification) && slab_[reply_batch_[last].slot].client == key) {
         bytes += reply_batch_[last].notification.payload.size() + reply_batch_[last].notification.error.size();
         ++last;
       }
@@ -438,6 +460,7 @@ void Listener::flush_replies() {
 void Listener::send_replies(std::size_t first, std::size_t last) {
   const bool single = last - first == 1;
   std::size_t total = single ? 0 : wire::kBatchFixed;
+  bool split = false;  // a lone large payload: sent after its header, from its own buffer
   for (std::size_t i = first; i < last; ++i) {
     Notification& n = reply_batch_[i].notification;
     const std::uint32_t limit = slab_[reply_batch_[i].slot].max_response;
@@ -446,28 +469,31 @@ void Listener::send_replies(std::size_t first, std::size_t last) {
       n = failure(errc::payload_too_large,
                   fmt::format("payload of {} bytes exceeds the limit of {} bytes", n.payload.size(), limit));
     }
-    total += wire::reply_size(n.error) + n.payload.size() + (single ? 0 : wire::batch_entry_overhead());
+    split = single && reply_goes_apart(n);
+    total += wire::reply_size(n.error) + (split ? 0 : n.payload.size()) + (single ? 0 : wire::batch_entry_overhead());
   }
-  Payload frame{total};
-  auto* at = frame.data();
+  Frame frame{Payload{total}, Payload{}};
+  auto* at = frame.head.data();
   if (!single) {
     wire::write_batch_prefix(at, static_cast<std::uint32_t>(last - first));
     at += wire::kBatchFixed;
   }
   for (std::size_t i = first; i < last; ++i) {
     const auto slot = static_cast<std::uint32_t>(reply_batch_[i].slot);
-    const Notification& n = reply_batch_[i].notification;
+    Notification& n = reply_batch_[i].notification;
     const wire::Status status = n.outcome == Outcome::ok          ? wire::Status::ok
                                 : n.outcome == Outcome::cancelled ? wire::Status::cancelled
                                                                   : wire::Status::error;
     const wire::ErrorCode code = n.outcome == Outcome::ok ? wire::ErrorCode::none : to_wire(n.code);
-    const std::size_t size = wire::reply_size(n.error) + n.payload.size();
     if (!slab_[slot].idem_key.empty()) {  // its retries that waited get the same outcome; later ones from memory
       end_of_key(slab_[slot].idem_key, status, code, n.error, n.payload.bytes(), true);
     }
+    const std::span<const std::byte> body = split ? std::span<const std::byte>{} : n.payload.bytes();
+    const std::size_t size = wire::reply_size(n.error) + body.size();
     if (!single) at = wire::write_batch_entry(at, static_cast<std::uint32_t>(size));
-    wire::write_reply(at, slab_[slot].call_id, status, code, n.error, n.payload.bytes());
+    wire::write_reply(at, slab_[slot].call_id, status, code, n.error, body);
     at += size;
+    if (split) frame.body = std::move(n.payload);
   }
   counters_.replies_sent.add(last - first);
   send(slab_[reply_batch_[first].slot].client, std::move(frame), true, last - first);
@@ -491,7 +517,7 @@ void Listener::tick(Clock::time_point now) {
     const std::string key = it->first;
     const bool hello = it->second.hello;
     ++it;
-    if (hello) send(key, Payload::copy_of(ping), false);
+    if (hello) send(key, Frame{Payload::copy_of(ping)}, false);
   }
 }
 
@@ -500,7 +526,7 @@ void Listener::say_bye() {
   for (const auto& [key, client] : clients_) {
     if (client.hello) told.push_back(key);
   }
-  for (const auto& key : told) send(key, Payload::copy_of(wire::encode_bye()), true);
+  for (const auto& key : told) send(key, Frame{Payload::copy_of(wire::encode_bye())}, true);
 }
 
 void Listener::stop() {

@@ -121,14 +121,17 @@ class Listener {
     bool reply = true;  // false: a fire-and-forget message ended (nothing to send)
   };
   struct Backlogged {
-    Payload frame;
+    Frame frame;
     std::size_t replies = 0;  // REPLYs in it (counted as dropped if it never leaves)
   };
 
   bool accepting() const noexcept;
-  void on_frame(std::string_view key, std::span<const std::byte> frame, std::size_t parts);
+  // `body`: the frame came in two parts, `frame` then `body` (a MSG's
+  // payload, taken without a copy when `frame` is its whole header).
+  void on_frame(std::string_view key, std::span<const std::byte> frame, std::size_t parts, Payload* body = nullptr);
   void on_batch(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response);
-  void on_msg(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response);
+  void on_msg(std::string_view key, std::span<const std::byte> frame, std::uint32_t max_response,
+              Payload* body = nullptr);
   void on_hello(std::string_view key, std::span<const std::byte> frame);
   void on_cancel(std::string_view key, std::uint64_t call_id);
   void refuse(std::string_view key, std::span<const std::byte> frame, wire::ErrorCode code, std::string_view text);
@@ -137,10 +140,10 @@ class Listener {
   void malformed(std::string_view why);
   // `must`: REPLY, HELLO_ACK and BYE wait in the client's backlog when the link
   // says again; PING and ERROR frames are dropped instead.
-  void send(std::string_view key, Payload&& frame, bool must, std::size_t replies = 0);
+  void send(std::string_view key, Frame&& frame, bool must, std::size_t replies = 0);
   void cut_off(const std::string& key, Client& client, std::string_view why);
   [[nodiscard]] bool is_cut_off(std::string_view key) const;
-  LinkSend try_send(std::string_view key, Payload& frame);
+  LinkSend try_send(std::string_view key, Frame& frame);
   bool drain_backlog();  // true when a frame left
   void forget(const std::string& key);
   void deliver(std::uint64_t slot, Notification&& n);

@@ -52,8 +52,8 @@ void Listener::send_outcome(std::string_view key, std::uint64_t call_id, std::ui
                 fmt::format("payload of {} bytes exceeds the limit of {} bytes", body.size(), max_response));
     return;
   }
-  Payload frame{wire::reply_size(error) + body.size()};
-  wire::write_reply(frame.data(), call_id, status, code, error, body);
+  Frame frame{Payload{wire::reply_size(error) + body.size()}, Payload{}};  // a stored outcome: copied
+  wire::write_reply(frame.head.data(), call_id, status, code, error, body);
   counters_.replies_sent.add();
   send(key, std::move(frame), true, 1);
 }

@@ -29,7 +29,7 @@ void Connector::send_cancel(std::uint32_t peer, std::uint64_t call_id) {
   if (std::any_of(p->backlog.begin(), p->backlog.end(), [call_id](const Encoded& e) { return e.call_id == call_id; })) {
     return;
   }
-  Payload frame = Payload::copy_of(wire::encode_cancel(call_id));
+  Frame frame{Payload::copy_of(wire::encode_cancel(call_id))};
   counters_.cancels_sent.add();
   if (!p->backlog.empty() || p->channel->send(frame) == LinkSend::again) {
     p->backlog.push_back(Encoded{std::move(frame), 0, 0});
@@ -77,10 +77,10 @@ void Connector::tick(Clock::time_point now) {
     // have eaten the first), else a PING. Refused at the high-water mark: the
     // next one will do.
     if (p.hello_unsent) {
-      Payload hello = make_hello();
+      Frame hello{make_hello()};
       p.hello_unsent = p.channel->send(hello) != LinkSend::sent;
     }
-    Payload frame = p.state == PeerState::connecting ? make_hello() : Payload::copy_of(ping);
+    Frame frame{p.state == PeerState::connecting ? make_hello() : Payload::copy_of(ping)};
     (void)p.channel->send(frame);
     const bool silent = now - p.last_rx > options_.heartbeat_timeout;
     if (p.draining) {  // disconnected: closes once its calls ended, or at once when the peer is lost

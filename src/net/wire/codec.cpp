@@ -204,6 +204,20 @@ std::uint64_t stable_call_id(std::span<const std::byte> frame) noexcept {
   return frame.size() < 12 ? 0 : get_u64(frame.data() + 4);
 }
 
+bool is_bare_header(std::span<const std::byte> head) noexcept {
+  Prefix prefix;
+  if (read_prefix(head, prefix) != DecodeError::none || prefix.version != kVersion) return false;
+  if (prefix.kind == Kind::msg) {
+    MsgHeader h;
+    return decode_msg(head, h) == DecodeError::none && h.body.empty();
+  }
+  if (prefix.kind == Kind::reply) {
+    ReplyHeader h;
+    return decode_reply(head, h) == DecodeError::none && h.body.empty();
+  }
+  return false;
+}
+
 DecodeError decode_msg(std::span<const std::byte> frame, MsgHeader& out) noexcept {
   if (auto e = check(frame, Kind::msg, kMsgFixed); e != DecodeError::none) return e;
   const std::byte* p = frame.data();

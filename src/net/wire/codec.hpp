@@ -115,6 +115,11 @@ struct ErrorFrame {
   std::string_view text;
 };
 
+// A MSG or REPLY whose body is at least this large is sent in a frame of its
+// own, in two parts (header, body), so that links that can send the body from
+// where it is (UCX) do; smaller ones are copied into their frame (or BATCH).
+inline constexpr std::size_t kBodyApartFrom = std::size_t{16} * 1024;
+
 // --- encoding: size first, then write into a buffer of exactly that size ---
 // msg_size/reply_size are the header sizes; the frame is header + body bytes.
 [[nodiscard]] std::size_t msg_size(std::string_view type, std::string_view id) noexcept;
@@ -168,6 +173,10 @@ struct Prefix {
 // The call id of a MSG/REPLY header of any version (bytes 4..11), or 0 when too short.
 [[nodiscard]] std::uint64_t stable_call_id(std::span<const std::byte> frame) noexcept;
 
+// Whether `head` is exactly the header of a MSG or REPLY of this version, with
+// no body bytes: a frame that arrived in two parts (head, then body) is then
+// read without joining them.
+[[nodiscard]] bool is_bare_header(std::span<const std::byte> head) noexcept;
 [[nodiscard]] DecodeError decode_msg(std::span<const std::byte> frame, MsgHeader& out) noexcept;
 [[nodiscard]] DecodeError decode_reply(std::span<const std::byte> frame, ReplyHeader& out) noexcept;
 [[nodiscard]] DecodeError decode_hello(std::span<const std::byte> frame, Hello& out);
