@@ -105,7 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int frames = 0; frames < 64 && size - at >= 2; ++frames) {
     const std::size_t len = std::min<std::size_t>(data[at] | (std::size_t{data[at + 1]} << 8U), size - at - 2);
     at += 2;
-    amsg::Payload frame = amsg::Payload::copy_of(amsg::fuzz::bytes(data + at, len));
+    net::Frame frame{amsg::Payload::copy_of(amsg::fuzz::bytes(data + at, len))};
     (void)channel.send(frame);
     at += len;
   }
