@@ -122,10 +122,21 @@ TEST_P(NodeOverLink, LargeAndSmallPayloadsQueuedTogetherArriveWholeAndInOrder) {
     ASSERT_TRUE(n.is_success()) << i << ": " << n.text();
     EXPECT_TRUE(n.payload.as_string_view() == sent[i]) << "reply " << i << " of " << sent[i].size() << " bytes";
   }
-  ASSERT_TRUE(eventually([&] {
+  const bool all_arrived = eventually([&] {
     std::lock_guard lock{mutex};
     return received.size() == sent.size();
-  }));
+  });
+  if (!all_arrived) {
+    const net::NodeStats c = client.stats();
+    const net::NodeStats s = server.stats();
+    std::lock_guard lock{mutex};
+    FAIL() << received.size() << " of " << sent.size() << " messages arrived; client: sent " << c.messages_sent
+           << ", peers lost " << c.peers_lost << ", malformed " << c.malformed_frames << "; server: received "
+           << s.messages_received << ", malformed " << s.malformed_frames << ", refused overloaded "
+           << s.refused_overloaded << ", too large " << s.refused_too_large << ", cut off " << s.clients_cut_off
+           << ", ignored " << s.frames_ignored << ", manager received " << s.manager.received << ", dispatched "
+           << s.manager.dispatched;
+  }
   std::lock_guard lock{mutex};
   for (std::size_t i = 0; i < sent.size(); ++i) {
     EXPECT_TRUE(received[i] == sent[i]) << "message " << i << " of " << sent[i].size() << " bytes";

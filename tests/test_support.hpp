@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <asio/experimental/concurrent_channel.hpp>
 #include <asio/use_awaitable.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -112,11 +114,19 @@ inline std::shared_ptr<Handler> noop() {
 }
 
 // A logger that discards everything, for tests that make many failures on purpose.
+// A logger that says nothing, unless AMSG_TEST_LOG is set (then it logs to
+// stderr at debug level: what a failing test's nodes did, for its reader).
 inline std::string quiet_logger(const std::string& name) {
   if (!spdlog::get(name)) {
-    auto l = std::make_shared<spdlog::logger>(name);
-    l->set_level(spdlog::level::off);
-    spdlog::register_logger(l);
+    if (std::getenv("AMSG_TEST_LOG") != nullptr) {  // NOLINT(concurrency-mt-unsafe): read-only use of the environment
+      auto l = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+      l->set_level(spdlog::level::debug);
+      spdlog::register_logger(l);
+    } else {
+      auto l = std::make_shared<spdlog::logger>(name);
+      l->set_level(spdlog::level::off);
+      spdlog::register_logger(l);
+    }
   }
   return name;
 }

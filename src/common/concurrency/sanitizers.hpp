@@ -25,3 +25,15 @@
 #ifndef AMSG_UNDER_TSAN
 #define AMSG_UNDER_TSAN 0
 #endif
+
+// A hand-over TSan cannot see (another library's lock-free queue, not built
+// with TSan, passes an object between threads): release where the object is
+// handed over, acquire where it is taken, so that TSan orders the two sides.
+#if AMSG_UNDER_TSAN
+#include <sanitizer/tsan_interface.h>
+#define AMSG_TSAN_RELEASE(addr) __tsan_release(addr)
+#define AMSG_TSAN_ACQUIRE(addr) __tsan_acquire(addr)
+#else
+#define AMSG_TSAN_RELEASE(addr) static_cast<void>(addr)
+#define AMSG_TSAN_ACQUIRE(addr) static_cast<void>(addr)
+#endif
