@@ -155,6 +155,7 @@ constexpr std::size_t kLargeBytes = std::size_t{64} << 20;
 class LargeBlocks {
  public:
   void* take(std::size_t size) noexcept {
+    if (size > kLargeMost) return nullptr;  // never kept: no lock to take
     std::lock_guard lock{mutex_};
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
       if (it->size == size) {

@@ -2,9 +2,12 @@
 
 #include "session/call_table.hpp"
 
+#include "session/call_index.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <set>
 #include <string>
 
@@ -76,6 +79,60 @@ TEST(CallTable, TakeLeavesTheSlotEmptyForItsNextUse) {
   auto [id2, v2] = t.add();
   EXPECT_TRUE(v2.empty());  // a new call starts from a default value
   (void)id2;
+}
+
+// CallIndex against a plain map, through random inserts and erases that fill
+// the table to its limit (long runs, wrap-around, equal call ids from
+// different clients, and ids that collide in their hash's low bits).
+TEST(CallIndex, FindsEveryIndexedCallAndNoOtherThroughRandomInsertsAndErases) {
+  constexpr std::uint32_t kSlots = 64;
+  CallIndex index{kSlots};
+  struct Entry {
+    std::string client;
+    std::uint64_t call_id = 0;
+    std::uint64_t hash = 0;
+    bool used = false;
+  };
+  std::vector<Entry> slots(kSlots);
+  std::uint64_t rng = 12345;
+  auto next = [&rng] {
+    rng ^= rng << 13U;
+    rng ^= rng >> 7U;
+    rng ^= rng << 17U;
+    return rng;
+  };
+  const std::array<std::string, 3> clients{"Aa", "Ab", "Ba"};  // link byte, client name
+  auto lookup = [&](const std::string& client, std::uint64_t call_id) {
+    return index.find(CallIndex::hash(client, call_id), [&](std::uint32_t s) {
+      return slots[s].used && slots[s].call_id == call_id && slots[s].client == client;
+    });
+  };
+  for (int step = 0; step < 20000; ++step) {
+    const std::uint32_t slot = next() % kSlots;
+    Entry& e = slots[slot];
+    if (e.used) {
+      ASSERT_EQ(lookup(e.client, e.call_id), slot) << "step " << step;
+      index.erase(e.hash, slot);
+      e.used = false;
+      ASSERT_EQ(lookup(e.client, e.call_id), CallIndex::kNotFound) << "step " << step;
+    } else {
+      e.client = clients[next() % clients.size()];
+      e.call_id = 1 + next() % 40;  // few ids: the same id from several clients
+      bool taken = false;
+      for (const Entry& o : slots) taken |= o.used && o.client == e.client && o.call_id == e.call_id;
+      if (taken) continue;  // a client's call ids are unique among its calls in flight
+      e.hash = CallIndex::hash(e.client, e.call_id);
+      index.insert(e.hash, slot);
+      e.used = true;
+    }
+    if (step % 97 == 0) {
+      for (std::uint32_t s = 0; s < kSlots; ++s) {
+        if (slots[s].used) {
+          ASSERT_EQ(lookup(slots[s].client, slots[s].call_id), s) << "step " << step;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -115,6 +115,7 @@ TEST_P(NodeOverLink, LargeAndSmallPayloadsQueuedTogetherArriveWholeAndInOrder) {
   }
   for (const auto& body : sent) ASSERT_EQ(client.send(peer, "record", bytes(body)), SendStatus::ok);
   std::vector<std::future<Notification>> calls;
+  calls.reserve(sent.size());
   for (const auto& body : sent)
     calls.push_back(client.call(peer, "echo", bytes(body), CallOptions{"e"}, asio::use_future));
   for (std::size_t i = 0; i < calls.size(); ++i) {

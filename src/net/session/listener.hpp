@@ -39,6 +39,7 @@
 #include "concurrency/bounded_queue.hpp"
 #include "link/link.hpp"
 #include "session/call.hpp"
+#include "session/call_index.hpp"
 #include "session/counters.hpp"
 #include "session/idempotency.hpp"
 #include "session/links.hpp"
@@ -109,6 +110,7 @@ class Listener {
   struct Inflight {
     std::string client;              // link index byte + the link's client name
     std::uint64_t call_id = 0;       // 0: fire-and-forget
+    std::uint64_t index_hash = 0;    // its key in calls_by_id_ (calls only)
     std::uint32_t max_response = 0;  // the client's announced limit (0: not known)
     std::size_t bytes = 0;
     bool running = false;    // in the manager
@@ -192,6 +194,7 @@ class Listener {
   std::unordered_map<std::string, std::deque<Backlogged>> backlog_;
   std::vector<Inflight> slab_;
   std::vector<std::uint32_t> free_slots_;
+  CallIndex calls_by_id_;          // slab_'s calls by (client, call id), for CANCEL
   std::deque<std::string> turns_;  // clients with messages waiting, in turn order
   std::size_t busy_clients_ = 0;   // clients with messages here
   Clock::time_point contended_until_{};

@@ -77,6 +77,10 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
   Inflight& f = slab_[slot];
   f.client.assign(key);
   f.call_id = call_id;
+  if (call_id != 0) {
+    f.index_hash = CallIndex::hash(key, call_id);
+    calls_by_id_.insert(f.index_hash, slot);
+  }
   f.max_response = max_response;
   f.bytes = bytes;
   f.running = false;
@@ -226,7 +230,8 @@ void Listener::end(std::uint32_t slot) {
   inflight_bytes_ -= f.bytes;
   if (f.cancelled) ingress_.forget_cancel(slot);  // before the slot (the token) is used again
   f.cancelled = false;
-  f.call_id = 0;  // ended: a CANCEL no longer finds it
+  if (f.call_id != 0) calls_by_id_.erase(f.index_hash, slot);  // ended: a CANCEL no longer finds it
+  f.call_id = 0;
   f.running = false;
   f.bytes = 0;
   f.idem_key.clear();
@@ -245,10 +250,12 @@ void Listener::end(std::uint32_t slot) {
 // nothing (the REPLY may be on its way). An idempotent call is not cancelled:
 // other callers may be waiting on its outcome.
 void Listener::on_cancel(std::string_view key, std::uint64_t call_id) {
-  auto it = std::find_if(slab_.begin(), slab_.end(),
-                         [&](const Inflight& f) { return f.call_id == call_id && f.client == key; });
-  if (it == slab_.end() || it->cancelled || !it->idem_key.empty()) return;
-  const auto slot = static_cast<std::uint32_t>(it - slab_.begin());
+  const std::uint32_t slot = calls_by_id_.find(CallIndex::hash(key, call_id), [&](std::uint32_t s) {
+    return slab_[s].call_id == call_id && slab_[s].client == key;
+  });
+  if (slot == CallIndex::kNotFound) return;
+  Inflight* const it = &slab_[slot];
+  if (it->cancelled || !it->idem_key.empty()) return;
   Client& c = clients_[std::string{key}];
   auto waiting = std::find_if(c.waiting.begin(), c.waiting.end(), [slot](const Waiting& w) { return w.slot == slot; });
   if (waiting != c.waiting.end()) {
