@@ -2,7 +2,9 @@
 # Side by side: a leader and W workers through amsg's Cohort (`amsg bench
 # --transport ipc --scenario fanout`) and raw ZeroMQ (../shared/anchors/fanout-raw),
 # interleaved per round and per W, then medians and ratios.
-# Usage: ROUNDS=3 WORKERS="1 2 4 8 16 32" bench/compare_fanout.sh
+# Usage: ROUNDS=3 WORKERS="1 2 4 8 16 32" [UCX=1] bench/compare_fanout.sh
+# UCX=1: amsg over its UCX link too (`--transport ucx`, loopback, shared memory
+# between the processes), interleaved the same way, in a table of its own.
 # Output: a table on stdout; raw lines in $OUT/raw.txt (default /tmp/amsg-compare-fanout);
 # $OUT/fanout.svg plots both against W (docs/img/fanout.svg; needs python3-matplotlib).
 # Both: 64-byte echoes over ipc; broadcast latency one at a time (2000), then
@@ -29,6 +31,10 @@ for r in $(seq "$ROUNDS"); do
     echo "system=zmq $(timeout 300 "$FANOUT" "$w" 2000)" | tee -a "$RAW"
     echo "system=amsg $(timeout 300 "$AMSG" bench --no-progress --json --transport ipc --scenario fanout \
       --workers "$w" --broadcasts 2000)" | tee -a "$RAW"
+    if [ "${UCX:-0}" = 1 ]; then
+      echo "system=amsg-ucx $(UCX_NET_DEVICES=lo timeout 300 "$AMSG" bench --no-progress --json --transport ucx \
+        --scenario fanout --workers "$w" --broadcasts 2000)" | tee -a "$RAW"
+    fi
   done
 done
 
@@ -36,24 +42,32 @@ done
 # pipelined rate, against W) when Debian's python3-matplotlib is there.
 /usr/bin/python3 - "$RAW" "$OUT/fanout.svg" <<'PY'
 import json, re, statistics, sys
-raw, ours = {}, {}
+raw, ours, ucx = {}, {}, {}
 for line in open(sys.argv[1]):
     if line.startswith("system=zmq"):
         kv = dict(re.findall(r"(\w+)=([0-9.]+)", line))
         raw.setdefault(int(kv["workers"]), []).append(
             (float(kv["bcast_us_p50"]), float(kv["bcast_us_p99"]), float(kv["pipelined_worker_msgs_per_s"])))
     elif line.startswith("system=amsg"):
-        j = json.loads(line[len("system=amsg "):])
-        ours.setdefault(int(j["workers"]), []).append((j["p50_us"], j["p99_us"], j["worker_msgs_per_s"]))
+        name, _, rest = line.partition(" ")
+        j = json.loads(rest)
+        (ucx if name == "system=amsg-ucx" else ours).setdefault(int(j["workers"]), []).append(
+            (j["p50_us"], j["p99_us"], j["worker_msgs_per_s"]))
 ws = sorted(set(raw) & set(ours))
 md = lambda rows, i: statistics.median(r[i] for r in rows)
-print("| workers | raw p50 µs | amsg p50 µs | p50 ratio (target ≤ 1.25) | raw p99 µs | amsg p99 µs "
-      "| raw worker-msg/s | amsg worker-msg/s | rate ratio (target ≥ 0.8) |")
-print("|---|---|---|---|---|---|---|---|---|")
-for w in ws:
-    a, b = raw[w], ours[w]
-    print(f"| {w} | {md(a,0):.0f} | {md(b,0):.0f} | {md(b,0)/md(a,0):.2f}x | {md(a,1):.0f} | {md(b,1):.0f} "
-          f"| {md(a,2):,.0f} | {md(b,2):,.0f} | {md(b,2)/md(a,2):.2f}x |")
+for title, d in (("amsg over ipc", ours), ("amsg over UCX", ucx)):
+    if not d:
+        continue
+    print(f"\n{title}, beside raw ZeroMQ over ipc:\n")
+    print("| workers | raw p50 µs | amsg p50 µs | p50 ratio (target ≤ 1.25) | raw p99 µs | amsg p99 µs "
+          "| raw worker-msg/s | amsg worker-msg/s | rate ratio (target ≥ 0.8) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for w in ws:
+        if w not in d:
+            continue
+        a, b = raw[w], d[w]
+        print(f"| {w} | {md(a,0):.0f} | {md(b,0):.0f} | {md(b,0)/md(a,0):.2f}x | {md(a,1):.0f} | {md(b,1):.0f} "
+              f"| {md(a,2):,.0f} | {md(b,2):,.0f} | {md(b,2)/md(a,2):.2f}x |")
 try:
     import matplotlib
 except ImportError:
@@ -62,7 +76,9 @@ matplotlib.use("Agg")
 matplotlib.rcParams["svg.fonttype"] = "none"
 import matplotlib.pyplot as plt
 fig, (lat, rate) = plt.subplots(1, 2, figsize=(11, 4))
-for name, d, style in (("raw ZeroMQ", raw, "o-"), ("amsg Cohort", ours, "s-")):
+for name, d, style in (("raw ZeroMQ", raw, "o-"), ("amsg Cohort", ours, "s-"), ("amsg Cohort over UCX", ucx, "^-")):
+    if not d:
+        continue
     lat.plot(ws, [md(d[w], 0) for w in ws], style, label=f"{name} p50")
     lat.plot(ws, [md(d[w], 1) for w in ws], style, alpha=0.4, label=f"{name} p99")
     rate.plot(ws, [md(d[w], 2) / 1000 for w in ws], style, label=name)

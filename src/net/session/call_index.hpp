@@ -2,12 +2,16 @@
 // CallIndex: the listener's in-flight calls by (client, call id), so that a
 // CANCEL finds its call in constant time instead of scanning every slot (a
 // client sending CANCELs must not cost this node more than any other frame).
-// A fixed open-addressing table, sized once: nothing allocated per call.
+// A fixed open-addressing table, sized once: nothing allocated per call. The
+// hash is seeded per table at random, so that a client cannot choose call ids
+// that pile up in one run of the table.
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <random>
 #include <string_view>
 #include <vector>
 
@@ -18,13 +22,18 @@ class CallIndex {
   static constexpr std::uint32_t kNotFound = ~std::uint32_t{0};
 
   // Room for `slots` calls at once, the table at most half full.
-  explicit CallIndex(std::size_t slots) : entries_(std::bit_ceil(2 * slots + 2)), mask_{entries_.size() - 1} {}
+  explicit CallIndex(std::size_t slots)
+      : entries_(std::bit_ceil(std::max<std::size_t>(2 * slots, 2))),
+        mask_{entries_.size() - 1},
+        seed_{(std::uint64_t{std::random_device{}()} << 32U) ^ std::random_device{}()} {}
 
-  [[nodiscard]] static std::uint64_t hash(std::string_view client, std::uint64_t call_id) noexcept {
-    std::uint64_t h = std::hash<std::string_view>{}(client) ^ (call_id * 0x9E3779B97F4A7C15ULL);
-    h ^= h >> 31U;  // mixed so that consecutive call ids spread over the table
+  [[nodiscard]] std::uint64_t hash(std::string_view client, std::uint64_t call_id) const noexcept {
+    std::uint64_t h = std::hash<std::string_view>{}(client) ^ seed_ ^ (call_id * 0x9E3779B97F4A7C15ULL);
+    h ^= h >> 30U;  // splitmix64's finalizer: every input bit moves the low (index) bits
     h *= 0xBF58476D1CE4E5B9ULL;
-    return h ^ (h >> 29U);
+    h ^= h >> 27U;
+    h *= 0x94D049BB133111EBULL;
+    return h ^ (h >> 31U);
   }
 
   void insert(std::uint64_t h, std::uint32_t slot) noexcept {
@@ -68,6 +77,7 @@ class CallIndex {
   };
   std::vector<Entry> entries_;
   std::size_t mask_;
+  std::uint64_t seed_;
 };
 
 }  // namespace amsg::net

@@ -78,7 +78,7 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
   f.client.assign(key);
   f.call_id = call_id;
   if (call_id != 0) {
-    f.index_hash = CallIndex::hash(key, call_id);
+    f.index_hash = calls_by_id_.hash(key, call_id);
     calls_by_id_.insert(f.index_hash, slot);
   }
   f.max_response = max_response;
@@ -250,7 +250,7 @@ void Listener::end(std::uint32_t slot) {
 // nothing (the REPLY may be on its way). An idempotent call is not cancelled:
 // other callers may be waiting on its outcome.
 void Listener::on_cancel(std::string_view key, std::uint64_t call_id) {
-  const std::uint32_t slot = calls_by_id_.find(CallIndex::hash(key, call_id), [&](std::uint32_t s) {
+  const std::uint32_t slot = calls_by_id_.find(calls_by_id_.hash(key, call_id), [&](std::uint32_t s) {
     return slab_[s].call_id == call_id && slab_[s].client == key;
   });
   if (slot == CallIndex::kNotFound) return;
