@@ -76,12 +76,13 @@ matplotlib.use("Agg")
 matplotlib.rcParams["svg.fonttype"] = "none"
 import matplotlib.pyplot as plt
 fig, (lat, rate) = plt.subplots(1, 2, figsize=(11, 4))
-for name, d, style in (("raw ZeroMQ", raw, "o-"), ("amsg Cohort", ours, "s-"), ("amsg Cohort over UCX", ucx, "^-")):
+for name, d, style, color in (("raw ZeroMQ", raw, "o-", "C0"), ("amsg Cohort", ours, "s-", "C1"),
+                              ("amsg Cohort over UCX", ucx, "^-", "C2")):
     if not d:
         continue
-    lat.plot(ws, [md(d[w], 0) for w in ws], style, label=f"{name} p50")
-    lat.plot(ws, [md(d[w], 1) for w in ws], style, alpha=0.4, label=f"{name} p99")
-    rate.plot(ws, [md(d[w], 2) / 1000 for w in ws], style, label=name)
+    lat.plot(ws, [md(d[w], 0) for w in ws], style, color=color, label=f"{name} p50")
+    lat.plot(ws, [md(d[w], 1) for w in ws], style, color=color, alpha=0.4, label=f"{name} p99")
+    rate.plot(ws, [md(d[w], 2) / 1000 for w in ws], style, color=color, label=name)
 for ax in (lat, rate):
     ax.set_xscale("log", base=2)
     ax.set_xticks(ws)
@@ -92,7 +93,8 @@ for ax in (lat, rate):
 lat.set_yscale("log")
 lat.set_ylabel("broadcast completion, µs (one at a time)")
 rate.set_ylabel("k worker-messages/s (16 broadcasts in flight)")
-fig.suptitle(f"A leader and W workers over ipc: medians of {len(next(iter(ours.values())))} interleaved rounds")
+where = "raw ZeroMQ and amsg over ipc, amsg over UCX" if ucx else "over ipc"
+fig.suptitle(f"A leader and W workers ({where}): medians of {len(next(iter(ours.values())))} interleaved rounds")
 fig.tight_layout()
 fig.savefig(sys.argv[2])
 print(f"plot: {sys.argv[2]}", file=sys.stderr)
