@@ -82,15 +82,13 @@ TEST(CallTable, TakeLeavesTheSlotEmptyForItsNextUse) {
 }
 
 // CallIndex against a list of what is indexed, through random inserts and
-// erases: equal call ids from different clients, and the same (client, call
-// id) twice, as a misbehaving client may send it (a lookup then finds one of them).
+// erases from empty (so the table grows), with the same call id twice, as a
+// misbehaving client may send it (a lookup then finds one of the two).
 TEST(CallIndex, FindsEveryIndexedCallAndNoOtherThroughRandomInsertsAndErases) {
   constexpr std::uint32_t kSlots = 64;
-  CallIndex index{kSlots};
+  CallIndex index;
   struct Entry {
-    std::string client;
     std::uint64_t call_id = 0;
-    std::uint64_t hash = 0;
     bool used = false;
   };
   std::vector<Entry> slots(kSlots);
@@ -101,89 +99,82 @@ TEST(CallIndex, FindsEveryIndexedCallAndNoOtherThroughRandomInsertsAndErases) {
     rng ^= rng << 17U;
     return rng;
   };
-  const std::array<std::string, 3> clients{"Aa", "Ab", "Ba"};  // link byte, client name
-  auto matches = [&](std::uint32_t s, const std::string& client, std::uint64_t call_id) {
-    return slots[s].used && slots[s].call_id == call_id && slots[s].client == client;
-  };
-  auto lookup = [&](const std::string& client, std::uint64_t call_id) {
-    return index.find(index.hash(client, call_id), [&](std::uint32_t s) { return matches(s, client, call_id); });
-  };
-  auto indexed = [&](const std::string& client, std::uint64_t call_id) {
-    return std::any_of(slots.begin(), slots.end(),
-                       [&](const Entry& e) { return e.used && e.client == client && e.call_id == call_id; });
+  auto check = [&](std::uint64_t call_id, int step) {
+    const std::uint32_t found = index.find(call_id);
+    const bool indexed =
+        std::any_of(slots.begin(), slots.end(), [&](const Entry& e) { return e.used && e.call_id == call_id; });
+    if (!indexed) {
+      EXPECT_EQ(found, CallIndex::kNotFound) << "step " << step;
+      return;
+    }
+    ASSERT_NE(found, CallIndex::kNotFound) << "step " << step;
+    EXPECT_TRUE(slots[found].used && slots[found].call_id == call_id) << "step " << step;
   };
   for (int step = 0; step < 20000; ++step) {
     const std::uint32_t slot = next() % kSlots;
     Entry& e = slots[slot];
     if (e.used) {
-      index.erase(e.hash, slot);
+      index.erase(e.call_id, slot);
       e.used = false;
-      const std::uint32_t found = lookup(e.client, e.call_id);
-      if (indexed(e.client, e.call_id)) {
-        ASSERT_NE(found, CallIndex::kNotFound) << "step " << step;
-        ASSERT_TRUE(matches(found, e.client, e.call_id)) << "step " << step;
-      } else {
-        ASSERT_EQ(found, CallIndex::kNotFound) << "step " << step;
-      }
+      check(e.call_id, step);
     } else {
-      e.client = clients[next() % clients.size()];
-      e.call_id = 1 + next() % 24;  // few ids: the same id from several clients, sometimes twice from one
-      e.hash = index.hash(e.client, e.call_id);
-      index.insert(e.hash, slot);
+      e.call_id = 1 + next() % 96;  // few ids: now and then the same one twice
+      index.insert(e.call_id, slot);
       e.used = true;
     }
+    ASSERT_EQ(index.size(), static_cast<std::size_t>(
+                                std::count_if(slots.begin(), slots.end(), [](const Entry& x) { return x.used; })));
+    ASSERT_LE(2 * index.size(), index.capacity());
     for (std::uint32_t s = 0; s < kSlots; ++s) {
-      if (!slots[s].used) continue;
-      const std::uint32_t found = lookup(slots[s].client, slots[s].call_id);
-      ASSERT_NE(found, CallIndex::kNotFound) << "step " << step;
-      ASSERT_TRUE(matches(found, slots[s].client, slots[s].call_id)) << "step " << step;
+      if (slots[s].used) check(slots[s].call_id, step);
     }
+    if (::testing::Test::HasFailure()) return;
   }
 }
 
 // Runs that wrap from the table's last entry to its first, and erasing from
-// them (hashes chosen so: a table for 4 calls has 8 entries).
+// them: call ids are picked by where their probe starts (the hash is seeded
+// at random), in a table of 16 entries.
 TEST(CallIndex, RunsThatWrapAroundTheTableEndSurviveErases) {
-  CallIndex index{4};
-  // Entry i: hash, slot. Homes 6, 7, 7, 6, 0: they fill 6, 7, 0, 1, 2.
-  const std::array<std::pair<std::uint64_t, std::uint32_t>, 5> calls{
-      {{6, 0}, {7 + 8, 1}, {7 + 16, 2}, {6 + 8, 3}, {0 + 8, 4}}};
-  for (const auto& [h, slot] : calls) index.insert(h, slot);
-  auto find = [&](std::uint64_t h, std::uint32_t slot) {
-    return index.find(h, [slot](std::uint32_t s) { return s == slot; });
-  };
-  for (const auto& [h, slot] : calls) ASSERT_EQ(find(h, slot), slot);
-  // Erase the entry at 7 (slot 1): those behind it, across the end, move back
-  // only where their home allows.
-  index.erase(calls[1].first, 1);
-  EXPECT_EQ(find(calls[1].first, 1), CallIndex::kNotFound);
-  for (const std::size_t i : {0U, 2U, 3U, 4U}) EXPECT_EQ(find(calls[i].first, calls[i].second), calls[i].second) << i;
-  // The first of the run (at 6), then the one whose home is 0.
-  index.erase(calls[0].first, 0);
-  index.erase(calls[4].first, 4);
-  for (const std::size_t i : {2U, 3U}) EXPECT_EQ(find(calls[i].first, calls[i].second), calls[i].second) << i;
-  EXPECT_EQ(find(calls[0].first, 0), CallIndex::kNotFound);
-  EXPECT_EQ(find(calls[4].first, 4), CallIndex::kNotFound);
-  index.erase(calls[2].first, 2);
-  index.erase(calls[3].first, 3);
-  for (const auto& [h, slot] : calls) EXPECT_EQ(find(h, slot), CallIndex::kNotFound);
-  index.insert(5, 7);  // and the table is usable again
-  EXPECT_EQ(find(5, 7), 7U);
-}
-
-// An entry already at its home just past the table's end stays there when a
-// hole opens before the end; the one behind it moves into the hole.
-TEST(CallIndex, AnEntryAtItsHomePastTheEndStaysWhenAHoleOpensBeforeIt) {
-  CallIndex index{4};
-  // Homes 6, 7, 0, 7: at 6, 7, 0 and 1.
-  const std::array<std::pair<std::uint64_t, std::uint32_t>, 4> calls{{{6, 0}, {7, 1}, {0 + 8, 2}, {7 + 8, 3}}};
-  for (const auto& [h, slot] : calls) index.insert(h, slot);
-  auto find = [&](std::uint64_t h, std::uint32_t slot) {
-    return index.find(h, [slot](std::uint32_t s) { return s == slot; });
-  };
-  index.erase(calls[1].first, 1);
-  EXPECT_EQ(find(calls[1].first, 1), CallIndex::kNotFound);
-  for (const std::size_t i : {0U, 2U, 3U}) EXPECT_EQ(find(calls[i].first, calls[i].second), calls[i].second) << i;
+  for (int scenario = 0; scenario < 2; ++scenario) {
+    CallIndex index;
+    index.insert(0, 0);  // allocates the first 16 entries
+    index.erase(0, 0);
+    ASSERT_EQ(index.capacity(), 16U);
+    std::uint64_t next_id = 1;
+    auto id_at = [&](std::size_t home) {
+      while (index.home_of(next_id) != home) ++next_id;
+      return next_id++;
+    };
+    // Scenario 0: homes 14, 15, 15, 14, 0 (at 14, 15, 0, 1, 2); 1: homes 14, 15, 0, 15 (at 14, 15, 0, 1).
+    const std::vector<std::size_t> homes =
+        scenario == 0 ? std::vector<std::size_t>{14, 15, 15, 14, 0} : std::vector<std::size_t>{14, 15, 0, 15};
+    std::vector<std::uint64_t> ids;
+    for (std::uint32_t slot = 0; slot < homes.size(); ++slot) {
+      ids.push_back(id_at(homes[slot]));
+      index.insert(ids.back(), slot);
+    }
+    // The entry at 15 goes: those behind it, across the end, move back only
+    // where their home allows (in scenario 1 the one at its home 0 stays).
+    index.erase(ids[1], 1);
+    EXPECT_EQ(index.find(ids[1]), CallIndex::kNotFound);
+    for (std::uint32_t slot = 0; slot < ids.size(); ++slot) {
+      if (slot != 1) {
+        EXPECT_EQ(index.find(ids[slot]), slot) << scenario << ": " << slot;
+      }
+    }
+    // Then the rest, one by one, first to last.
+    for (std::uint32_t gone = 0; gone < ids.size(); ++gone) {
+      if (gone == 1) continue;
+      index.erase(ids[gone], gone);
+      for (std::uint32_t slot = gone + 1; slot < ids.size(); ++slot) {
+        if (slot != 1) {
+          EXPECT_EQ(index.find(ids[slot]), slot) << scenario << ": " << gone << ", " << slot;
+        }
+      }
+    }
+    EXPECT_EQ(index.size(), 0U);
+  }
 }
 
 }  // namespace

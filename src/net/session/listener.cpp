@@ -63,7 +63,6 @@ Listener::Listener(const SessionExecutor& executor, ListenerOptions options, con
       log_{std::move(log)},
       state_{state},
       replies_{std::max<std::size_t>(options.max_inflight * 2, 1024)},
-      calls_by_id_{options.max_inflight},
       idempotency_{options.idempotency} {
   slab_.resize(options_.max_inflight);
   free_slots_.reserve(options_.max_inflight);

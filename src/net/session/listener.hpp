@@ -96,6 +96,7 @@ class Listener {
     std::size_t inflight_bytes = 0;  // their payload bytes
     std::size_t running = 0;         // of those, in the manager
     std::deque<Waiting> waiting;     // read, waiting for their turn
+    CallIndex calls;                 // its calls here (slots) by call id, for CANCEL
     bool in_turns = false;           // in turns_
     bool over_budget = false;        // alone and over its budget: reading pauses
     // Its refusals (overloaded), in episodes: refusals less than a heartbeat
@@ -110,7 +111,6 @@ class Listener {
   struct Inflight {
     std::string client;              // link index byte + the link's client name
     std::uint64_t call_id = 0;       // 0: fire-and-forget
-    std::uint64_t index_hash = 0;    // its key in calls_by_id_ (calls only)
     std::uint32_t max_response = 0;  // the client's announced limit (0: not known)
     std::size_t bytes = 0;
     bool running = false;    // in the manager
@@ -194,7 +194,6 @@ class Listener {
   std::unordered_map<std::string, std::deque<Backlogged>> backlog_;
   std::vector<Inflight> slab_;
   std::vector<std::uint32_t> free_slots_;
-  CallIndex calls_by_id_;          // slab_'s calls by (client, call id), for CANCEL
   std::deque<std::string> turns_;  // clients with messages waiting, in turn order
   std::size_t busy_clients_ = 0;   // clients with messages here
   Clock::time_point contended_until_{};
@@ -204,7 +203,8 @@ class Listener {
   bool pump_running_ = false;       // the inbox is full: the pump waits for room
   std::vector<std::span<const std::byte>> batch_entries_;
   std::vector<ReplyItem> reply_batch_;
-  std::string key_;  // on_frame()'s scratch
+  std::string key_;            // on_frame()'s scratch
+  std::string key_of_cancel_;  // on_cancel()'s
   RateLimitedLog malformed_log_;
   RateLimitedLog drop_log_;
   RateLimitedLog cut_off_log_;

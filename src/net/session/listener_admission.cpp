@@ -77,10 +77,7 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
   Inflight& f = slab_[slot];
   f.client.assign(key);
   f.call_id = call_id;
-  if (call_id != 0) {
-    f.index_hash = calls_by_id_.hash(key, call_id);
-    calls_by_id_.insert(f.index_hash, slot);
-  }
+  if (call_id != 0) c->calls.insert(call_id, slot);
   f.max_response = max_response;
   f.bytes = bytes;
   f.running = false;
@@ -215,6 +212,7 @@ void Listener::end(std::uint32_t slot) {
   if (it != clients_.end()) {
     Client& c = it->second;
     if (f.running) --c.running;
+    if (f.call_id != 0) c.calls.erase(f.call_id, slot);  // ended: a CANCEL no longer finds it
     c.inflight_bytes -= f.bytes;
     if (--c.inflight == 0) --busy_clients_;
     if (c.inflight <= options_.max_inflight_per_client * 3 / 4 &&
@@ -230,7 +228,6 @@ void Listener::end(std::uint32_t slot) {
   inflight_bytes_ -= f.bytes;
   if (f.cancelled) ingress_.forget_cancel(slot);  // before the slot (the token) is used again
   f.cancelled = false;
-  if (f.call_id != 0) calls_by_id_.erase(f.index_hash, slot);  // ended: a CANCEL no longer finds it
   f.call_id = 0;
   f.running = false;
   f.bytes = 0;
@@ -250,13 +247,14 @@ void Listener::end(std::uint32_t slot) {
 // nothing (the REPLY may be on its way). An idempotent call is not cancelled:
 // other callers may be waiting on its outcome.
 void Listener::on_cancel(std::string_view key, std::uint64_t call_id) {
-  const std::uint32_t slot = calls_by_id_.find(calls_by_id_.hash(key, call_id), [&](std::uint32_t s) {
-    return slab_[s].call_id == call_id && slab_[s].client == key;
-  });
+  key_of_cancel_.assign(key);
+  const auto client = clients_.find(key_of_cancel_);
+  if (client == clients_.end()) return;
+  Client& c = client->second;
+  const std::uint32_t slot = c.calls.find(call_id);
   if (slot == CallIndex::kNotFound) return;
   Inflight* const it = &slab_[slot];
   if (it->cancelled || !it->idem_key.empty()) return;
-  Client& c = clients_[std::string{key}];
   auto waiting = std::find_if(c.waiting.begin(), c.waiting.end(), [slot](const Waiting& w) { return w.slot == slot; });
   if (waiting != c.waiting.end()) {
     c.waiting.erase(waiting);  // (take_turns() passes over a client left with nothing waiting)
