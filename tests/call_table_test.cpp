@@ -125,6 +125,7 @@ TEST(CallIndex, FindsEveryIndexedCallAndNoOtherThroughRandomInsertsAndErases) {
     ASSERT_EQ(index.size(), static_cast<std::size_t>(
                                 std::count_if(slots.begin(), slots.end(), [](const Entry& x) { return x.used; })));
     ASSERT_LE(2 * index.size(), index.capacity());
+    ASSERT_LE(index.capacity(), std::max<std::size_t>(CallIndex::kSmallest, 8 * index.size() + 8));  // it shrinks
     for (std::uint32_t s = 0; s < kSlots; ++s) {
       if (slots[s].used) check(slots[s].call_id, step);
     }
@@ -174,6 +175,14 @@ TEST(CallIndex, RunsThatWrapAroundTheTableEndSurviveErases) {
       }
     }
     EXPECT_EQ(index.size(), 0U);
+    // The run again, then enough calls to grow the table: all are found after the rehash.
+    for (std::uint32_t slot = 0; slot < ids.size(); ++slot) index.insert(ids[slot], slot);
+    for (auto slot = static_cast<std::uint32_t>(ids.size()); slot < 40; ++slot) {
+      ids.push_back(1000000 + slot);  // beyond the ids picked above
+      index.insert(ids.back(), slot);
+    }
+    EXPECT_EQ(index.capacity(), 128U);
+    for (std::uint32_t slot = 0; slot < ids.size(); ++slot) EXPECT_EQ(index.find(ids[slot]), slot) << slot;
   }
 }
 

@@ -2,15 +2,18 @@
 // CallIndex: one client's in-flight calls at the listener, by call id, so that
 // a CANCEL finds its call without scanning every slot of the node (a client
 // sending CANCELs must not cost this node more than any other frame). One per
-// client, so that it stays small and in cache: an open-addressing table that
-// grows (doubling) when half full, and never shrinks while its client is
-// known, so that nothing is allocated per call once a client's calls have
-// reached their usual number. The hash is seeded at random per process, so
-// that a client cannot choose call ids that pile up in one run of the table.
+// client, so that it stays as small as that client's calls in flight: an
+// open-addressing table that doubles when half full and halves when under an
+// eighth full (so at most 8 entries per call, and an idle client's table is
+// the smallest), which allocates only when a client's calls in flight have
+// changed by a factor of two or more, never per call. The hash is seeded at
+// random per process, so that a client cannot choose call ids that pile up in
+// one run of the table.
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -19,9 +22,10 @@ namespace amsg::net {
 class CallIndex {
  public:
   static constexpr std::uint32_t kNotFound = ~std::uint32_t{0};
+  static constexpr std::size_t kSmallest = 16;  // entries, once a first call came
 
-  // The slot of call `call_id` (the first indexed, if a misbehaving client
-  // sent that id twice), or kNotFound.
+  // The slot of call `call_id` (one of them, if a misbehaving client sent that
+  // id twice), or kNotFound.
   [[nodiscard]] std::uint32_t find(std::uint64_t call_id) const noexcept {
     if (entries_.empty()) return kNotFound;
     for (std::size_t i = home(call_id); entries_[i].slot != kNotFound; i = (i + 1) & mask_) {
@@ -30,8 +34,9 @@ class CallIndex {
     return kNotFound;
   }
 
+  // May throw std::bad_alloc (growing), and then indexes nothing.
   void insert(std::uint64_t call_id, std::uint32_t slot) {
-    if (2 * (count_ + 1) > entries_.size()) grow();
+    if (2 * (count_ + 1) > entries_.size()) rehash(std::vector<Entry>(std::max(kSmallest, 2 * entries_.size())));
     place(Entry{call_id, slot});
     ++count_;
   }
@@ -54,6 +59,7 @@ class CallIndex {
     }
     entries_[i] = Entry{};
     --count_;
+    if (entries_.size() > kSmallest && 8 * count_ < entries_.size()) shrink();
   }
 
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
@@ -92,13 +98,24 @@ class CallIndex {
     entries_[i] = e;
   }
 
-  void grow() {
-    std::vector<Entry> old(std::max<std::size_t>(16, 2 * entries_.size()));
-    old.swap(entries_);
+  // Moves every entry into `table` (empty, a power of two, more than twice
+  // the entries), which becomes the table.
+  void rehash(std::vector<Entry>&& table) noexcept {
+    table.swap(entries_);
     mask_ = entries_.size() - 1;
-    for (const Entry& e : old) {
+    for (const Entry& e : table) {
       if (e.slot != kNotFound) place(e);
     }
+  }
+
+  void shrink() noexcept {
+    std::vector<Entry> half;
+    try {
+      half.resize(entries_.size() / 2);
+    } catch (const std::bad_alloc&) {
+      return;  // keeps the larger table
+    }
+    rehash(std::move(half));
   }
 
   std::vector<Entry> entries_;

@@ -72,12 +72,12 @@ void Listener::admit(std::string_view key, Message&& m, std::uint64_t call_id, s
       ++over_budget_;
     }
   }
-  const std::uint32_t slot = free_slots_.back();  // frames are read only with kMaxBatch slots free
+  const std::uint32_t slot = free_slots_.back();     // frames are read only with kMaxBatch slots free
+  if (call_id != 0) c->calls.insert(call_id, slot);  // first: it may throw (growing), and nothing is taken yet
   free_slots_.pop_back();
   Inflight& f = slab_[slot];
   f.client.assign(key);
   f.call_id = call_id;
-  if (call_id != 0) c->calls.insert(call_id, slot);
   f.max_response = max_response;
   f.bytes = bytes;
   f.running = false;
@@ -252,7 +252,7 @@ void Listener::on_cancel(std::string_view key, std::uint64_t call_id) {
   if (client == clients_.end()) return;
   Client& c = client->second;
   const std::uint32_t slot = c.calls.find(call_id);
-  if (slot == CallIndex::kNotFound) return;
+  if (slot == CallIndex::kNotFound || slab_[slot].call_id != call_id) return;
   Inflight* const it = &slab_[slot];
   if (it->cancelled || !it->idem_key.empty()) return;
   auto waiting = std::find_if(c.waiting.begin(), c.waiting.end(), [slot](const Waiting& w) { return w.slot == slot; });
