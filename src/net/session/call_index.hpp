@@ -3,14 +3,15 @@
 // a CANCEL finds its call without scanning every slot of the node (a client
 // sending CANCELs must not cost this node more than any other frame). One per
 // client, so that it stays as small as that client's calls in flight: an
-// open-addressing table that doubles when half full and halves when under an
-// eighth full (so at most 8 entries per call, and an idle client's table is
-// the smallest), which allocates only when a client's calls in flight have
-// changed by a factor of two or more, never per call. The hash is seeded at
-// random per process, so that a client cannot choose call ids that pile up in
-// one run of the table.
+// open-addressing table that doubles when half full, so it allocates only
+// when a client has more calls in flight than ever before, never per call; the
+// listener's heartbeat tick compacts it (at most every heartbeat interval, so
+// bursts that come and go do not reallocate it each time) to at most 4 entries
+// per call in flight. The hash is seeded at random per process, so that a
+// client cannot choose call ids that pile up in one run of the table.
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -59,7 +60,19 @@ class CallIndex {
     }
     entries_[i] = Entry{};
     --count_;
-    if (entries_.size() > kSmallest && 8 * count_ < entries_.size()) shrink();
+  }
+
+  // Shrinks a table that is under an eighth full to at most 4 entries per
+  // call (at least kSmallest); one that cannot allocate stays as it is.
+  void compact() noexcept {
+    if (entries_.size() <= kSmallest || 8 * count_ >= entries_.size()) return;
+    std::vector<Entry> smaller;
+    try {
+      smaller.resize(std::max(kSmallest, std::bit_ceil(4 * count_)));
+    } catch (const std::bad_alloc&) {
+      return;
+    }
+    rehash(std::move(smaller));
   }
 
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
@@ -106,16 +119,6 @@ class CallIndex {
     for (const Entry& e : table) {
       if (e.slot != kNotFound) place(e);
     }
-  }
-
-  void shrink() noexcept {
-    std::vector<Entry> half;
-    try {
-      half.resize(entries_.size() / 2);
-    } catch (const std::bad_alloc&) {
-      return;  // keeps the larger table
-    }
-    rehash(std::move(half));
   }
 
   std::vector<Entry> entries_;

@@ -514,6 +514,7 @@ void Listener::tick(Clock::time_point now) {
       it = clients_.erase(it);  // long gone; its replies would be dropped anyway
       continue;
     }
+    it->second.calls.compact();  // here, not per call: bursts that come and go keep their table
     const std::string key = it->first;
     const bool hello = it->second.hello;
     ++it;
