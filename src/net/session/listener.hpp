@@ -203,8 +203,7 @@ class Listener {
   bool pump_running_ = false;       // the inbox is full: the pump waits for room
   std::vector<std::span<const std::byte>> batch_entries_;
   std::vector<ReplyItem> reply_batch_;
-  std::string key_;            // on_frame()'s scratch
-  std::string key_of_cancel_;  // on_cancel()'s
+  std::string key_;  // on_frame()'s scratch
   RateLimitedLog malformed_log_;
   RateLimitedLog drop_log_;
   RateLimitedLog cut_off_log_;

@@ -247,8 +247,7 @@ void Listener::end(std::uint32_t slot) {
 // nothing (the REPLY may be on its way). An idempotent call is not cancelled:
 // other callers may be waiting on its outcome.
 void Listener::on_cancel(std::string_view key, std::uint64_t call_id) {
-  key_of_cancel_.assign(key);
-  const auto client = clients_.find(key_of_cancel_);
+  const auto client = clients_.find(std::string{key});
   if (client == clients_.end()) return;
   Client& c = client->second;
   const std::uint32_t slot = c.calls.find(call_id);
