@@ -3,12 +3,12 @@
 // a CANCEL finds its call without scanning every slot of the node (a client
 // sending CANCELs must not cost this node more than any other frame). One per
 // client, so that it stays as small as that client's calls in flight: an
-// open-addressing table that doubles when half full, so it allocates only
-// when a client has more calls in flight than ever before, never per call; the
-// listener's heartbeat tick compacts it (at most every heartbeat interval, so
-// bursts that come and go do not reallocate it each time) to at most 4 entries
-// per call in flight. The hash is seeded at random per process, so that a
-// client cannot choose call ids that pile up in one run of the table.
+// open-addressing table that doubles when half full, and that the listener's
+// heartbeat tick compacts to at most 4 entries per call in flight (at most once
+// per heartbeat interval, so bursts that come and go do not reallocate it each
+// time): it allocates only when calls in flight outgrow it, never per call.
+// The hash is seeded at random per process, so that a client cannot choose
+// call ids that pile up in one run of the table.
 
 #include <algorithm>
 #include <bit>
