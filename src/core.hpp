@@ -13,6 +13,7 @@
 //  - Every counter has a single writer (its lane); stats() sums them.
 
 #include <array>
+#include <asio/any_io_executor.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -37,6 +38,7 @@
 #include "amsg/stats.hpp"
 #include "concurrency/async_wait_list.hpp"
 #include "concurrency/bounded_queue.hpp"
+#include "concurrency/busy_loop.hpp"
 #include "concurrency/event_count.hpp"
 #include "concurrency/signal.hpp"
 #include "detail/handler_type_stats.hpp"
@@ -94,9 +96,13 @@ struct alignas(kCacheLine) LaneStats {
 };
 
 struct Lane {
-  Lane(std::size_t i, asio::io_context& io) : index{i}, strand{asio::make_strand(io)} {}
+  // One pool thread is serial already: the lane then runs on the pool's
+  // executor itself (no strand queue and hand-off around every step).
+  template <class PoolExecutor>
+  Lane(std::size_t i, const PoolExecutor& pool, bool one_thread)
+      : index{i}, strand{one_thread ? asio::any_io_executor{pool} : asio::any_io_executor{asio::make_strand(pool)}} {}
   std::size_t index;
-  asio::strand<asio::io_context::executor_type> strand;
+  asio::any_io_executor strand;  // where the lane runs: a strand of the pool, or the one-thread pool
   asio::cancellation_signal cancel;
   // Cancels a running handler when its message's deadline passes. Made on first
   // use: a timer brings the io_context's reactor to life, and a one-thread pool
@@ -156,7 +162,9 @@ class Core : public std::enable_shared_from_this<Core> {
   // Ingress::cancel and forget_cancel: the message `layer` fed in as `token`.
   void cancel(const void* layer, std::uint64_t token);
   void forget_cancel(const void* layer, std::uint64_t token);
-  [[nodiscard]] asio::any_io_executor executor() { return io_.get_executor(); }
+  [[nodiscard]] asio::any_io_executor executor() {
+    return busy_ ? asio::any_io_executor{busy_->executor()} : asio::any_io_executor{io_.get_executor()};
+  }
 
   const ManagerOptions options;
   HandlerRegistry registry;
@@ -210,6 +218,7 @@ class Core : public std::enable_shared_from_this<Core> {
   std::atomic<std::size_t> overflow_size_{0};
 
   asio::io_context io_;
+  std::unique_ptr<BusyLoop> busy_;  // ManagerOptions::busy_poll: the pool's threads run this instead of io_.run()
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   std::atomic<std::size_t> pool_threads_running_{0};

@@ -46,8 +46,16 @@ Core::Core(ManagerOptions opts)
       inbox_{options.inbox_capacity},
       notifications_{options.notification_capacity},
       io_{static_cast<int>(options.threads)} {
+  if (options.busy_poll) busy_ = std::make_unique<BusyLoop>(io_);
+  const bool one_thread = options.threads == 1;
   lanes_.reserve(options.concurrency);
-  for (std::size_t i = 0; i < options.concurrency; ++i) lanes_.push_back(std::make_unique<Lane>(i, io_));
+  for (std::size_t i = 0; i < options.concurrency; ++i) {
+    if (busy_) {
+      lanes_.push_back(std::make_unique<Lane>(i, executor(), one_thread));
+    } else {
+      lanes_.push_back(std::make_unique<Lane>(i, io_.get_executor(), one_thread));
+    }
+  }
   const double ns_per = ns_per_tick();
   for (std::size_t i = 0; i < kDurationBounds.size(); ++i) {
     duration_bound_ticks_[i] = static_cast<std::uint64_t>(kDurationBounds[i] * 1e9 / ns_per);
@@ -94,7 +102,11 @@ void Core::start() {
 void Core::run_io_thread() {
   for (;;) {
     try {
-      io_.run();
+      if (busy_) {
+        busy_->run();
+      } else {
+        io_.run();
+      }
       pool_threads_running_.fetch_sub(1, std::memory_order_acq_rel);
       pool_threads_done_.notify_all();
       return;

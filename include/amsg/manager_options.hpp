@@ -49,6 +49,14 @@ struct ManagerOptions {
   /// under a microsecond at the cost of up to one more busy core while traffic flows.
   std::chrono::microseconds idle_spin{0};
 
+  /// Never sleep: the pool's threads run queued work back to back, without the
+  /// reactor's system call that an io_context makes between handlers, and let
+  /// timers and sockets run every 50 us (or whenever nothing is queued). For the
+  /// lowest latency where polling is the point (a node sets it with
+  /// UcxOptions::busy_poll). Every pool thread stays at 100 % CPU while the
+  /// manager runs; timers fire up to 50 us late while work keeps coming.
+  bool busy_poll = false;
+
   /// When set, notifications are handed to this callback on the worker thread that
   /// produced them, instead of the notification channel: every receive form then
   /// returns nullopt / 0 at once. It must be thread-safe and should be quick;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <typeinfo>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/io_context.hpp>
@@ -19,6 +20,7 @@
 #include "amsg/net/detail/completion.hpp"
 #include "amsg/notification.hpp"
 #include "amsg/payload.hpp"
+#include "concurrency/busy_loop.hpp"
 
 namespace amsg::net {
 
@@ -30,10 +32,13 @@ using Clock = std::chrono::steady_clock;
 class SessionExecutor {
  public:
   SessionExecutor(const asio::any_io_executor& pool, bool one_thread) {
-    const auto* io = pool.target<asio::io_context::executor_type>();
-    if (one_thread && io != nullptr) {
-      io_.emplace(*io);
-      executor_ = *io;
+    // (Asio 1.22's target<T>() does not check the type: it casts.)
+    if (one_thread && pool.target_type() == typeid(asio::io_context::executor_type)) {
+      io_.emplace(*pool.target<asio::io_context::executor_type>());
+      executor_ = *io_;
+    } else if (one_thread && pool.target_type() == typeid(amsg::detail::BusyLoop::Executor<false>)) {
+      busy_.emplace(*pool.target<amsg::detail::BusyLoop::Executor<false>>());
+      executor_ = *busy_;
     } else {
       strand_.emplace(asio::make_strand(pool));
       executor_ = *strand_;
@@ -41,13 +46,15 @@ class SessionExecutor {
   }
   [[nodiscard]] const asio::any_io_executor& get() const noexcept { return executor_; }
   [[nodiscard]] bool running_in_this_thread() const noexcept {
-    return strand_ ? strand_->running_in_this_thread() : io_->running_in_this_thread();
+    if (strand_) return strand_->running_in_this_thread();
+    return io_ ? io_->running_in_this_thread() : busy_->running_in_this_thread();
   }
 
  private:
   asio::any_io_executor executor_;
   std::optional<asio::strand<asio::any_io_executor>> strand_;
   std::optional<asio::io_context::executor_type> io_;
+  std::optional<amsg::detail::BusyLoop::Executor<false>> busy_;  // the pool is a busy loop (ManagerOptions::busy_poll)
 };
 
 // Where a call's outcome goes when it does not go to the notification channel.

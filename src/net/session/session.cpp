@@ -49,6 +49,9 @@ NodeOptions validated(NodeOptions o) {
         "amsg: max_inflight_per_client, max_inflight_bytes_per_client and max_inflight_bytes must be > 0");
   }
   if (o.identity.size() > wire::kMaxIdentityLength) throw InvalidOptionsError("amsg: identity longer than 255 bytes");
+  // Polling UCX without sleeping pays off only if the work it brings runs
+  // without a system call between steps too.
+  if (o.ucx.busy_poll) o.manager.busy_poll = true;
   return o;
 }
 
