@@ -46,14 +46,13 @@ Core::Core(ManagerOptions opts)
       inbox_{options.inbox_capacity},
       notifications_{options.notification_capacity},
       io_{static_cast<int>(options.threads)} {
-  if (options.busy_poll) busy_ = std::make_unique<BusyLoop>(io_);
-  const bool one_thread = options.threads == 1;
+  if (options.busy_poll) busy_ = std::make_unique<BusyLoop>(io_, options.threads);
   lanes_.reserve(options.concurrency);
   for (std::size_t i = 0; i < options.concurrency; ++i) {
     if (busy_) {
-      lanes_.push_back(std::make_unique<Lane>(i, executor(), one_thread));
+      lanes_.push_back(std::make_unique<Lane>(i, executor(), options.threads == 1));
     } else {
-      lanes_.push_back(std::make_unique<Lane>(i, io_.get_executor(), one_thread));
+      lanes_.push_back(std::make_unique<Lane>(i, io_.get_executor(), false));
     }
   }
   const double ns_per = ns_per_tick();
@@ -70,6 +69,7 @@ Core::~Core() {
       if (t.joinable()) t.join();
     }
   }
+  if (busy_) busy_->close();  // before io_ goes: what it still holds lets go of io_'s work
 }
 
 void Core::start() {

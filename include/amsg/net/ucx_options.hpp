@@ -25,7 +25,10 @@ struct UcxOptions {
   /// or polling speed, at the cost of that much CPU after every burst.
   std::chrono::microseconds spin{0};
   /// Never sleep: poll UCX continuously on one thread of the node's pool, for
-  /// the lowest latency. That thread stays at 100 % CPU while the node runs.
+  /// the lowest latency. It also sets the node's ManagerOptions::busy_poll (its
+  /// pool runs queued work without a system call between steps), so every
+  /// thread of the node's pool stays at 100 % CPU while the node runs: use it
+  /// with a pool of one thread (the default).
   bool busy_poll = false;
   /// UCX has no authentication or encryption: anyone who can reach a listening
   /// address could run this node's handlers. A node refuses to listen on

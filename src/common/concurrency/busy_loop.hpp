@@ -14,6 +14,7 @@
 //   asio::any_io_executor ex = loop.executor();   // post, defer, dispatch, co_spawn, timers
 //   std::thread t{[&] { loop.run(); }};            // until io.stop() or io runs out of work
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -34,25 +35,48 @@ class BusyLoop {
   // How often the io_context gets its turn while work keeps coming.
   static constexpr std::chrono::microseconds kReactorEvery{50};
 
-  template <bool Possibly>
+  template <bool Possibly, bool Tracked>
   class Executor;
+  using BasicExecutor = Executor<false, false>;  // what executor() gives
 
-  explicit BusyLoop(asio::io_context& io) : io_{io} {}
+  // `threads`: how many threads will call run(). With more than one, each takes
+  // one piece of work at a time (as an io_context hands them out), so that one
+  // long handler does not hold back what was queued behind it.
+  explicit BusyLoop(asio::io_context& io, std::size_t threads = 1)
+      : io_{io}, max_batch_{threads == 1 ? ~std::size_t{0} : 1} {}
   BusyLoop(const BusyLoop&) = delete;
   BusyLoop& operator=(const BusyLoop&) = delete;
-  ~BusyLoop() { discard(take()); }
+  ~BusyLoop() { close(); }
 
-  [[nodiscard]] Executor<false> executor() noexcept;
+  // Once no thread runs the loop: destroys what is queued, unrun (and what that
+  // posts meanwhile), and from now on destroys whatever is posted at once (the
+  // io_context's own shutdown may still post here). Lets go of the io_context's
+  // work, so it must come before the io_context is destroyed.
+  void close() {
+    {
+      std::lock_guard lock{mutex_};
+      closed_ = true;
+    }
+    while (Op* op = take()) discard(op);
+    std::lock_guard lock{mutex_};
+    outstanding_ = 0;
+    work_.reset();
+  }
+
+  [[nodiscard]] BasicExecutor executor() noexcept;
   [[nodiscard]] asio::io_context& context() const noexcept { return io_; }
   [[nodiscard]] bool running_in_this_thread() const noexcept { return current() == this; }
 
   // Runs queued work and the io_context until the io_context stops (io.stop(), or
   // no work left anywhere). Exceptions from work propagate (call run() again).
   void run() {
-    current() = this;
-    struct Leave {
-      ~Leave() { current() = nullptr; }
-    } leave;
+    struct Enter {
+      BusyLoop* previous = current();
+      explicit Enter(BusyLoop* loop) { current() = loop; }
+      Enter(const Enter&) = delete;
+      Enter& operator=(const Enter&) = delete;
+      ~Enter() { current() = previous; }
+    } enter{this};
     using Clock = std::chrono::steady_clock;
     auto last_poll = Clock::now();
     while (!io_.stopped()) {
@@ -74,23 +98,35 @@ class BusyLoop {
       explicit Impl(F&& fn) : f{std::forward<F>(fn)} {}
       Fn f;
     };
-    void* memory = allocate(sizeof(Impl));
-    auto* op = new (memory) Impl{std::forward<F>(f)};
+    void* memory = allocate<alignof(Impl)>(sizeof(Impl));
+    Impl* op = nullptr;
+    try {
+      op = new (memory) Impl{std::forward<F>(f)};
+    } catch (...) {
+      deallocate<alignof(Impl)>(memory, sizeof(Impl));
+      throw;
+    }
     op->call = [](Op* base, bool invoke) {
       auto* self = static_cast<Impl*>(base);
       Fn fn{std::move(self->f)};
       self->~Impl();
-      deallocate(self, sizeof(Impl));
+      deallocate<alignof(Impl)>(self, sizeof(Impl));
       if (invoke) std::move(fn)();
     };
-    std::lock_guard lock{mutex_};
-    if (tail_ == nullptr) {
-      head_ = op;
-    } else {
-      tail_->next = op;
+    {
+      std::lock_guard lock{mutex_};
+      if (!closed_) {
+        if (tail_ == nullptr) {
+          head_ = op;
+        } else {
+          tail_->next = op;
+        }
+        tail_ = op;
+        if (outstanding_++ == 0) work_.emplace(io_.get_executor());
+        return;
+      }
     }
-    tail_ = op;
-    if (outstanding_++ == 0) work_.emplace(io_.get_executor());
+    op->call(op, false);  // closed: nothing will run it
   }
 
  private:
@@ -104,10 +140,16 @@ class BusyLoop {
     return loop;
   }
 
+  // Up to max_batch_ ops, in order, as a list.
   Op* take() {
     std::lock_guard lock{mutex_};
     Op* batch = head_;
-    head_ = tail_ = nullptr;
+    if (batch == nullptr) return nullptr;
+    Op* last = batch;
+    for (std::size_t n = 1; n < max_batch_ && last->next != nullptr; ++n) last = last->next;
+    head_ = last->next;
+    if (head_ == nullptr) tail_ = nullptr;
+    last->next = nullptr;
     return batch;
   }
 
@@ -127,7 +169,7 @@ class BusyLoop {
           if (loop.tail_ == nullptr) loop.tail_ = last;
         }
         std::lock_guard lock{loop.mutex_};
-        loop.outstanding_ -= ran;
+        loop.outstanding_ -= std::min(ran, loop.outstanding_);  // (close() may have zeroed it)
         if (loop.outstanding_ == 0) loop.work_.reset();
       }
     } account{*this, op, ran};
@@ -159,33 +201,53 @@ class BusyLoop {
     Cache(const Cache&) = delete;
     Cache& operator=(const Cache&) = delete;
     ~Cache() {
+      gone() = true;  // work destroyed later on this thread (static destructors) frees directly
       while (count > 0) ::operator delete(blocks[--count]);
     }
-  };
-  static Cache& cache() noexcept {
-    thread_local Cache c;
-    return c;
-  }
-  static void* allocate(std::size_t size) {
-    if (size > kCachedSize) return ::operator new(size);
-    Cache& c = cache();
-    if (c.count > 0) return c.blocks[--c.count];
-    return ::operator new(kCachedSize);
-  }
-  static void deallocate(void* p, std::size_t size) noexcept {
-    if (size <= kCachedSize) {
-      Cache& c = cache();
-      if (c.count < kCacheSlots) {
-        c.blocks[c.count++] = p;
-        return;
-      }
+    static bool& gone() noexcept {
+      thread_local bool g = false;  // trivially destructible: valid until the thread ends
+      return g;
     }
-    ::operator delete(p);
+  };
+  static Cache* cache() noexcept {
+    if (Cache::gone()) return nullptr;
+    thread_local Cache c;
+    return &c;
+  }
+  template <std::size_t Align>
+  static constexpr bool kCachable = Align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  template <std::size_t Align>
+  static void* allocate(std::size_t size) {
+    if constexpr (!kCachable<Align>) {
+      return ::operator new (size, std::align_val_t{Align});
+    } else {
+      if (size > kCachedSize) return ::operator new(size);
+      Cache* c = cache();
+      if (c != nullptr && c->count > 0) return c->blocks[--c->count];
+      return ::operator new(kCachedSize);
+    }
+  }
+  template <std::size_t Align>
+  static void deallocate(void* p, std::size_t size) noexcept {
+    if constexpr (!kCachable<Align>) {
+      ::operator delete (p, std::align_val_t{Align});
+    } else {
+      if (size <= kCachedSize) {
+        Cache* c = cache();
+        if (c != nullptr && c->count < kCacheSlots) {
+          c->blocks[c->count++] = p;
+          return;
+        }
+      }
+      ::operator delete(p);
+    }
   }
 
   asio::io_context& io_;
+  const std::size_t max_batch_;
   std::mutex mutex_;
-  Op* head_ = nullptr;  // guarded by mutex_
+  bool closed_ = false;  // guarded by mutex_
+  Op* head_ = nullptr;   // guarded by mutex_
   Op* tail_ = nullptr;
   std::size_t outstanding_ = 0;  // queued or running; while > 0 the io_context has work
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
@@ -193,10 +255,16 @@ class BusyLoop {
 
 // The executor of a BusyLoop: never runs work inside execute() unless it was asked
 // for blocking.possibly (asio::dispatch) and is on one of the loop's threads.
-template <bool Possibly>
+// Tracked (outstanding_work.tracked, as co_spawn and work guards ask for) keeps
+// the loop's io_context from running out of work while it exists.
+template <bool Possibly, bool Tracked>
 class BusyLoop::Executor {
+  using TrackedIo = std::decay_t<decltype(asio::prefer(std::declval<asio::io_context::executor_type>(),
+                                                       asio::execution::outstanding_work.tracked))>;
+  struct Untracked {};
+
  public:
-  explicit Executor(BusyLoop& loop) noexcept : loop_{&loop} {}
+  explicit Executor(BusyLoop& loop) noexcept : loop_{&loop}, work_{make_work(loop)} {}
 
   [[nodiscard]] asio::execution_context& query(asio::execution::context_t /*unused*/) const noexcept {
     return loop_->context();
@@ -208,11 +276,26 @@ class BusyLoop::Executor {
       return asio::execution::blocking.never;
     }
   }
-  [[nodiscard]] Executor<false> require(asio::execution::blocking_t::never_t /*unused*/) const noexcept {
-    return Executor<false>{*loop_};
+  static constexpr asio::execution::outstanding_work_t query(asio::execution::outstanding_work_t /*unused*/) noexcept {
+    if constexpr (Tracked) {
+      return asio::execution::outstanding_work.tracked;
+    } else {
+      return asio::execution::outstanding_work.untracked;
+    }
   }
-  [[nodiscard]] Executor<true> require(asio::execution::blocking_t::possibly_t /*unused*/) const noexcept {
-    return Executor<true>{*loop_};
+  [[nodiscard]] Executor<false, Tracked> require(asio::execution::blocking_t::never_t /*unused*/) const noexcept {
+    return Executor<false, Tracked>{*loop_};
+  }
+  [[nodiscard]] Executor<true, Tracked> require(asio::execution::blocking_t::possibly_t /*unused*/) const noexcept {
+    return Executor<true, Tracked>{*loop_};
+  }
+  [[nodiscard]] Executor<Possibly, true> require(
+      asio::execution::outstanding_work_t::tracked_t /*unused*/) const noexcept {
+    return Executor<Possibly, true>{*loop_};
+  }
+  [[nodiscard]] Executor<Possibly, false> require(
+      asio::execution::outstanding_work_t::untracked_t /*unused*/) const noexcept {
+    return Executor<Possibly, false>{*loop_};
   }
 
   template <class F>
@@ -228,15 +311,23 @@ class BusyLoop::Executor {
   }
 
   [[nodiscard]] bool running_in_this_thread() const noexcept { return loop_->running_in_this_thread(); }
-  [[nodiscard]] BusyLoop& loop() const noexcept { return *loop_; }
 
   friend bool operator==(const Executor& a, const Executor& b) noexcept { return a.loop_ == b.loop_; }
   friend bool operator!=(const Executor& a, const Executor& b) noexcept { return a.loop_ != b.loop_; }
 
  private:
+  static auto make_work(BusyLoop& loop) noexcept {
+    if constexpr (Tracked) {
+      return asio::prefer(loop.context().get_executor(), asio::execution::outstanding_work.tracked);
+    } else {
+      return Untracked{};
+    }
+  }
+
   BusyLoop* loop_;
+  [[no_unique_address]] std::conditional_t<Tracked, TrackedIo, Untracked> work_;
 };
 
-inline BusyLoop::Executor<false> BusyLoop::executor() noexcept { return Executor<false>{*this}; }
+inline BusyLoop::BasicExecutor BusyLoop::executor() noexcept { return BasicExecutor{*this}; }
 
 }  // namespace amsg::detail

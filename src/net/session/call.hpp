@@ -36,8 +36,8 @@ class SessionExecutor {
     if (one_thread && pool.target_type() == typeid(asio::io_context::executor_type)) {
       io_.emplace(*pool.target<asio::io_context::executor_type>());
       executor_ = *io_;
-    } else if (one_thread && pool.target_type() == typeid(amsg::detail::BusyLoop::Executor<false>)) {
-      busy_.emplace(*pool.target<amsg::detail::BusyLoop::Executor<false>>());
+    } else if (one_thread && pool.target_type() == typeid(amsg::detail::BusyLoop::BasicExecutor)) {
+      busy_.emplace(*pool.target<amsg::detail::BusyLoop::BasicExecutor>());
       executor_ = *busy_;
     } else {
       strand_.emplace(asio::make_strand(pool));
@@ -54,7 +54,7 @@ class SessionExecutor {
   asio::any_io_executor executor_;
   std::optional<asio::strand<asio::any_io_executor>> strand_;
   std::optional<asio::io_context::executor_type> io_;
-  std::optional<amsg::detail::BusyLoop::Executor<false>> busy_;  // the pool is a busy loop (ManagerOptions::busy_poll)
+  std::optional<amsg::detail::BusyLoop::BasicExecutor> busy_;  // the pool is a busy loop (ManagerOptions::busy_poll)
 };
 
 // Where a call's outcome goes when it does not go to the notification channel.
