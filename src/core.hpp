@@ -15,8 +15,10 @@
 #include <array>
 #include <asio/any_io_executor.hpp>
 #include <asio/cancellation_signal.hpp>
+#include <asio/defer.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <atomic>
@@ -96,15 +98,33 @@ struct alignas(kCacheLine) LaneStats {
 };
 
 struct Lane {
-  // A busy loop of one thread is serial already: the lane then runs on it
-  // directly (no strand queue around every step). (On an io_context the strand
-  // stays: it runs what the lane queued in one pass of the scheduler, and
-  // in-process throughput fell 10-15 % without it, measured 2026-12-06.)
-  template <class PoolExecutor>
-  Lane(std::size_t i, const PoolExecutor& pool, bool serial)
-      : index{i}, strand{serial ? asio::any_io_executor{pool} : asio::any_io_executor{asio::make_strand(pool)}} {}
+  // On an io_context pool, a lane runs on a strand of it. On a busy loop of one
+  // thread, on the loop itself (serial already: no strand queue around every
+  // step); of more threads, on a strand of the loop.
+  Lane(std::size_t i, asio::io_context& io, std::optional<asio::any_io_executor> busy_executor)
+      : index{i}, strand{asio::make_strand(io)}, busy_loop{std::move(busy_executor)} {}
+  template <class F>
+  void post(F&& f) {
+    if (busy_loop) {
+      asio::post(*busy_loop, std::forward<F>(f));
+    } else {
+      asio::post(strand, std::forward<F>(f));
+    }
+  }
+  template <class F>
+  void defer(F&& f) {
+    if (busy_loop) {
+      asio::defer(*busy_loop, std::forward<F>(f));
+    } else {
+      asio::defer(strand, std::forward<F>(f));
+    }
+  }
+  [[nodiscard]] asio::any_io_executor executor() const {
+    return busy_loop ? *busy_loop : asio::any_io_executor{strand};
+  }
   std::size_t index;
-  asio::any_io_executor strand;  // where the lane runs: a strand of the pool, or a one-thread busy loop
+  asio::strand<asio::io_context::executor_type> strand;  // where the lane runs, unless `busy_loop`
+  std::optional<asio::any_io_executor> busy_loop;        // ManagerOptions::busy_poll: where it runs then
   asio::cancellation_signal cancel;
   // Cancels a running handler when its message's deadline passes. Made on first
   // use: a timer brings the io_context's reactor to life, and a one-thread pool

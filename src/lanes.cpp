@@ -68,7 +68,7 @@ void Core::on_popped(Lane& lane) {
 void Core::arm_suspension_probe(Lane& lane) {
   if (lane.probe_pending) return;
   lane.probe_pending = true;
-  asio::defer(lane.strand, [this, &lane] {
+  lane.defer([this, &lane] {
     lane.probe_pending = false;
     if (lane.in_handler && lanes_idle_.waiting() != 0 && !inbox_.empty()) wake_a_lane(AsyncWaitList::Resume::post);
   });
@@ -97,7 +97,12 @@ asio::awaitable<void> Core::spin_for_work(Lane& lane) {
       cpu_relax();
     }
     if (Clock::now() >= end) co_return;
-    co_await asio::post(lane.strand, asio::use_awaitable);  // let other work on this thread run
+    // Let other work on this thread run.
+    if (lane.busy_loop) {
+      co_await asio::post(*lane.busy_loop, asio::use_awaitable);
+    } else {
+      co_await asio::post(lane.strand, asio::use_awaitable);
+    }
   }
 }
 
@@ -265,7 +270,11 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       since_yield = 0;
       bool aborted = false;
       try {
-        co_await asio::post(lane.strand, asio::use_awaitable);
+        if (lane.busy_loop) {
+          co_await asio::post(*lane.busy_loop, asio::use_awaitable);
+        } else {
+          co_await asio::post(lane.strand, asio::use_awaitable);
+        }
       } catch (const std::exception&) {
         aborted = true;
       }
@@ -282,7 +291,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
 // The handler's deadline passed while it runs: cancel it through the lane's
 // cancellation slot (its pending or next co_await throws operation_aborted).
 void Core::arm_deadline(Lane& lane, Clock::time_point deadline) {
-  if (!lane.deadline_timer) lane.deadline_timer.emplace(lane.strand);
+  if (!lane.deadline_timer) lane.deadline_timer.emplace(lane.executor());
   lane.deadline_timer->expires_at(deadline);
   lane.deadline_timer->async_wait([&lane, run = lane.runs](const asio::error_code& ec) {
     if (ec || lane.runs != run || !lane.in_handler) return;
@@ -310,7 +319,7 @@ void Core::cancel(const void* layer, std::uint64_t token) {
     cancels_pending_.fetch_add(1, std::memory_order_release);
   }
   for (const auto& lane : lanes_) {
-    asio::post(lane->strand, [this, &l = *lane, layer, token] {
+    lane->post([this, &l = *lane, layer, token] {
       // In that message's handler, and the cancel not yet forgotten (then its
       // token may name another message by now)?
       if (!l.in_handler || l.current_token != token || l.current_layer != layer || !cancelled(layer, token)) {

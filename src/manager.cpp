@@ -49,11 +49,9 @@ Core::Core(ManagerOptions opts)
   if (options.busy_poll) busy_ = std::make_unique<BusyLoop>(io_, options.threads);
   lanes_.reserve(options.concurrency);
   for (std::size_t i = 0; i < options.concurrency; ++i) {
-    if (busy_) {
-      lanes_.push_back(std::make_unique<Lane>(i, executor(), options.threads == 1));
-    } else {
-      lanes_.push_back(std::make_unique<Lane>(i, io_.get_executor(), false));
-    }
+    std::optional<asio::any_io_executor> busy;
+    if (busy_) busy = options.threads == 1 ? executor() : asio::any_io_executor{asio::make_strand(executor())};
+    lanes_.push_back(std::make_unique<Lane>(i, io_, std::move(busy)));
   }
   const double ns_per = ns_per_tick();
   for (std::size_t i = 0; i < kDurationBounds.size(); ++i) {
@@ -82,15 +80,19 @@ void Core::start() {
   lanes_running_.store(lanes_.size(), std::memory_order_release);
   for (auto& lane_ptr : lanes_) {
     Lane& lane = *lane_ptr;
-    asio::co_spawn(lane.strand, run_lane(lane),
-                   asio::bind_cancellation_slot(lane.cancel.slot(), [this](const std::exception_ptr& e) {
-                     if (!e) return;
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& ex) {
-                       log_->critical("worker lane ended by an exception: {}", ex.what());
-                     }
-                   }));
+    auto done = asio::bind_cancellation_slot(lane.cancel.slot(), [this](const std::exception_ptr& e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log_->critical("worker lane ended by an exception: {}", ex.what());
+      }
+    });
+    if (lane.busy_loop) {
+      asio::co_spawn(*lane.busy_loop, run_lane(lane), std::move(done));
+    } else {
+      asio::co_spawn(lane.strand, run_lane(lane), std::move(done));
+    }
   }
   pool_threads_running_.store(options.threads, std::memory_order_release);
   threads_.reserve(options.threads);
@@ -295,7 +297,7 @@ ShutdownReport Core::shutdown(std::chrono::milliseconds drain_deadline) {
       notification_space_.notify_all();
       lanes_idle_.notify_all();
       for (auto& lane : lanes_) {
-        asio::post(lane->strand, [l = lane.get()] { l->cancel.emit(asio::cancellation_type::terminal); });
+        lane->post([l = lane.get()] { l->cancel.emit(asio::cancellation_type::terminal); });
       }
       while (!lanes_done_.wait_until(lanes_finished, Clock::now() + std::chrono::seconds{5})) {
         log_->warn("shutdown: still waiting for {} handler(s) that ignore cancellation", busy_lanes_.load());

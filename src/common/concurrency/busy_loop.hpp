@@ -145,6 +145,10 @@ class BusyLoop {
     std::lock_guard lock{mutex_};
     Op* batch = head_;
     if (batch == nullptr) return nullptr;
+    if (max_batch_ == ~std::size_t{0}) {  // one thread: all of it
+      head_ = tail_ = nullptr;
+      return batch;
+    }
     Op* last = batch;
     for (std::size_t n = 1; n < max_batch_ && last->next != nullptr; ++n) last = last->next;
     head_ = last->next;
