@@ -15,12 +15,14 @@
 #include <asio/use_awaitable.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <typeinfo>
 #include <vector>
 
 #include "amsg/manager.hpp"
@@ -31,9 +33,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Runs the loop on a thread of its own until the io_context stops.
+// Runs the loop on `threads` threads of its own until the io_context stops.
 struct LoopThread {
-  explicit LoopThread(std::size_t threads = 1) {
+  explicit LoopThread(std::size_t threads = 1) : loop{io, threads} {
     for (std::size_t i = 0; i < threads; ++i) {
       threads_.emplace_back([this] {
         for (;;) {
@@ -59,9 +61,19 @@ struct LoopThread {
   }
   asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
-  BusyLoop loop{io};
+  BusyLoop loop;
   std::atomic<int> thrown{0};
   std::vector<std::thread> threads_;
+};
+
+// Declared after what a test's work touches: stops the loop first, also when
+// an ASSERT returns early.
+struct StopFirst {
+  explicit StopFirst(LoopThread& loop_thread) : t{loop_thread} {}
+  LoopThread& t;
+  StopFirst(const StopFirst&) = delete;
+  StopFirst& operator=(const StopFirst&) = delete;
+  ~StopFirst() { t.stop(); }
 };
 
 TEST(BusyLoop, RunsPostedWorkInOrderOnItsThread) {
@@ -70,6 +82,7 @@ TEST(BusyLoop, RunsPostedWorkInOrderOnItsThread) {
   std::vector<int> order;
   std::atomic<bool> done{false};
   std::atomic<bool> all_on_loop{true};
+  StopFirst stop{t};
   for (int i = 0; i < 100; ++i) {
     asio::post(ex, [&, i] {
       if (!t.loop.running_in_this_thread()) all_on_loop = false;
@@ -89,6 +102,7 @@ TEST(BusyLoop, PostFromTheLoopRunsAfterTheCurrentHandlerAndDispatchRunsInline) {
   asio::any_io_executor ex{t.loop.executor()};
   std::vector<std::string> steps;
   std::atomic<bool> done{false};
+  StopFirst stop{t};
   asio::post(ex, [&] {
     asio::post(ex, [&] {
       steps.emplace_back("posted");
@@ -116,6 +130,7 @@ TEST(BusyLoop, TimersFireWhileWorkKeepsComing) {
   };
   asio::post(ex, poll);
   asio::steady_timer timer{ex, 20ms};
+  StopFirst stop{t};
   timer.async_wait([&](const asio::error_code& ec) {
     fired_on_loop = t.loop.running_in_this_thread();
     fired = !ec;
@@ -134,12 +149,16 @@ TEST(BusyLoop, RunReturnsOnlyOnceNoWorkIsLeft) {
   BusyLoop loop{io};
   asio::any_io_executor ex{loop.executor()};
   int left = 1000;
+  bool stopped_early = false;
   std::function<void()> step = [&] {
+    io.poll();  // as run() does now and then: the io_context must still have work
+    if (io.stopped()) stopped_early = true;
     if (--left > 0) asio::post(ex, step);
   };
   asio::post(ex, step);
   loop.run();
   EXPECT_EQ(left, 0);
+  EXPECT_FALSE(stopped_early);
   EXPECT_TRUE(io.stopped());
 }
 
@@ -194,6 +213,7 @@ TEST(BusyLoop, AHandlerThatThrowsLeavesTheRestQueuedAndCounted) {
     } catch (const std::runtime_error&) {
       ++thrown;
       EXPECT_EQ(ran, 1);
+      EXPECT_FALSE(loop.running_in_this_thread());  // left run(): the thread's marker is restored
     }
   }
   EXPECT_EQ(thrown, 1);
@@ -208,6 +228,7 @@ TEST(BusyLoop, WorkFromOtherThreadsAndStrandsOverSeveralLoopThreads) {
   int in_strand = 0;  // only ever touched on the strand
   std::atomic<int> done{0};
   std::vector<std::thread> senders;
+  senders.reserve(3);
   for (int s = 0; s < 3; ++s) {
     senders.emplace_back([&] {
       for (int i = 0; i < kPerThread; ++i) {
@@ -226,11 +247,46 @@ TEST(BusyLoop, WorkFromOtherThreadsAndStrandsOverSeveralLoopThreads) {
   EXPECT_EQ(seen.load(), 3 * kPerThread);
 }
 
+// With several threads, each takes one piece of work at a time: what is queued
+// behind a handler that holds its thread runs on another.
+TEST(BusyLoop, WithSeveralThreadsWorkBehindAHeldThreadRunsOnAnother) {
+  std::atomic<bool> second_ran{false};
+  std::atomic<bool> first_saw_second{false};
+  LoopThread t{2};
+  StopFirst stop{t};
+  asio::any_io_executor ex{t.loop.executor()};
+  std::atomic<bool> go{false};
+  asio::post(ex, [&] {
+    while (!go) std::this_thread::yield();
+    asio::post(ex, [&] {
+      const auto until = std::chrono::steady_clock::now() + 5s;  // holds its thread until the next one ran
+      while (!second_ran && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      first_saw_second = second_ran.load();
+    });
+    asio::post(ex, [&] { second_ran = true; });
+  });
+  go = true;
+  ASSERT_TRUE(test::eventually([&] { return first_saw_second.load(); }, 10s));
+}
+
+TEST(BusyLoop, OverAlignedWorkIsStoredAligned) {
+  struct alignas(64) Wide {
+    std::atomic<bool>* ok;
+    void operator()() const { ok->store((reinterpret_cast<std::uintptr_t>(this) % 64) == 0); }
+  };
+  asio::io_context io{1};
+  BusyLoop loop{io};
+  std::atomic<bool> ok{false};
+  asio::post(loop.executor(), Wide{&ok});
+  loop.run();
+  EXPECT_TRUE(ok.load());
+}
+
 // Posts its own kind again when destroyed unrun (as a coroutine's frame does).
 struct PostsWhenDestroyed {
   PostsWhenDestroyed(asio::any_io_executor e, std::shared_ptr<int> t, int n)
       : ex{std::move(e)}, token{std::move(t)}, left{n} {}
-  PostsWhenDestroyed(PostsWhenDestroyed&& o) noexcept : ex{o.ex}, token{std::move(o.token)}, left{o.left} {
+  PostsWhenDestroyed(PostsWhenDestroyed&& o) noexcept : ex{std::move(o.ex)}, token{std::move(o.token)}, left{o.left} {
     o.left = 0;
   }
   PostsWhenDestroyed(const PostsWhenDestroyed&) = delete;
@@ -265,9 +321,12 @@ TEST(BusyLoop, WorkLeftWhenTheLoopIsClosedIsDestroyedUnrunAlsoWhatItPosts) {
 
 // A manager whose pool busy-polls runs handlers (that suspend, too) and
 // notifies, and shuts down.
-TEST(BusyLoop, AManagerThatBusyPollsRunsHandlersAndShutsDown) {
+class BusyManager : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(BusyManager, RunsHandlersAndShutsDown) {
   ManagerOptions o;
   o.busy_poll = true;
+  o.threads = GetParam();  // 2: lanes on strands of the loop
   o.concurrency = 4;
   o.logger_name = test::quiet_logger("busy-manager");
   Manager m{o};
@@ -276,6 +335,7 @@ TEST(BusyLoop, AManagerThatBusyPollsRunsHandlersAndShutsDown) {
                        co_await timer.async_wait(asio::use_awaitable);
                      }));
   m.register_handler("now", make_handler([](Message&) -> asio::awaitable<void> { co_return; }));
+  ASSERT_TRUE(m.executor().target_type() == typeid(BusyLoop::BasicExecutor));  // the option took effect
   m.start();
   constexpr int kMessages = 2000;
   for (int i = 0; i < kMessages; ++i) {
@@ -286,7 +346,10 @@ TEST(BusyLoop, AManagerThatBusyPollsRunsHandlersAndShutsDown) {
   for (const auto& n : notes) EXPECT_TRUE(n.is_success()) << n.text();
   const auto report = m.shutdown(5s);
   EXPECT_TRUE(report.drained);
+  EXPECT_LE(m.stats().max_in_flight, 4U);
 }
+
+INSTANTIATE_TEST_SUITE_P(PoolThreads, BusyManager, ::testing::Values(std::size_t{1}, std::size_t{2}));
 
 // A handler leaves a coroutine waiting on a timer on the pool; the manager is
 // shut down and destroyed with it still there (its frame is destroyed as the
