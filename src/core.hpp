@@ -21,6 +21,7 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -103,20 +104,26 @@ struct Lane {
   // step); of more threads, on a strand of the loop.
   Lane(std::size_t i, asio::io_context& io, std::optional<asio::any_io_executor> busy_executor)
       : index{i}, strand{asio::make_strand(io)}, busy_loop{std::move(busy_executor)} {}
+  // Calls f with where the lane runs: the strand (its concrete type, no type
+  // erasure on the default path) or the busy loop's executor.
+  template <class F>
+  decltype(auto) with_executor(F&& f) {
+    return busy_loop ? std::forward<F>(f)(*busy_loop) : std::forward<F>(f)(strand);
+  }
   template <class F>
   void post(F&& f) {
-    if (busy_loop) {
-      asio::post(*busy_loop, std::forward<F>(f));
-    } else {
-      asio::post(strand, std::forward<F>(f));
-    }
+    with_executor([&](const auto& ex) { asio::post(ex, std::forward<F>(f)); });
   }
   template <class F>
   void defer(F&& f) {
+    with_executor([&](const auto& ex) { asio::defer(ex, std::forward<F>(f)); });
+  }
+  // Lets other work on the lane's thread run (from the lane's coroutine).
+  asio::awaitable<void> yield() {
     if (busy_loop) {
-      asio::defer(*busy_loop, std::forward<F>(f));
+      co_await asio::post(*busy_loop, asio::use_awaitable);
     } else {
-      asio::defer(strand, std::forward<F>(f));
+      co_await asio::post(strand, asio::use_awaitable);
     }
   }
   [[nodiscard]] asio::any_io_executor executor() const {

@@ -97,12 +97,7 @@ asio::awaitable<void> Core::spin_for_work(Lane& lane) {
       cpu_relax();
     }
     if (Clock::now() >= end) co_return;
-    // Let other work on this thread run.
-    if (lane.busy_loop) {
-      co_await asio::post(*lane.busy_loop, asio::use_awaitable);
-    } else {
-      co_await asio::post(lane.strand, asio::use_awaitable);
-    }
+    co_await lane.yield();  // let other work on this thread run
   }
 }
 
@@ -270,11 +265,7 @@ asio::awaitable<void> Core::run_lane(Lane& lane) {
       since_yield = 0;
       bool aborted = false;
       try {
-        if (lane.busy_loop) {
-          co_await asio::post(*lane.busy_loop, asio::use_awaitable);
-        } else {
-          co_await asio::post(lane.strand, asio::use_awaitable);
-        }
+        co_await lane.yield();
       } catch (const std::exception&) {
         aborted = true;
       }

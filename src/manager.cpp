@@ -88,11 +88,7 @@ void Core::start() {
         log_->critical("worker lane ended by an exception: {}", ex.what());
       }
     });
-    if (lane.busy_loop) {
-      asio::co_spawn(*lane.busy_loop, run_lane(lane), std::move(done));
-    } else {
-      asio::co_spawn(lane.strand, run_lane(lane), std::move(done));
-    }
+    lane.with_executor([&](const auto& ex) { asio::co_spawn(ex, run_lane(lane), std::move(done)); });
   }
   pool_threads_running_.store(options.threads, std::memory_order_release);
   threads_.reserve(options.threads);

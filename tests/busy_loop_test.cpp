@@ -189,7 +189,10 @@ TEST(BusyLoop, ASpawnedCoroutineKeepsTheLoopRunningUntilItEnds) {
       asio::detached);
   std::thread waker{[&] {
     while (!parked) std::this_thread::yield();
-    std::this_thread::sleep_for(20ms);  // run() must not return meanwhile (not a synchronisation)
+    // Untracked, the io_context would now run out of work and stop (run()
+    // returning before the coroutine ends): watch for that, bounded, then resume.
+    const auto until = std::chrono::steady_clock::now() + 50ms;
+    while (!io.stopped() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
     resume();
   }};
   loop.run();
